@@ -1,0 +1,1 @@
+"""salmonn-agent: ears for conversational agents."""

@@ -1,0 +1,218 @@
+"""Loading and saving SALMONN weights: the official ``.pth`` checkpoints and our own format.
+
+The official checkpoints (``salmonn_v1.pth``, ``salmonn_7b_v0.pth``) hold only the trainable
+parameters (plus buffers) under ``model``, with upstream's module names. Upstream loads them
+with ``strict=False``, so a wrong path or name silently leaves the Q-Former untrained and the
+model answers nothing useful. Here every trainable parameter must be found, or loading stops
+with an error naming what is missing.
+
+Our format is a directory with ``salmonn_config.json`` (architecture + references to the frozen
+Whisper / BEATs / LLM by hub id or path) and ``model.safetensors`` (trainable parameters).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from pydantic import BaseModel
+from safetensors.torch import load_file, save_file
+
+from salmonn_agent.config import OfficialConfig, SALMONNConfig
+from salmonn_agent.errors import CheckpointError, ConfigError
+from salmonn_agent.model.qformer import official_to_ours, ours_to_official
+
+if TYPE_CHECKING:
+    from salmonn_agent.model.salmonn import SALMONN
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "salmonn_config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+# Buffers upstream's state_dict carries that this implementation recomputes.
+_RECOMPUTED_BUFFERS = (re.compile(r"\.rotary_emb\.inv_freq$"), re.compile(r"embeddings\.position_ids$"))
+_PREFIXES = (  # official prefix → ours
+    ("speech_Qformer.bert.", "window_qformer.qformer."),
+    ("speech_query_tokens", "window_qformer.query_tokens"),
+    ("speech_llama_proj.", "projection."),
+    ("llama_model.", "llm."),
+    ("ln_speech.", "ln_speech."),
+    ("ln_audio.", "ln_audio."),
+)
+_LORA_WITHOUT_ADAPTER = re.compile(r"\.lora_(A|B)\.weight$")
+
+
+class LoadReport(BaseModel):
+    """What a checkpoint load did: counts and the names that did not match."""
+
+    source: str
+    loaded: int
+    unexpected: list[str]
+    ignored_buffers: int
+
+
+def official_name_to_ours(name: str) -> str | None:
+    """Our parameter name for an official one; None for buffers we recompute."""
+    if any(p.search(name) for p in _RECOMPUTED_BUFFERS):
+        return None
+    for official, ours in _PREFIXES:
+        if name.startswith(official):
+            rest = name[len(official):]
+            if official == "speech_Qformer.bert.":
+                rest = official_to_ours(rest)
+            name = ours + rest
+            break
+    # peft < 0.3 wrote `lora_A.weight`; current peft names the adapter: `lora_A.default.weight`.
+    return _LORA_WITHOUT_ADAPTER.sub(r".lora_\1.default.weight", name)
+
+
+def our_name_to_official(name: str) -> str:
+    """The official name of one of our trainable parameters (LoRA keys keep ``.default``)."""
+    for official, ours in _PREFIXES:
+        if name.startswith(ours):
+            rest = name[len(ours):]
+            if official == "speech_Qformer.bert.":
+                rest = ours_to_official(rest)
+            return official + rest
+    return name
+
+
+def read_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The ``model`` entry of an official checkpoint file (optimizer state is dropped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint not found: {str(path)!r}. Check model.ckpt in the config.")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a bad pickle
+        raise CheckpointError(
+            f"Could not read {str(path)!r} as a SALMONN checkpoint ({type(err).__name__}: {err})."
+        ) from None
+    state = raw.get("model") if isinstance(raw, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"{str(path)!r} has no 'model' entry; official SALMONN checkpoints are "
+            "{'model': state_dict, 'optimizer': ..., ...}."
+        )
+    return state
+
+
+def load_trainable(model: SALMONN, state: dict[str, torch.Tensor], source: str) -> LoadReport:
+    """Load trainable parameters given under our names; refuse if any is missing or misshapen."""
+    expected = model.trainable_state_dict()
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise CheckpointError(
+            f"{source} leaves {len(missing)} of {len(expected)} trainable parameters unloaded "
+            f"(first: {', '.join(missing[:5])}). The checkpoint does not match this model: check "
+            "that it belongs to the configured Whisper/BEATs/LLM (e.g. BEATs given or not, "
+            "LLM size) and that the file is complete."
+        )
+    for name in expected:
+        if tuple(state[name].shape) != tuple(expected[name].shape):
+            raise CheckpointError(
+                f"{source}: {name} has shape {tuple(state[name].shape)} but the model expects "
+                f"{tuple(expected[name].shape)}; the checkpoint belongs to another model size."
+            )
+    all_names = set(model.state_dict())
+    unexpected = sorted(set(state) - all_names)
+    if unexpected:
+        logger.warning(
+            "%s: %d unexpected keys ignored (first: %s)", source, len(unexpected), ", ".join(unexpected[:5])
+        )
+    with torch.no_grad():
+        params = dict(model.named_parameters())
+        for name in expected:
+            params[name].copy_(state[name].to(params[name].dtype))
+    return LoadReport(source=source, loaded=len(expected), unexpected=unexpected, ignored_buffers=0)
+
+
+def load_official_state(model: SALMONN, path: str | Path) -> LoadReport:
+    """Load an official ``.pth`` checkpoint into ``model``, mapping upstream names onto ours."""
+    renamed: dict[str, torch.Tensor] = {}
+    ignored = 0
+    for name, tensor in read_official_state_dict(path).items():
+        ours = official_name_to_ours(name)
+        if ours is None:
+            ignored += 1
+        else:
+            renamed[ours] = tensor
+    report = load_trainable(model, renamed, repr(str(path)))
+    return report.model_copy(update={"ignored_buffers": ignored})
+
+
+def load_official(
+    config: OfficialConfig | str | Path,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str = torch.float32,
+) -> SALMONN:
+    """Build SALMONN from an official decode YAML (or its parsed form) and load ``model.ckpt``."""
+    from salmonn_agent.model.salmonn import SALMONN, resolve_device, resolve_dtype
+
+    official = config if isinstance(config, OfficialConfig) else OfficialConfig.from_yaml(config)
+    if not official.model.ckpt:
+        raise ConfigError("The config has no model.ckpt: set it to the SALMONN .pth file.")
+    model = SALMONN.from_config(SALMONNConfig.from_official(official), device="cpu")
+    if official.model.speech_llama_proj_model:
+        raise ConfigError(
+            "model.speech_llama_proj_model initialises the projection for training; for decoding "
+            "model.ckpt already holds it. Leave speech_llama_proj_model empty."
+        )
+    report = load_official_state(model, official.model.ckpt)
+    logger.info("loaded %d trainable tensors from %s", report.loaded, report.source)
+    return model.to(device=resolve_device(device), dtype=resolve_dtype(dtype))
+
+
+def save_pretrained(model: SALMONN, path: str | Path) -> None:
+    """Write the config JSON and the trainable weights (safetensors) to directory ``path``."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / CONFIG_FILE).write_text(model.config.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
+    save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": "pt", "salmonn_agent": "1"})
+
+
+def load_pretrained(
+    cls: type[SALMONN],
+    path: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str = torch.float32,
+) -> SALMONN:
+    """Load a model directory written by :func:`save_pretrained` (or download one by hub id)."""
+    from salmonn_agent.model.salmonn import resolve_device, resolve_dtype
+
+    directory = _local_model_dir(path)
+    try:
+        config = SALMONNConfig.model_validate_json((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{str(directory / CONFIG_FILE)!r} is not a valid SALMONN config: {err}") from None
+    model = cls.from_config(config, base_dir=directory, device="cpu")
+    load_trainable(model, load_file(str(directory / WEIGHTS_FILE)), repr(str(directory)))
+    return model.to(device=resolve_device(device), dtype=resolve_dtype(dtype))
+
+
+def _local_model_dir(path: str | Path) -> Path:
+    directory = Path(path)
+    if directory.is_dir():
+        if not (directory / CONFIG_FILE).is_file() or not (directory / WEIGHTS_FILE).is_file():
+            raise ConfigError(
+                f"{str(directory)!r} is not a salmonn-agent model directory: it needs "
+                f"{CONFIG_FILE} and {WEIGHTS_FILE} (written by save_pretrained or "
+                "tools/convert_salmonn_checkpoint.py)."
+            )
+        return directory
+    if directory.exists() or str(path).count("/") != 1:
+        raise ConfigError(f"Model not found: {str(path)!r} is neither a model directory nor a hub id.")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(path), allow_patterns=[CONFIG_FILE, WEIGHTS_FILE]))
+    except Exception as err:  # noqa: BLE001 - network/hub errors vary
+        raise ConfigError(f"Could not download model {str(path)!r} from the hub: {err}") from None
+

@@ -1,0 +1,550 @@
+"""The SALMONN model: encoders → window-level Q-Former → projection → LLM with LoRA.
+
+Data shapes at each step (official 13B sizes, one 30 s chunk):
+audio [480000] → Whisper mel [80, 3000] → Whisper encoder [1500, 1280] → ln_speech;
+(BEATs [~1496, 768] → ln_audio → zero-padded to 1500) → concat [1500, 2048]
+→ 88 windows of 17 frames → Q-Former [88, 768] → projection [88, 5120] = 88 audio tokens.
+Audio longer than one chunk is encoded chunk by chunk and the tokens are concatenated.
+The prompt ``[BOS] text <audio tokens> text ...`` is embedded and handed to ``generate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModelForCausalLM, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+from salmonn_agent.audio import SAMPLE_RATE, AudioInput, load_audio
+from salmonn_agent.config import AUDIO_PLACEHOLDER, GenerationConfig, SALMONNConfig
+from salmonn_agent.errors import ConfigError, SalmonnError
+from salmonn_agent.model.prompt import PromptTokenizer, render_prompt, split_prompt
+from salmonn_agent.model.qformer import WindowQFormer
+from salmonn_agent.model.whisper import WhisperFeatures, load_whisper_encoder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EncodedAudio:
+    """Audio tokens of one clip, in the LLM's embedding space: ``embeds`` is ``[tokens, hidden]``."""
+
+    embeds: torch.Tensor
+    seconds: float
+
+    @property
+    def num_tokens(self) -> int:
+        """How many LLM positions the clip takes."""
+        return int(self.embeds.shape[0])
+
+
+@dataclass(frozen=True)
+class PromptInputs:
+    """A batch ready for the LLM: left-padded embeddings, attention mask and per-item lengths."""
+
+    embeds: torch.Tensor
+    attention_mask: torch.Tensor
+    text_tokens: list[int]
+    audio_tokens: list[int]
+
+
+AudioLike = AudioInput | EncodedAudio
+
+
+class SALMONN(nn.Module):
+    """SALMONN: hears 16 kHz audio through Whisper (+ BEATs) and answers with an LLM.
+
+    Build one with :meth:`from_config`, :meth:`from_pretrained` (our format) or
+    :func:`salmonn_agent.model.checkpoint.load_official` (the official ``.pth`` files).
+    """
+
+    def __init__(
+        self,
+        config: SALMONNConfig,
+        speech_encoder: nn.Module,
+        features: WhisperFeatures,
+        llm: nn.Module,
+        tokenizer: PromptTokenizer,
+        beats: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.speech_encoder = speech_encoder
+        self.features = features
+        self.beats = beats
+        self.tokenizer = tokenizer
+        speech_width = int(speech_encoder.config.d_model)
+        self.ln_speech = nn.LayerNorm(speech_width)
+        audio_width = int(beats.output_dim) if beats is not None else 0
+        self.ln_audio = nn.LayerNorm(audio_width) if beats is not None else None
+        self.window_qformer = WindowQFormer(
+            config.qformer, speech_width + audio_width, config.second_per_window, config.second_stride
+        )
+        self.projection = nn.Linear(config.qformer.hidden_size, llm.config.hidden_size)
+        self.llm = _add_lora(llm, config) if config.lora.enabled else llm
+        self._lora_layers = [m for m in self.llm.modules() if _is_lora_layer(m)]
+        self._eos_id = tokenizer.token_id(config.end_sym)
+        self._generate_lock = threading.RLock()
+        self.freeze_base_models()
+
+    # ----------------------------------------------------------------- building
+    @classmethod
+    def from_config(
+        cls,
+        config: SALMONNConfig,
+        *,
+        base_dir: str | Path | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str = torch.float32,
+    ) -> "SALMONN":
+        """Build the model, loading the frozen Whisper / BEATs / LLM it references.
+
+        The trainable parts (Q-Former, projection, LoRA) start freshly initialised; load
+        weights with :meth:`from_pretrained` or the official checkpoint loader.
+        """
+        torch_dtype = resolve_dtype(dtype)
+        whisper = _resolve(config.whisper, base_dir)
+        llm_path = _resolve(config.llm, base_dir)
+        speech_encoder = load_whisper_encoder(whisper, config.chunk_seconds, torch.float32)
+        features = WhisperFeatures.from_pretrained(whisper, config.chunk_seconds)
+        beats = None
+        if config.beats:
+            from salmonn_agent.model.beats import BEATs
+
+            beats = BEATs.from_checkpoint(_resolve(config.beats, base_dir))
+        llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=torch.float32)
+        tokenizer = PromptTokenizer.load(llm_path, config.tokenizer_mode)
+        model = cls(config, speech_encoder, features, llm, tokenizer, beats).eval()
+        return model.to(device=resolve_device(device), dtype=torch_dtype)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str = torch.float32,
+    ) -> "SALMONN":
+        """Load a model saved with :meth:`save_pretrained` (a local directory or a hub id)."""
+        from salmonn_agent.model.checkpoint import load_pretrained
+
+        return load_pretrained(cls, path, device=device, dtype=dtype)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write ``salmonn_config.json`` and the trainable weights (``model.safetensors``) to ``path``."""
+        from salmonn_agent.model.checkpoint import save_pretrained
+
+        save_pretrained(self, path)
+
+    def freeze_base_models(self) -> None:
+        """Freeze Whisper, BEATs and the LLM's own weights; leave the SALMONN parts trainable."""
+        for module in (self.speech_encoder, self.beats, self.llm):
+            if module is not None:
+                module.requires_grad_(False)
+                module.eval()
+        for name, param in self.llm.named_parameters():
+            if "lora_" in name:
+                param.requires_grad_(True)
+
+    def train(self, mode: bool = True) -> "SALMONN":
+        """Set training mode for the SALMONN parts; the frozen encoders and LLM stay in eval mode.
+
+        (LoRA dropout lives inside the LLM's LoRA layers and follows ``mode``.)
+        """
+        super().train(mode)
+        for module in (self.speech_encoder, self.beats, self.llm):
+            if module is not None:
+                module.eval()
+        if mode:
+            for submodule in self.llm.modules():
+                if _is_lora_layer(submodule):
+                    submodule.train()
+        return self
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The parameters SALMONN trains (Q-Former, queries, layer norms, projection, LoRA)."""
+        return {
+            name: param.detach()
+            for name, param in self.named_parameters()
+            if param.requires_grad
+        }
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are."""
+        return self.projection.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating point type of the model's weights."""
+        return self.projection.weight.dtype
+
+    # ----------------------------------------------------------------- hearing
+    @property
+    def chunk_samples(self) -> int:
+        """Samples per encoder pass (480000 for 30 s)."""
+        return self.features.chunk_samples
+
+    def tokens_per_chunk(self) -> int:
+        """Audio tokens one chunk gives (88 for the official 30 s context)."""
+        frames = int(self.speech_encoder.config.max_source_positions)
+        return self.window_qformer.num_windows(frames) * self.config.qformer.num_query_tokens
+
+    def num_audio_tokens(self, num_samples: int) -> int:
+        """Audio tokens a clip of ``num_samples`` 16 kHz samples becomes."""
+        chunks = max(1, -(-num_samples // self.chunk_samples))
+        return chunks * self.tokens_per_chunk()
+
+    def load(self, audio: AudioInput, sample_rate: int | None = None) -> np.ndarray:
+        """Decode and validate one input into 16 kHz mono samples (bounded by max_audio_seconds)."""
+        return load_audio(audio, sample_rate, max_seconds=self.config.max_audio_seconds)
+
+    @torch.no_grad()
+    def encode_audio(self, audios: Sequence[AudioInput], sample_rate: int | None = None) -> list[EncodedAudio]:
+        """Encode clips into audio tokens; all chunks of all clips go through the encoders together."""
+        clips = [self.load(a, sample_rate) for a in audios]
+        return self.encode_samples(clips)
+
+    def encode_samples(self, clips: Sequence[np.ndarray]) -> list[EncodedAudio]:
+        """Audio tokens for already-decoded 16 kHz mono clips (gradients flow if enabled)."""
+        chunks: list[np.ndarray] = []
+        owners: list[int] = []
+        for index, clip in enumerate(clips):
+            for start in range(0, max(len(clip), 1), self.chunk_samples):
+                chunk = clip[start : start + self.chunk_samples]
+                chunks.append(_pad_to(chunk, int(self.config.min_audio_seconds * SAMPLE_RATE)))
+                owners.append(index)
+        tokens = self.encode_chunks(chunks)
+        return [
+            EncodedAudio(
+                embeds=torch.cat([tokens[i] for i, o in enumerate(owners) if o == index]),
+                seconds=len(clip) / SAMPLE_RATE,
+            )
+            for index, clip in enumerate(clips)
+        ]
+
+    def encode_chunks(self, chunks: Sequence[np.ndarray]) -> torch.Tensor:
+        """Audio tokens ``[len(chunks), tokens_per_chunk, hidden]`` for chunks of at most one context."""
+        mel = self.features(list(chunks)).to(self.device, self.dtype)
+        speech = self.speech_encoder(mel).last_hidden_state
+        speech = self.ln_speech(speech)
+        if self.beats is not None:
+            audio = self._beats_features(chunks)
+            audio = self.ln_audio(audio)
+            speech, audio = _pad_frames(speech, audio)
+            speech = torch.cat([speech, audio], dim=-1)
+        return self.projection(self.window_qformer(speech))
+
+    def _beats_features(self, chunks: Sequence[np.ndarray]) -> torch.Tensor:
+        longest = max(len(c) for c in chunks)
+        wav = torch.zeros(len(chunks), longest, dtype=torch.float32)
+        padding = torch.ones(len(chunks), longest, dtype=torch.bool)
+        for row, chunk in enumerate(chunks):
+            wav[row, : len(chunk)] = torch.from_numpy(chunk)
+            padding[row, : len(chunk)] = False
+        features, _ = self.beats.extract_features(
+            wav.to(self.device, self.dtype), padding_mask=padding.to(self.device)
+        )
+        return features
+
+    # ----------------------------------------------------------------- prompting
+    def render_prompt(self, instruction: str) -> str:
+        """The model's single-turn prompt around ``instruction`` (the official template for SALMONN)."""
+        return render_prompt(self.config.prompt_template, instruction)
+
+    def embed_prompts(
+        self, prompts: Sequence[str], audios: Sequence[Sequence[EncodedAudio]]
+    ) -> PromptInputs:
+        """Embed prompts with ``<SpeechHere>`` placeholders filled by audio tokens, left-padded."""
+        embed = self.llm.get_input_embeddings()
+        rows: list[torch.Tensor] = []
+        text_counts: list[int] = []
+        audio_counts: list[int] = []
+        for prompt, clips in zip(prompts, audios, strict=True):
+            pieces = split_prompt(prompt)
+            if len(pieces) - 1 != len(clips):
+                raise SalmonnError(
+                    f"The prompt has {len(pieces) - 1} {AUDIO_PLACEHOLDER} placeholders but "
+                    f"{len(clips)} audio clips were given; give one clip per placeholder."
+                )
+            bos = [self.tokenizer.tokenizer.bos_token_id] if self.config.add_bos else []
+            parts: list[torch.Tensor] = []
+            text_total = 0
+            for index, piece in enumerate(pieces):
+                piece_ids = (bos if index == 0 else []) + self.tokenizer.encode(piece)
+                text_total += len(piece_ids)
+                if piece_ids:
+                    parts.append(embed(torch.tensor(piece_ids, device=self.device)))
+                if index < len(clips):
+                    parts.append(clips[index].embeds.to(self.device, self.dtype))
+            rows.append(torch.cat(parts))
+            text_counts.append(text_total)
+            audio_counts.append(sum(c.num_tokens for c in clips))
+        longest = max(r.shape[0] for r in rows)
+        hidden = rows[0].shape[1]
+        embeds = torch.zeros(len(rows), longest, hidden, device=self.device, dtype=self.dtype)
+        mask = torch.zeros(len(rows), longest, device=self.device, dtype=torch.long)
+        for i, row in enumerate(rows):
+            embeds[i, longest - row.shape[0] :] = row
+            mask[i, longest - row.shape[0] :] = 1
+        return PromptInputs(embeds, mask, text_counts, audio_counts)
+
+    # ----------------------------------------------------------------- generation
+    def generate(
+        self,
+        audios: AudioLike | Sequence[AudioLike],
+        instructions: str | Sequence[str],
+        *,
+        sample_rate: int | None = None,
+        generation: GenerationConfig | None = None,
+        **options: object,
+    ) -> list[str]:
+        """Answer each instruction about its audio clip; returns one string per clip.
+
+        ``audios`` and ``instructions`` are single items or equal-length sequences (one
+        instruction may serve all clips). ``options`` override the generation config for this
+        call: ``max_new_tokens``, ``num_beams``, ``do_sample``, ``temperature``, ``top_p``,
+        ``repetition_penalty``, ``length_penalty``, ``min_length``, ``lora_scale``.
+        """
+        clips, prompts = self._pair(audios, instructions)
+        encoded = self._encode_mixed(clips, sample_rate)
+        return self.generate_from_prompts(
+            [self.render_prompt(p) for p in prompts], [[e] for e in encoded],
+            generation=generation, **options,
+        )
+
+    def generate_from_prompts(
+        self,
+        prompts: Sequence[str],
+        audios: Sequence[Sequence[EncodedAudio]],
+        *,
+        generation: GenerationConfig | None = None,
+        **options: object,
+    ) -> list[str]:
+        """Generate from fully rendered prompts, each with one ``<SpeechHere>`` per clip given."""
+        config = (generation or self.config.generation).updated(**options)
+        inputs = self.embed_prompts(prompts, audios)
+        with self._generation_scope(config):
+            output = self.llm.generate(
+                inputs_embeds=inputs.embeds,
+                attention_mask=inputs.attention_mask,
+                **self._generate_kwargs(config),
+            )
+        return [self.tokenizer.decode(_until_eos(row.tolist(), self._eos_id)).strip() for row in output]
+
+    def stream(
+        self,
+        audio: AudioLike,
+        instruction: str,
+        *,
+        sample_rate: int | None = None,
+        generation: GenerationConfig | None = None,
+        **options: object,
+    ) -> Iterator[str]:
+        """Yield the answer as text pieces while it is generated (greedy or sampling)."""
+        (encoded,) = self._encode_mixed([audio], sample_rate)
+        return self.stream_from_prompt(
+            self.render_prompt(instruction), [encoded], generation=generation, **options
+        )
+
+    def stream_from_prompt(
+        self,
+        prompt: str,
+        audios: Sequence[EncodedAudio],
+        *,
+        generation: GenerationConfig | None = None,
+        cancel: threading.Event | None = None,
+        **options: object,
+    ) -> Iterator[str]:
+        """Stream text pieces for one rendered prompt. Closing the iterator (or setting
+        ``cancel``) stops generation at the next token."""
+        beams = options.pop("num_beams", None)
+        if beams is not None and int(beams) > 1:  # type: ignore[arg-type]
+            raise ConfigError("Streaming works with num_beams=1 (greedy or sampling); drop num_beams.")
+        config = (generation or self.config.generation).updated(num_beams=1, **options)
+        inputs = self.embed_prompts([prompt], [audios])
+        cancel = cancel or threading.Event()
+        streamer = TextIteratorStreamer(self.tokenizer.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = self._generate_kwargs(config)
+        kwargs["stopping_criteria"] = StoppingCriteriaList([_CancelCriteria(cancel)])
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with self._generation_scope(config):
+                    self.llm.generate(
+                        inputs_embeds=inputs.embeds,
+                        attention_mask=inputs.attention_mask,
+                        streamer=streamer,
+                        **kwargs,
+                    )
+            except BaseException as err:  # noqa: BLE001 - re-raised in the consumer thread
+                errors.append(err)
+                streamer.end()
+
+        return _stream_pieces(run, streamer, cancel, errors)
+
+    def _generate_kwargs(self, config: GenerationConfig) -> dict[str, object]:
+        kwargs: dict[str, object] = {
+            "max_new_tokens": config.max_new_tokens,
+            "num_beams": config.num_beams,
+            "do_sample": config.do_sample,
+            "min_length": config.min_length,
+            "repetition_penalty": config.repetition_penalty,
+            "length_penalty": config.length_penalty,
+            "eos_token_id": self._eos_id,
+            "pad_token_id": self.tokenizer.tokenizer.pad_token_id,
+        }
+        if config.do_sample:
+            kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
+        return kwargs
+
+    @contextlib.contextmanager
+    def _generation_scope(self, config: GenerationConfig) -> Iterator[None]:
+        """Hold the model for one generation, with the LoRA scale of this call only."""
+        with self._generate_lock, torch.no_grad():
+            scale = config.lora_scale
+            if scale is None or not self._lora_layers:
+                yield
+                return
+            saved = [dict(layer.scaling) for layer in self._lora_layers]
+            try:
+                for layer in self._lora_layers:
+                    for adapter in layer.scaling:
+                        layer.scaling[adapter] = scale
+                yield
+            finally:
+                for layer, values in zip(self._lora_layers, saved):
+                    layer.scaling.update(values)
+
+    def _pair(
+        self, audios: AudioLike | Sequence[AudioLike], instructions: str | Sequence[str]
+    ) -> tuple[list[AudioLike], list[str]]:
+        single = isinstance(audios, (str, bytes, bytearray, np.ndarray, EncodedAudio, Path))
+        clips = [audios] if single else list(audios)  # type: ignore[list-item]
+        prompts = [instructions] if isinstance(instructions, str) else list(instructions)
+        if len(prompts) == 1 and len(clips) > 1:
+            prompts = prompts * len(clips)
+        if not clips or len(prompts) != len(clips):
+            raise SalmonnError(
+                f"Got {len(clips)} audio clips and {len(prompts)} instructions: give one "
+                "instruction per clip, or one for all."
+            )
+        return clips, prompts
+
+    def _encode_mixed(self, clips: Sequence[AudioLike], sample_rate: int | None) -> list[EncodedAudio]:
+        todo = [i for i, c in enumerate(clips) if not isinstance(c, EncodedAudio)]
+        fresh = self.encode_audio([clips[i] for i in todo], sample_rate) if todo else []
+        out = list(clips)
+        for i, encoded in zip(todo, fresh):
+            out[i] = encoded
+        return out  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------- helpers
+def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """``float32`` / ``bfloat16`` / ``float16`` (or a torch dtype) as a torch dtype."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise ConfigError(f"Unknown dtype {dtype!r}: use float32, bfloat16 or float16.")
+    return names[dtype]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The given device, or the best available one (CUDA, then MPS, then CPU) for ``None``/``auto``."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"Unknown device {device!r} ({err}); use cpu, cuda, cuda:N or mps.") from None
+
+
+def _resolve(reference: str, base_dir: str | Path | None) -> str:
+    """A path relative to the config's directory if it exists there, else the reference as given."""
+    if base_dir is not None and not Path(reference).is_absolute():
+        candidate = Path(base_dir) / reference
+        if candidate.exists():
+            return str(candidate)
+    return reference
+
+
+def _add_lora(llm: nn.Module, config: SALMONNConfig) -> nn.Module:
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lora = LoraConfig(
+        task_type=TaskType.CAUSAL_LM,
+        inference_mode=False,
+        r=config.lora.rank,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=list(config.lora.target_modules),
+    )
+    return get_peft_model(llm, lora)
+
+
+def _is_lora_layer(module: nn.Module) -> bool:
+    from peft.tuners.lora import LoraLayer
+
+    return isinstance(module, LoraLayer)
+
+
+def _pad_to(chunk: np.ndarray, minimum: int) -> np.ndarray:
+    if len(chunk) >= minimum:
+        return chunk
+    return np.concatenate([chunk, np.zeros(minimum - len(chunk), dtype=np.float32)])
+
+
+def _pad_frames(speech: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad the shorter of two frame sequences to the longer one, as upstream does."""
+    diff = speech.shape[1] - audio.shape[1]
+    if diff > 0:
+        audio = F.pad(audio, (0, 0, 0, diff))
+    elif diff < 0:
+        speech = F.pad(speech, (0, 0, 0, -diff))
+    return speech, audio
+
+
+def _until_eos(ids: list[int], eos_id: int) -> list[int]:
+    return ids[: ids.index(eos_id)] if eos_id in ids else ids
+
+
+class _CancelCriteria(StoppingCriteria):
+    """Stops generation once ``event`` is set (a closed stream or a cancelled request)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+def _stream_pieces(
+    run: object, streamer: TextIteratorStreamer, cancel: threading.Event, errors: list[BaseException]
+) -> Iterator[str]:
+    worker = threading.Thread(target=run, name="salmonn-generate", daemon=True)
+    worker.start()
+    try:
+        for piece in streamer:
+            if piece:
+                yield piece
+        if errors:
+            raise errors[0]
+    finally:
+        cancel.set()
+        worker.join()
