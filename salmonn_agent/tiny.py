@@ -37,7 +37,9 @@ def build_tiny_model(
     with_beats: bool = False,
     llm_hidden: int = 64,
     llm_layers: int = 2,
+    llm_heads: int = 4,
     whisper_width: int = 64,
+    whisper_layers: int = 1,
     qformer_hidden: int = 32,
     chunk_seconds: float = 30.0,
     seed: int = 0,
@@ -48,8 +50,8 @@ def build_tiny_model(
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    whisper_dir = _write_whisper(root / "whisper", whisper_width)
-    llm_dir = _write_llm(root / "llm", llm_hidden, llm_layers)
+    whisper_dir = _write_whisper(root / "whisper", whisper_width, whisper_layers)
+    llm_dir = _write_llm(root / "llm", llm_hidden, llm_layers, llm_heads)
     beats_file = _write_beats(root / "beats.pt") if with_beats else None
     config = SALMONNConfig(
         whisper=str(whisper_dir),
@@ -71,9 +73,9 @@ def build_tiny_model(
     return root / "salmonn"
 
 
-def _write_whisper(directory: Path, width: int) -> Path:
+def _write_whisper(directory: Path, width: int, layers: int) -> Path:
     config = WhisperConfig(
-        d_model=width, encoder_layers=1, encoder_attention_heads=2, decoder_layers=1,
+        d_model=width, encoder_layers=layers, encoder_attention_heads=max(2, width // 64), decoder_layers=1,
         decoder_attention_heads=2, encoder_ffn_dim=width * 2, decoder_ffn_dim=width * 2,
         num_mel_bins=80, max_source_positions=1500, max_target_positions=64, vocab_size=100,
         pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
@@ -83,7 +85,7 @@ def _write_whisper(directory: Path, width: int) -> Path:
     return directory
 
 
-def _write_llm(directory: Path, hidden: int, layers: int) -> Path:
+def _write_llm(directory: Path, hidden: int, layers: int, heads: int) -> Path:
     import sentencepiece as spm
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -102,7 +104,7 @@ def _write_llm(directory: Path, hidden: int, layers: int) -> Path:
     vocab = spm.SentencePieceProcessor(model_file=str(directory / "tokenizer.model")).vocab_size()
     config = LlamaConfig(
         vocab_size=vocab, hidden_size=hidden, intermediate_size=hidden * 2,
-        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=4,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
         max_position_embeddings=2048, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False,
     )
     LlamaForCausalLM(config).save_pretrained(directory)

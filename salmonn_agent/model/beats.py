@@ -118,7 +118,7 @@ class BEATsConfig(BaseModel):
             raise ConfigError(f"A BEATs 'cfg' must be a dict; got {type(cfg).__name__}.")
         unknown = sorted(str(key) for key in cfg if key not in cls.model_fields)
         if unknown:
-            logger.warning("Ignoring BEATs config keys this implementation does not know: %s", unknown)
+            logger.warning("Ignoring BEATs config keys unknown to this implementation: %s", unknown)
         try:
             return cls(**{key: value for key, value in cfg.items() if key in cls.model_fields})
         except ValidationError as err:
@@ -132,18 +132,20 @@ def _check_buildable(config: BEATsConfig) -> None:
         problems.append(
             f"input_patch_size must divide {NUM_MEL_BINS} (got {config.input_patch_size})"
         )
-    if config.encoder_attention_heads <= 0 or config.encoder_embed_dim % config.encoder_attention_heads:
+    dim, heads = config.encoder_embed_dim, config.encoder_attention_heads
+    groups = config.conv_pos_groups
+    if heads <= 0 or dim % heads:
         problems.append("encoder_embed_dim must be a multiple of encoder_attention_heads")
-    if config.conv_pos <= 0 or config.conv_pos_groups <= 0 or config.encoder_embed_dim % config.conv_pos_groups:
-        problems.append("encoder_embed_dim must be a multiple of conv_pos_groups (and conv_pos > 0)")
+    if config.conv_pos <= 0 or groups <= 0 or dim % groups:
+        problems.append("encoder_embed_dim must be a multiple of conv_pos_groups, conv_pos > 0")
     if config.deep_norm and config.layer_norm_first:
         problems.append("deep_norm needs post-LayerNorm layers (layer_norm_first=False)")
     if config.activation_fn not in _ACTIVATIONS:
-        problems.append(f"activation_fn must be one of {_ACTIVATIONS} (got {config.activation_fn!r})")
+        problems.append(f"activation_fn {config.activation_fn!r} is not one of {_ACTIVATIONS}")
     if config.relative_position_embedding and not (
         config.num_buckets >= 4 and config.max_distance > config.num_buckets // 4
     ):
-        problems.append("relative positions need num_buckets >= 4 and max_distance > num_buckets // 4")
+        problems.append("relative positions need num_buckets >= 4, max_distance > num_buckets // 4")
     if problems:
         raise ConfigError("Cannot build BEATs: " + "; ".join(problems) + ".")
 
@@ -157,11 +159,13 @@ def relative_position_buckets(
     below a quarter of ``num_buckets`` get their own bucket; longer ones share logarithmically
     wider buckets up to ``max_distance``, beyond which all fall in the last bucket.
     """
-    offset = torch.arange(key_length, device=device)[None, :] - torch.arange(query_length, device=device)[:, None]
+    keys = torch.arange(key_length, device=device)
+    offset = keys[None, :] - torch.arange(query_length, device=device)[:, None]
     half = num_buckets // 2
     exact = half // 2
     distance = offset.abs()
-    log_ratio = torch.log(distance.clamp_min(exact).float() / exact) / math.log(max_distance / exact)
+    log_ratio = torch.log(distance.clamp_min(exact).float() / exact)
+    log_ratio = log_ratio / math.log(max_distance / exact)
     far = (exact + (log_ratio * (half - exact)).long()).clamp_max(half - 1)
     return (offset > 0).long() * half + torch.where(distance < exact, distance, far)
 
@@ -177,9 +181,8 @@ class _PositionalConv(nn.Module):
     def __init__(self, channels: int, kernel_size: int, groups: int) -> None:
         super().__init__()
         self.groups = groups
-        self.weight_v = nn.Parameter(
-            torch.randn(channels, channels // groups, kernel_size) * math.sqrt(4.0 / (kernel_size * channels))
-        )
+        std = math.sqrt(4.0 / (kernel_size * channels))
+        self.weight_v = nn.Parameter(torch.randn(channels, channels // groups, kernel_size) * std)
         self.weight_g = nn.Parameter(self.weight_v.detach().norm(dim=(0, 1), keepdim=True))
         self.bias = nn.Parameter(torch.zeros(channels))
 
@@ -231,7 +234,9 @@ class _SelfAttention(nn.Module):
     def position_bias(self, length: int, device: torch.device) -> torch.Tensor:
         """The relative position bias ``[1, heads, length, length]``."""
         assert self.relative_attention_bias is not None
-        buckets = relative_position_buckets(length, length, self.num_buckets, self.max_distance, device)
+        buckets = relative_position_buckets(
+            length, length, self.num_buckets, self.max_distance, device
+        )
         return self.relative_attention_bias(buckets).permute(2, 0, 1).unsqueeze(0)
 
     def forward(
@@ -260,7 +265,8 @@ class _SelfAttention(nn.Module):
         if position_bias is not None:
             bias = position_bias
             if self.gated:
-                gates = torch.sigmoid(self.grep_linear(q).view(batch, self.num_heads, length, 2, 4).sum(-1))
+                gate_logits = self.grep_linear(q).view(batch, self.num_heads, length, 2, 4).sum(-1)
+                gates = torch.sigmoid(gate_logits)
                 gate_a, gate_b = gates.chunk(2, dim=-1)
                 bias = (gate_a * (gate_b * self.grep_a - 1.0) + 2.0) * position_bias
             logits = logits + bias
@@ -287,7 +293,8 @@ class _EncoderLayer(nn.Module):
         self.residual_scale = (2.0 * config.encoder_layers) ** 0.25 if config.deep_norm else 1.0
 
     def _feed_forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.dropout(_activation(self.activation, self.fc1(x)), self.activation_dropout, self.training)
+        x = _activation(self.activation, self.fc1(x))
+        x = F.dropout(x, self.activation_dropout, self.training)
         return F.dropout(self.fc2(x), self.dropout, self.training)
 
     def forward(
@@ -297,11 +304,13 @@ class _EncoderLayer(nn.Module):
         position_bias: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.pre_norm:
-            attended, position_bias = self.self_attn(self.self_attn_layer_norm(x), padding_mask, position_bias)
+            normed = self.self_attn_layer_norm(x)
+            attended, position_bias = self.self_attn(normed, padding_mask, position_bias)
             x = x + F.dropout(attended, self.dropout, self.training)
             return x + self._feed_forward(self.final_layer_norm(x)), position_bias
         attended, position_bias = self.self_attn(x, padding_mask, position_bias)
-        x = self.self_attn_layer_norm(x * self.residual_scale + F.dropout(attended, self.dropout, self.training))
+        attended = F.dropout(attended, self.dropout, self.training)
+        x = self.self_attn_layer_norm(x * self.residual_scale + attended)
         x = self.final_layer_norm(x * self.residual_scale + self._feed_forward(x))
         return x, position_bias
 
@@ -312,13 +321,17 @@ class _Encoder(nn.Module):
     def __init__(self, config: BEATsConfig) -> None:
         super().__init__()
         dim = config.encoder_embed_dim
-        self.pos_conv = nn.Sequential(_PositionalConv(dim, config.conv_pos, config.conv_pos_groups), nn.GELU())
+        self.pos_conv = nn.Sequential(
+            _PositionalConv(dim, config.conv_pos, config.conv_pos_groups), nn.GELU()
+        )
         shared_bias = (
             nn.Embedding(config.num_buckets, config.encoder_attention_heads)
             if config.relative_position_embedding
             else None
         )
-        self.layers = nn.ModuleList(_EncoderLayer(config, shared_bias) for _ in range(config.encoder_layers))
+        self.layers = nn.ModuleList(
+            _EncoderLayer(config, shared_bias) for _ in range(config.encoder_layers)
+        )
         self.layer_norm = nn.LayerNorm(dim)
         self.pre_norm = config.layer_norm_first
         self.dropout = config.dropout
@@ -336,7 +349,8 @@ class _Encoder(nn.Module):
         position_bias = None
         for layer in self.layers:
             if self.gradient_decay != 1.0 and torch.is_grad_enabled():
-                x = x.detach() + (x - x.detach()) * self.gradient_decay  # same values, scaled gradient
+                # Same values, gradient scaled by the ratio.
+                x = x.detach() + (x - x.detach()) * self.gradient_decay
             if self.training and self.layerdrop > 0.0 and torch.rand(()).item() < self.layerdrop:
                 continue
             x, position_bias = layer(x, padding_mask, position_bias)
@@ -344,7 +358,7 @@ class _Encoder(nn.Module):
 
 
 def _pool_mask_upstream(mask: torch.Tensor, length: int) -> torch.Tensor:
-    """The reference's mask downsampling: drop the remainder, pool equal groups, padded if all are."""
+    """The reference's mask pooling: drop the remainder, pool equal groups, padded if all are."""
     usable = mask.size(1) - mask.size(1) % length
     return mask[:, :usable].reshape(mask.size(0), length, -1).all(dim=-1)
 
@@ -357,7 +371,9 @@ class BEATs(nn.Module):
         _check_buildable(config)
         self.config = config
         patch = config.input_patch_size
-        self.patch_embedding = nn.Conv2d(1, config.embed_dim, kernel_size=patch, stride=patch, bias=config.conv_bias)
+        self.patch_embedding = nn.Conv2d(
+            1, config.embed_dim, kernel_size=patch, stride=patch, bias=config.conv_bias
+        )
         self.layer_norm = nn.LayerNorm(config.embed_dim)
         self.post_extract_proj = (
             nn.Linear(config.embed_dim, config.encoder_embed_dim)
@@ -412,7 +428,7 @@ class BEATs(nn.Module):
         return model.eval()
 
     def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
-        """Load official BEATs weights strictly, or raise :class:`CheckpointError` naming the problem."""
+        """Load official BEATs weights strictly, or raise :class:`CheckpointError` naming why."""
         expected = set(self.state_dict())
         missing = sorted(expected - set(state_dict))
         unexpected = sorted(set(state_dict) - expected)
@@ -436,7 +452,10 @@ class BEATs(nn.Module):
         fbank_mean: float = FBANK_MEAN,
         fbank_std: float = FBANK_STD,
     ) -> torch.Tensor:
-        """Normalised filterbanks ``[B, frames, 128]`` (float32) of 16 kHz waveforms ``[B, T]`` in [-1, 1]."""
+        """Normalised filterbanks ``[B, frames, 128]`` (float32) of 16 kHz waveforms ``[B, T]``.
+
+        Waveforms are in [-1, 1]; they are scaled by 2**15 before the filterbank.
+        """
         fbank = kaldi_fbank(
             waveform.to(torch.float32) * WAVEFORM_SCALE,
             sample_rate=SAMPLE_RATE,
@@ -470,11 +489,14 @@ class BEATs(nn.Module):
           features equal those of encoding it alone (up to float rounding).
         """
         if waveform.dim() != 2:
-            raise AudioError(f"BEATs takes a batch of waveforms [B, T]; got shape {tuple(waveform.shape)}.")
+            raise AudioError(
+                f"BEATs takes a batch of waveforms [B, T]; got shape {tuple(waveform.shape)}."
+            )
         if waveform.size(1) < self.min_samples:
             raise AudioError(
-                f"BEATs needs at least {self.min_samples} samples ({self.min_samples / SAMPLE_RATE:.3f} s "
-                f"at {SAMPLE_RATE} Hz); got {waveform.size(1)}. Pad short clips (SALMONN pads to 1 s)."
+                f"BEATs needs at least {self.min_samples} samples "
+                f"({self.min_samples / SAMPLE_RATE:.3f} s at {SAMPLE_RATE} Hz); "
+                f"got {waveform.size(1)}. Pad short clips (SALMONN pads them to 1 s)."
             )
         if padding_mask is not None:
             if padding_mask.shape != waveform.shape:
@@ -487,12 +509,14 @@ class BEATs(nn.Module):
             raise ValueError(f"mask_mode must be 'upstream' or 'exact'; got {mask_mode!r}.")
 
         fbank = self.preprocess(waveform).to(self.patch_embedding.weight.dtype)
-        patches = self.patch_embedding(fbank.unsqueeze(1))  # [B, embed_dim, time patches, freq patches]
+        # [B, embed_dim, time patches, frequency patches], flattened time-major.
+        patches = self.patch_embedding(fbank.unsqueeze(1))
         features = self.layer_norm(patches.flatten(2).transpose(1, 2))
         patch_mask = None
         if padding_mask is not None:
             if mask_mode == "upstream":
-                patch_mask = _pool_mask_upstream(_pool_mask_upstream(padding_mask, fbank.size(1)), features.size(1))
+                frame_mask = _pool_mask_upstream(padding_mask, fbank.size(1))
+                patch_mask = _pool_mask_upstream(frame_mask, features.size(1))
             else:
                 patch_mask = self._exact_patch_mask(padding_mask, patches.size(2), patches.size(3))
             empty = patch_mask.all(dim=1).nonzero().flatten().tolist()
@@ -512,12 +536,16 @@ class BEATs(nn.Module):
         """Same as :meth:`extract_features` with the default mask mode."""
         return self.extract_features(waveform, padding_mask)
 
-    def _exact_patch_mask(self, padding_mask: torch.Tensor, time_patches: int, freq_patches: int) -> torch.Tensor:
+    def _exact_patch_mask(
+        self, padding_mask: torch.Tensor, time_patches: int, freq_patches: int
+    ) -> torch.Tensor:
+        """Padded patches: those under which any frame holds any padded sample."""
         window, shift, _ = frame_geometry(SAMPLE_RATE, FRAME_LENGTH_MS, FRAME_SHIFT_MS)
         frames = num_frames(padding_mask.size(1), window, shift)
         frame_padded = padding_mask.unfold(1, window, shift)[:, :frames].any(dim=-1)
         patch = self.config.input_patch_size
-        row_padded = frame_padded[:, : time_patches * patch].reshape(-1, time_patches, patch).any(dim=-1)
+        rows = frame_padded[:, : time_patches * patch].reshape(-1, time_patches, patch)
+        row_padded = rows.any(dim=-1)
         return row_padded.repeat_interleave(freq_patches, dim=1)
 
 
@@ -537,9 +565,9 @@ def _read_checkpoint(path: str | os.PathLike[str]) -> Mapping[str, Any]:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as inner:
-            raise CheckpointError(f"Cannot read the BEATs checkpoint {os.fspath(path)!r}: {inner}") from inner
+            raise CheckpointError(f"Cannot read {os.fspath(path)!r}: {inner}") from inner
     except Exception as err:
-        raise CheckpointError(f"Cannot read the BEATs checkpoint {os.fspath(path)!r}: {err}") from err
+        raise CheckpointError(f"Cannot read {os.fspath(path)!r}: {err}") from err
     if not isinstance(ckpt, Mapping):
         raise CheckpointError(
             f"{os.fspath(path)!r} holds a {type(ckpt).__name__}, not a BEATs checkpoint dict."
@@ -559,7 +587,8 @@ def _warn_if_shared_bias_differs(state_dict: Mapping[str, torch.Tensor]) -> None
     copies = [
         value
         for key, value in state_dict.items()
-        if key.startswith("encoder.layers.") and key.endswith(".self_attn.relative_attention_bias.weight")
+        if key.startswith("encoder.layers.")
+        and key.endswith(".self_attn.relative_attention_bias.weight")
     ]
     if any(c.shape != copies[0].shape or not torch.equal(c, copies[0]) for c in copies[1:]):
         logger.warning(

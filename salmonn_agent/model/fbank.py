@@ -95,17 +95,18 @@ def kaldi_fbank(
     frame_length_ms: float = 25.0,
     frame_shift_ms: float = 10.0,
 ) -> torch.Tensor:
-    """Log mel filterbank energies of ``waveform``, as Kaldi (and torchaudio's default) compute them.
+    """Log mel filterbank energies of ``waveform``, as Kaldi and torchaudio (defaults) compute them.
 
     ``waveform`` holds samples at ``sample_rate``, already scaled as the caller wants (Kaldi
     expects 16-bit integer range; BEATs multiplies [-1, 1] audio by 2**15 first). A 1-D input
-    ``[T]`` gives ``[frames, num_mel_bins]``; a batch ``[B, T]`` gives ``[B, frames, num_mel_bins]``,
-    each row framed on its own. The result is float32 on the input's device. Audio shorter than
-    one frame raises :class:`AudioError`.
+    ``[T]`` gives ``[frames, num_mel_bins]``; a batch ``[B, T]`` gives
+    ``[B, frames, num_mel_bins]``, each row framed on its own. The result is float32 on the
+    input's device. Audio shorter than one frame raises :class:`AudioError`.
     """
     if waveform.dim() not in (1, 2):
         raise AudioError(
-            f"kaldi_fbank takes a waveform [T] or a batch [B, T]; got shape {tuple(waveform.shape)}."
+            "kaldi_fbank takes a waveform [T] or a batch [B, T]; "
+            f"got shape {tuple(waveform.shape)}."
         )
     window, shift, fft_size = frame_geometry(sample_rate, frame_length_ms, frame_shift_ms)
     if waveform.size(-1) < window:
@@ -115,7 +116,8 @@ def kaldi_fbank(
         )
     frames = waveform.to(torch.float32).unfold(-1, window, shift)
     frames = frames - frames.mean(dim=-1, keepdim=True)
-    previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)  # the first sample is its own predecessor
+    # Kaldi's pre-emphasis treats the first sample as its own predecessor.
+    previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
     frames = frames - PREEMPHASIS * previous
     povey = torch.hann_window(
         window, periodic=False, dtype=torch.float32, device=frames.device

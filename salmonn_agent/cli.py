@@ -1,0 +1,148 @@
+"""The ``salmonn-agent`` command.
+
+Answers go to stdout, logs to stderr. A user error (bad audio, missing model, bad option) is
+one line on stderr and exit status 2, never a traceback; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from salmonn_agent.errors import ModelNotAvailableError, SalmonnError
+
+logger = logging.getLogger("salmonn_agent")
+
+MODEL_ENV = "SALMONN_AGENT_MODEL"
+"""Environment variable naming a default model directory for commands that need a model."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="salmonn-agent", description="Ears for conversational agents: ask SALMONN about audio."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ask = commands.add_parser("ask", help="answer an instruction about an audio file")
+    ask.add_argument("audio", help="audio file (WAV, FLAC, OGG, MP3; any rate, mono or stereo)")
+    ask.add_argument("instruction", help='what to do, e.g. "Please describe the audio."')
+    add_model_options(ask)
+    ask.add_argument("--num-beams", type=int, help="beam search width (official default 4)")
+    ask.add_argument("--max-new-tokens", type=int, help="answer length limit (official default 200)")
+    ask.add_argument("--do-sample", action="store_true", default=None, help="sample instead of searching")
+    ask.add_argument("--temperature", type=float, help="sampling temperature")
+    ask.add_argument("--top-p", type=float, help="nucleus sampling mass")
+    ask.add_argument("--repetition-penalty", type=float, help="repetition penalty (1.0 = none)")
+    ask.add_argument(
+        "--lora-scale", type=float,
+        help="LoRA scaling for this answer (official 4.0; ~2.0 wakes cross-modal reasoning)",
+    )
+    ask.add_argument("--stream", action="store_true", help="print the answer while it is generated (greedy/sampling)")
+    ask.set_defaults(handler=_ask)
+
+    try:
+        from salmonn_agent.stream.commands import add_stream_commands
+    except ImportError:  # the front-end package is optional at this layer
+        pass
+    else:
+        add_stream_commands(commands)
+    return parser
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options every model-using command shares: which model, where, in what precision."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", help=f"model directory in salmonn-agent format (or ${MODEL_ENV})")
+    source.add_argument(
+        "--config", help="official SALMONN decode_config.yaml (whisper_path, beats_path, llama_path, ckpt)"
+    )
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
+    parser.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
+
+
+def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns SALMONN, imported lazily
+    """Load the model the options name (``--model``, ``--config`` or ``$SALMONN_AGENT_MODEL``)."""
+    from salmonn_agent.model.checkpoint import load_official
+    from salmonn_agent.model.salmonn import SALMONN
+
+    if args.config:
+        return load_official(args.config, device=args.device, dtype=args.dtype)
+    model_dir = args.model or os.environ.get(MODEL_ENV)
+    if not model_dir:
+        raise ModelNotAvailableError(
+            "No model given, and salmonn-agent has no embedded default model yet. Pass --model DIR "
+            "(a directory from save_pretrained or tools/convert_salmonn_checkpoint.py), --config "
+            f"decode_config.yaml (official SALMONN), or set ${MODEL_ENV}."
+        )
+    return SALMONN.from_pretrained(model_dir, device=args.device, dtype=args.dtype)
+
+
+def _ask(args: argparse.Namespace) -> int:
+    model = load_model_from_args(args)
+    options = {
+        "num_beams": args.num_beams,
+        "max_new_tokens": args.max_new_tokens,
+        "do_sample": args.do_sample,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "repetition_penalty": args.repetition_penalty,
+        "lora_scale": args.lora_scale,
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    if args.stream:
+        for piece in model.stream(args.audio, args.instruction, **options):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    else:
+        print(model.generate(args.audio, args.instruction, **options)[0])
+    return 0
+
+
+def _quiet_libraries(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not debug:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 user error, 1 unexpected failure)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        _quiet_libraries(args.debug)
+        return int(args.handler(args) or 0)
+    except SalmonnError as err:
+        if args.debug:
+            raise
+        print(f"salmonn-agent: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("salmonn-agent: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the CLI promises one line, not a traceback
+        if args.debug:
+            raise
+        print(
+            f"salmonn-agent: unexpected error: {type(err).__name__}: {err} (rerun with --debug "
+            "for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Shared fixtures: a tiny SALMONN model built once per test session (no download)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from salmonn_agent.tiny import build_tiny_model
+
+SR = 16_000
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny model (Whisper-only variant)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir: Path):
+    """The tiny model, loaded on the CPU in float32."""
+    from salmonn_agent.model.salmonn import SALMONN
+
+    return SALMONN.from_pretrained(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def noise_clips() -> dict[str, np.ndarray]:
+    """Deterministic 16 kHz test signals of several lengths."""
+    rng = np.random.default_rng(1234)
+    t = np.arange(70 * SR) / SR
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t)
+    return {
+        "30s": (rng.standard_normal(30 * SR) * 0.1).astype(np.float32),
+        "70s": (tone + rng.standard_normal(70 * SR) * 0.05).astype(np.float32),
+        "5s": (rng.standard_normal(5 * SR) * 0.1).astype(np.float32),
+        "half": (rng.standard_normal(SR // 2) * 0.1).astype(np.float32),
+    }

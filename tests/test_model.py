@@ -1,0 +1,136 @@
+"""The SALMONN model: token counts, prompt format, batching, streaming, LoRA scale."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from salmonn_agent.config import AUDIO_PLACEHOLDER
+from salmonn_agent.errors import AudioError, ConfigError, SalmonnError
+
+SR = 16_000
+GREEDY = {"num_beams": 1, "max_new_tokens": 8}
+
+
+def test_audio_token_counts(tiny_model, noise_clips):
+    thirty, seventy, half = tiny_model.encode_audio(
+        [noise_clips["30s"], noise_clips["70s"], noise_clips["half"]], sample_rate=SR
+    )
+    assert thirty.num_tokens == 88  # 1500 frames in windows of 17 → 88
+    assert seventy.num_tokens == 3 * 88  # three 30 s chunks
+    assert half.num_tokens == 88  # short clips are padded like upstream
+    assert tiny_model.num_audio_tokens(70 * SR) == 264
+    assert thirty.embeds.shape[1] == tiny_model.llm.config.hidden_size
+
+
+def test_long_audio_chunks_are_encoded_independently(tiny_model, noise_clips):
+    """The first 30 s of a long clip give the same tokens as that 30 s alone."""
+    (whole,) = tiny_model.encode_audio([noise_clips["70s"]], sample_rate=SR)
+    (first,) = tiny_model.encode_audio([noise_clips["70s"][: 30 * SR]], sample_rate=SR)
+    torch.testing.assert_close(whole.embeds[:88], first.embeds, atol=1e-5, rtol=1e-5)
+
+
+def test_audio_over_the_limit_is_refused(tiny_model):
+    limit = tiny_model.config.max_audio_seconds
+    with pytest.raises(AudioError, match="over the limit"):
+        tiny_model.encode_audio([np.zeros(int((limit + 1) * SR), dtype=np.float32)], sample_rate=SR)
+
+
+def test_prompt_matches_the_official_template(tiny_model):
+    prompt = tiny_model.render_prompt("  Recognize the speech and give me the transcription. ")
+    assert prompt == (
+        "USER: <Speech><SpeechHere></Speech> Recognize the speech and give me the transcription."
+        "\nASSISTANT:"
+    )
+
+
+def test_prompt_tokens_are_bos_then_two_sentencepiece_pieces(tiny_model, noise_clips):
+    """Upstream: BOS, then 'USER: <Speech>' and the rest tokenized separately, audio between."""
+    import sentencepiece
+
+    sp = sentencepiece.SentencePieceProcessor(
+        model_file=str(tiny_model.config.llm) + "/tokenizer.model"
+    )
+    (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    prompt = tiny_model.render_prompt("Please describe the audio.")
+    before, after = prompt.split(AUDIO_PLACEHOLDER)
+    assert before == "USER: <Speech>"
+    inputs = tiny_model.embed_prompts([prompt], [[audio]])
+    expected_ids = [1] + sp.encode(before)
+    embed = tiny_model.llm.get_input_embeddings()
+    expected = torch.cat([
+        embed(torch.tensor(expected_ids)), audio.embeds, embed(torch.tensor(sp.encode(after)))
+    ])
+    torch.testing.assert_close(inputs.embeds[0], expected)
+    assert inputs.text_tokens == [len(expected_ids) + len(sp.encode(after))]
+    assert inputs.audio_tokens == [88]
+
+
+def test_placeholder_count_must_match_clips(tiny_model, noise_clips):
+    (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    with pytest.raises(SalmonnError, match="placeholders"):
+        tiny_model.embed_prompts(["no audio here"], [[audio]])
+
+
+def test_batched_greedy_equals_per_item(tiny_model, noise_clips):
+    clips = [noise_clips["30s"], noise_clips["5s"], noise_clips["70s"]]
+    prompts = ["Please describe the audio.", "hello", "Recognize the speech."]
+    batched = tiny_model.generate(clips, prompts, sample_rate=SR, **GREEDY)
+    single = [tiny_model.generate(c, p, sample_rate=SR, **GREEDY)[0] for c, p in zip(clips, prompts)]
+    assert batched == single
+    assert any(answer for answer in batched)
+
+
+def test_beam_search_and_sampling_run(tiny_model, noise_clips):
+    beams = tiny_model.generate(noise_clips["5s"], "hello", sample_rate=SR, max_new_tokens=6)
+    torch.manual_seed(0)
+    sampled = tiny_model.generate(
+        noise_clips["5s"], "hello", sample_rate=SR, num_beams=1, do_sample=True,
+        temperature=0.7, max_new_tokens=6,
+    )
+    assert isinstance(beams[0], str) and isinstance(sampled[0], str)
+
+
+def test_stream_joins_to_the_greedy_answer(tiny_model, noise_clips):
+    answer = tiny_model.generate(noise_clips["30s"], "hello", sample_rate=SR, **GREEDY)[0]
+    pieces = list(tiny_model.stream(noise_clips["30s"], "hello", sample_rate=SR, max_new_tokens=8))
+    assert "".join(pieces).strip() == answer
+    with pytest.raises(ConfigError, match="num_beams=1"):
+        list(tiny_model.stream(noise_clips["30s"], "hello", sample_rate=SR, num_beams=4))
+
+
+def test_closing_a_stream_stops_generation(tiny_model, noise_clips):
+    stream = tiny_model.stream(noise_clips["5s"], "hello", sample_rate=SR, max_new_tokens=200)
+    next(stream)
+    stream.close()  # joins the worker thread once it stops at the next token
+    assert tiny_model._generate_lock.acquire(timeout=5)
+    tiny_model._generate_lock.release()
+
+
+def test_lora_scale_zero_equals_the_llm_without_lora(tiny_model, noise_clips):
+    (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    zero = tiny_model.generate(audio, "hello", lora_scale=0.0, **GREEDY)
+    with tiny_model.llm.disable_adapter():
+        plain = tiny_model.generate(audio, "hello", **GREEDY)
+    default = tiny_model.generate(audio, "hello", **GREEDY)
+    assert zero == plain
+    assert default != plain  # the tiny model's LoRA is non-zero, so it matters
+
+
+def test_lora_scale_applies_to_one_call_only(tiny_model, noise_clips):
+    (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    before = tiny_model.generate(audio, "hello", **GREEDY)
+    tiny_model.generate(audio, "hello", lora_scale=2.0, **GREEDY)
+    assert tiny_model.generate(audio, "hello", **GREEDY) == before
+    scalings = {s for layer in tiny_model._lora_layers for s in layer.scaling.values()}
+    assert scalings == {tiny_model.config.lora.scaling}
+
+
+def test_frozen_parts_and_trainable_parts(tiny_model):
+    trainable = set(tiny_model.trainable_state_dict())
+    assert any(n.startswith("window_qformer.qformer.") for n in trainable)
+    assert "window_qformer.query_tokens" in trainable and "projection.weight" in trainable
+    assert any(".lora_A.default." in n for n in trainable)
+    assert not any(n.startswith("speech_encoder.") for n in trainable)
+    assert not any(n.startswith("llm.") and "lora_" not in n for n in trainable)

@@ -1,0 +1,98 @@
+"""Benchmark SALMONN inference on the CPU with a locally built, randomly initialised model.
+
+Sizes: ``small`` has Whisper tiny's encoder shape (384 wide, 4 layers) and SmolLM2-135M's LLM
+shape (576 wide, 30 layers, 9 heads); ``tiny`` is the test model. Random weights run at the
+same speed as trained ones. Prints one JSON object:
+encode_ms (30 s clip → audio tokens), first_token_ms (prompt with audio tokens → first
+streamed text), tokens_per_s (greedy decoding, forced length), peak_rss_mb.
+
+Usage: python tools/bench_model.py --json [--size small|tiny] [--tokens 32] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from salmonn_agent.model.salmonn import SALMONN
+from salmonn_agent.tiny import build_tiny_model
+
+SIZES = {
+    "tiny": {},
+    "small": {"llm_hidden": 576, "llm_layers": 30, "llm_heads": 9, "whisper_width": 384,
+              "whisper_layers": 4, "qformer_hidden": 768},
+}
+
+
+def _median_ms(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print JSON (the only output format)")
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--tokens", type=int, default=32, help="tokens to decode for tokens_per_s")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = SALMONN.from_pretrained(build_tiny_model(tmp, **SIZES[args.size]), device="cpu")
+    clip = (np.random.default_rng(0).standard_normal(30 * 16000) * 0.1).astype(np.float32)
+    samples = model.load(clip, 16000)
+    model.encode_samples([samples])  # warm-up
+    with torch.no_grad():
+        encode_ms = _median_ms(lambda: model.encode_samples([samples]), args.repeats)
+        encoded = model.encode_samples([samples])[0]
+    prompt = model.render_prompt("Please describe the audio.")
+
+    def first_token() -> None:
+        stream = model.stream_from_prompt(prompt, [encoded], max_new_tokens=args.tokens)
+        next(stream, None)
+        stream.close()
+
+    first_token()  # warm-up
+    first_token_ms = _median_ms(first_token, args.repeats)
+
+    inputs = model.embed_prompts([prompt], [[encoded]])
+
+    def decode() -> None:
+        with torch.no_grad():
+            model.llm.generate(
+                inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask,
+                max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False,
+                num_beams=1, pad_token_id=model.tokenizer.tokenizer.pad_token_id,
+            )
+
+    decode_ms = _median_ms(decode, args.repeats)
+    result = {
+        "size": args.size,
+        "threads": torch.get_num_threads(),
+        "audio_tokens": encoded.num_tokens,
+        "prompt_positions": int(inputs.embeds.shape[1]),
+        "encode_ms": round(encode_ms, 1),
+        "first_token_ms": round(first_token_ms, 1),
+        "tokens_per_s": round(args.tokens / (decode_ms / 1000), 1),
+        "decode_tokens": args.tokens,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
