@@ -21,7 +21,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModelForCausalLM, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from transformers import (
+    AutoModelForCausalLM,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
+)
 
 from salmonn_agent.audio import SAMPLE_RATE, AudioInput, load_audio
 from salmonn_agent.config import AUDIO_PLACEHOLDER, GenerationConfig, SALMONNConfig
@@ -54,6 +60,17 @@ class PromptInputs:
     attention_mask: torch.Tensor
     text_tokens: list[int]
     audio_tokens: list[int]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated answer with what it cost: token ids, finish reason and prompt sizes."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str  # "stop" (end symbol), "length" (max_new_tokens) or "cancelled"
+    prompt_text_tokens: int
+    prompt_audio_tokens: int
 
 
 AudioLike = AudioInput | EncodedAudio
@@ -330,15 +347,36 @@ class SALMONN(nn.Module):
         **options: object,
     ) -> list[str]:
         """Generate from fully rendered prompts, each with one ``<SpeechHere>`` per clip given."""
+        return [g.text for g in self.generate_detailed(prompts, audios, generation=generation, **options)]
+
+    def generate_detailed(
+        self,
+        prompts: Sequence[str],
+        audios: Sequence[Sequence[EncodedAudio]],
+        *,
+        generation: GenerationConfig | None = None,
+        logits_processor: LogitsProcessorList | None = None,
+        **options: object,
+    ) -> list[Generation]:
+        """Like :meth:`generate_from_prompts`, with token ids, finish reasons and prompt sizes.
+
+        ``logits_processor`` is handed to ``generate`` (e.g. constrained decoding of JSON).
+        """
         config = (generation or self.config.generation).updated(**options)
         inputs = self.embed_prompts(prompts, audios)
+        kwargs = self._generate_kwargs(config)
+        if logits_processor is not None:
+            kwargs["logits_processor"] = logits_processor
         with self._generation_scope(config):
             output = self.llm.generate(
-                inputs_embeds=inputs.embeds,
-                attention_mask=inputs.attention_mask,
-                **self._generate_kwargs(config),
+                inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **kwargs
             )
-        return [self.tokenizer.decode(_until_eos(row.tolist(), self._eos_id)).strip() for row in output]
+        results = []
+        for row, text_tokens, audio_tokens in zip(output, inputs.text_tokens, inputs.audio_tokens):
+            ids, reason = _finish(row.tolist(), self._eos_id, self.tokenizer.tokenizer.pad_token_id,
+                                  config.max_new_tokens)
+            results.append(Generation(self.tokenizer.decode(ids).strip(), ids, reason, text_tokens, audio_tokens))
+        return results
 
     def stream(
         self,
@@ -348,7 +386,7 @@ class SALMONN(nn.Module):
         sample_rate: int | None = None,
         generation: GenerationConfig | None = None,
         **options: object,
-    ) -> Iterator[str]:
+    ) -> "TextStream":
         """Yield the answer as text pieces while it is generated (greedy or sampling)."""
         (encoded,) = self._encode_mixed([audio], sample_rate)
         return self.stream_from_prompt(
@@ -362,19 +400,23 @@ class SALMONN(nn.Module):
         *,
         generation: GenerationConfig | None = None,
         cancel: threading.Event | None = None,
+        logits_processor: LogitsProcessorList | None = None,
         **options: object,
-    ) -> Iterator[str]:
+    ) -> "TextStream":
         """Stream text pieces for one rendered prompt. Closing the iterator (or setting
-        ``cancel``) stops generation at the next token."""
+        ``cancel``) stops generation at the next token. The returned :class:`TextStream` holds
+        the token ids and finish reason once exhausted."""
         beams = options.pop("num_beams", None)
         if beams is not None and int(beams) > 1:  # type: ignore[arg-type]
             raise ConfigError("Streaming works with num_beams=1 (greedy or sampling); drop num_beams.")
         config = (generation or self.config.generation).updated(num_beams=1, **options)
         inputs = self.embed_prompts([prompt], [audios])
         cancel = cancel or threading.Event()
-        streamer = TextIteratorStreamer(self.tokenizer.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = _RecordingStreamer(self.tokenizer.tokenizer, skip_prompt=True, skip_special_tokens=True)
         kwargs = self._generate_kwargs(config)
         kwargs["stopping_criteria"] = StoppingCriteriaList([_CancelCriteria(cancel)])
+        if logits_processor is not None:
+            kwargs["logits_processor"] = logits_processor
         errors: list[BaseException] = []
 
         def run() -> None:
@@ -390,7 +432,10 @@ class SALMONN(nn.Module):
                 errors.append(err)
                 streamer.end()
 
-        return _stream_pieces(run, streamer, cancel, errors)
+        return TextStream(
+            run, streamer, cancel, errors, self._eos_id, config.max_new_tokens,
+            inputs.text_tokens[0], inputs.audio_tokens[0],
+        )
 
     def _generate_kwargs(self, config: GenerationConfig) -> dict[str, object]:
         kwargs: dict[str, object] = {
@@ -520,10 +565,6 @@ def _pad_frames(speech: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor
     return speech, audio
 
 
-def _until_eos(ids: list[int], eos_id: int) -> list[int]:
-    return ids[: ids.index(eos_id)] if eos_id in ids else ids
-
-
 class _CancelCriteria(StoppingCriteria):
     """Stops generation once ``event`` is set (a closed stream or a cancelled request)."""
 
@@ -534,17 +575,92 @@ class _CancelCriteria(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-def _stream_pieces(
-    run: object, streamer: TextIteratorStreamer, cancel: threading.Event, errors: list[BaseException]
-) -> Iterator[str]:
-    worker = threading.Thread(target=run, name="salmonn-generate", daemon=True)
-    worker.start()
-    try:
-        for piece in streamer:
+def _finish(ids: list[int], eos_id: int, pad_id: int | None, max_new_tokens: int) -> tuple[list[int], str]:
+    """Cut generated ids at the end symbol; say why generation ended."""
+    if eos_id in ids:
+        return ids[: ids.index(eos_id)], "stop"
+    if pad_id is not None and pad_id != eos_id:
+        ids = [i for i in ids if i != pad_id]
+    return ids, "length" if len(ids) >= max_new_tokens else "stop"
+
+
+class _RecordingStreamer(TextIteratorStreamer):
+    """A text streamer that also keeps the generated token ids."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.token_ids: list[int] = []
+
+    def put(self, value: torch.Tensor) -> None:
+        if not (self.skip_prompt and self.next_tokens_are_prompt):
+            self.token_ids.extend(int(i) for i in value.reshape(-1).tolist())
+        super().put(value)
+
+
+class TextStream(Iterator[str]):
+    """Text pieces of one answer as they are generated; ``close()`` stops generation.
+
+    After the last piece: ``token_ids``, ``finish_reason`` ("stop", "length" or "cancelled"),
+    ``prompt_text_tokens`` and ``prompt_audio_tokens``.
+    """
+
+    def __init__(
+        self, run: object, streamer: _RecordingStreamer, cancel: threading.Event,
+        errors: list[BaseException], eos_id: int, max_new_tokens: int,
+        prompt_text_tokens: int, prompt_audio_tokens: int,
+    ) -> None:
+        self._streamer = streamer
+        self._cancel = cancel
+        self._errors = errors
+        self._eos_id = eos_id
+        self._max_new_tokens = max_new_tokens
+        self.prompt_text_tokens = prompt_text_tokens
+        self.prompt_audio_tokens = prompt_audio_tokens
+        self.finish_reason: str | None = None
+        self._worker = threading.Thread(target=run, name="salmonn-generate", daemon=True)
+        self._started = False
+        self._done = False
+
+    @property
+    def token_ids(self) -> list[int]:
+        """Generated token ids so far, without the end symbol."""
+        ids = self._streamer.token_ids
+        return ids[: ids.index(self._eos_id)] if self._eos_id in ids else list(ids)
+
+    def __iter__(self) -> "TextStream":
+        return self
+
+    def __next__(self) -> str:
+        if self._done:
+            raise StopIteration
+        if not self._started:
+            self._started = True
+            self._worker.start()
+        for piece in self._streamer:
             if piece:
-                yield piece
-        if errors:
-            raise errors[0]
-    finally:
-        cancel.set()
-        worker.join()
+                return piece
+        self._finish()
+        if self._errors:
+            raise self._errors[0]
+        raise StopIteration
+
+    def close(self) -> None:
+        """Stop generating (at the next token) and wait for the worker to finish."""
+        if not self._done:
+            self._cancel.set()
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._started:
+            self._worker.join()
+        self._done = True
+        if self.finish_reason is None:
+            if self._cancel.is_set():
+                self.finish_reason = "cancelled"
+            elif self._eos_id in self._streamer.token_ids:
+                self.finish_reason = "stop"
+            else:
+                self.finish_reason = "length" if len(self.token_ids) >= self._max_new_tokens else "stop"
+
+    def __del__(self) -> None:
+        self._cancel.set()
