@@ -134,3 +134,32 @@ def test_frozen_parts_and_trainable_parts(tiny_model):
     assert any(".lora_A.default." in n for n in trainable)
     assert not any(n.startswith("speech_encoder.") for n in trainable)
     assert not any(n.startswith("llm.") and "lora_" not in n for n in trainable)
+
+
+def test_beats_variant_concatenates_both_encoders(tmp_path_factory, noise_clips):
+    from salmonn_agent.model.salmonn import SALMONN
+    from salmonn_agent.tiny import build_tiny_model
+
+    model = SALMONN.from_pretrained(build_tiny_model(tmp_path_factory.mktemp("beats"), with_beats=True))
+    width = model.speech_encoder.config.d_model + model.beats.output_dim
+    assert model.window_qformer.qformer.config.encoder_hidden_size == width
+    clips = [noise_clips["30s"], noise_clips["5s"]]
+    encoded = model.encode_audio(clips, sample_rate=SR)
+    assert [e.num_tokens for e in encoded] == [88, 88]
+    (alone,) = model.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    torch.testing.assert_close(encoded[1].embeds, alone.embeds, atol=1e-5, rtol=1e-5)
+    batched = model.generate(clips, ["hello", "hi"], sample_rate=SR, **GREEDY)
+    assert batched == [model.generate(c, p, sample_rate=SR, **GREEDY)[0] for c, p in zip(clips, ["hello", "hi"])]
+
+
+def test_generation_details(tiny_model, noise_clips):
+    (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    prompt = tiny_model.render_prompt("hello")
+    (result,) = tiny_model.generate_detailed([prompt], [[audio]], num_beams=1, max_new_tokens=5)
+    assert result.prompt_audio_tokens == 88 and result.prompt_text_tokens > 5
+    assert len(result.token_ids) <= 5 and result.finish_reason in {"stop", "length"}
+    assert result.text == tiny_model.tokenizer.decode(result.token_ids).strip()
+    stream = tiny_model.stream_from_prompt(prompt, [audio], max_new_tokens=5)
+    text = "".join(stream)
+    assert stream.token_ids == result.token_ids and stream.finish_reason == result.finish_reason
+    assert text.strip() == result.text

@@ -254,23 +254,26 @@ class SALMONN(nn.Module):
         speech = self.speech_encoder(mel).last_hidden_state
         speech = self.ln_speech(speech)
         if self.beats is not None:
-            audio = self._beats_features(chunks)
+            audio, padding = self._beats_features(chunks)
             audio = self.ln_audio(audio)
+            if padding is not None:  # upstream zero-pads after ln_audio; batch padding must match
+                audio = audio.masked_fill(padding.unsqueeze(-1), 0.0)
             speech, audio = _pad_frames(speech, audio)
             speech = torch.cat([speech, audio], dim=-1)
         return self.projection(self.window_qformer(speech))
 
-    def _beats_features(self, chunks: Sequence[np.ndarray]) -> torch.Tensor:
+    def _beats_features(self, chunks: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor | None]:
         longest = max(len(c) for c in chunks)
         wav = torch.zeros(len(chunks), longest, dtype=torch.float32)
         padding = torch.ones(len(chunks), longest, dtype=torch.bool)
         for row, chunk in enumerate(chunks):
             wav[row, : len(chunk)] = torch.from_numpy(chunk)
             padding[row, : len(chunk)] = False
-        features, _ = self.beats.extract_features(
-            wav.to(self.device, self.dtype), padding_mask=padding.to(self.device)
+        # "exact" masking makes a batched clip's features equal to encoding it alone, which is
+        # what upstream's single-clip inference (an all-False mask) computes.
+        return self.beats.extract_features(
+            wav.to(self.device, self.dtype), padding_mask=padding.to(self.device), mask_mode="exact"
         )
-        return features
 
     # ----------------------------------------------------------------- prompting
     def render_prompt(self, instruction: str) -> str:

@@ -1,0 +1,91 @@
+"""Configuration of the segmenter: what counts as speech or sound, and how windows are cut."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ConfirmMethod = Literal["spectral", "silero", "none"]
+"""How a webrtcvad speech candidate is confirmed as speech (else it becomes a ``sound``)."""
+
+
+class SegmenterConfig(BaseModel):
+    """Every knob of :class:`~salmonn_agent.stream.vad.Segmenter`; the defaults suit a quiet room.
+
+    Times are in milliseconds (``_ms``) or seconds (``_s``), levels in dBFS (0 dB = full scale).
+    Speech starts when at least ``start_voiced_ms`` of the last ``start_window_ms`` are voiced
+    (webrtcvad, gated by level), and ends when no voiced frame came for ``hangover_ms``: it is
+    hard to start (a dense cluster) and easy to keep (one voiced frame per hangover), which is
+    the hysteresis. Each window keeps ``pre_roll_ms`` before the onset and ``post_roll_ms``
+    after the end. Loud non-speech audio (``sound_margin_db`` over the adaptive noise floor)
+    becomes ``sound`` windows; ``periodic_every_s`` adds overlapping ``periodic`` windows.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    vad_mode: int = Field(2, ge=0, le=3, description="webrtcvad aggressiveness, 0 (lenient) to 3.")
+    frame_ms: Literal[10, 20, 30] = Field(30, description="VAD frame length.")
+    start_window_ms: int = Field(300, gt=0, description="Sliding window for the speech onset.")
+    start_voiced_ms: int = Field(
+        150, gt=0, description="Voiced audio needed inside the start window to start speech."
+    )
+    hangover_ms: int = Field(600, gt=0, description="Silence that ends speech.")
+    pre_roll_ms: int = Field(400, ge=0, description="Audio kept before the onset.")
+    post_roll_ms: int = Field(200, ge=0, description="Audio kept after the end (<= hangover).")
+    min_speech_ms: int = Field(
+        200, ge=0, description="Shorter speech candidates become sound (or are dropped)."
+    )
+    max_window_s: float = Field(
+        30.0, gt=1.0, le=60.0, description="Longest window; longer events are split (SALMONN: 30 s)."
+    )
+    min_level_db: float = Field(
+        -50.0, le=0.0, description="Volume gate: quieter frames are never speech or sound."
+    )
+    speech_margin_db: float = Field(
+        3.0, ge=0.0, description="Voiced frames must be this far above the noise floor."
+    )
+    sound_events: bool = Field(True, description="Emit `sound` windows for non-speech events.")
+    sound_margin_db: float = Field(
+        12.0, gt=0.0, description="A frame this far above the noise floor is a sound."
+    )
+    sound_hangover_ms: int = Field(300, gt=0, description="Quiet that ends a sound event.")
+    min_sound_ms: int = Field(0, ge=0, description="Shorter sound events are dropped.")
+    noise_floor_rise_db_per_s: float = Field(
+        3.0, gt=0.0, description="How fast the noise floor may rise (it falls at once)."
+    )
+    confirm_with: ConfirmMethod = Field(
+        "spectral",
+        description=(
+            "Second stage for speech candidates: 'spectral' (built in: spectral change, rejects "
+            "steady tones, chords, hums and noise), 'silero' (neural VAD, needs the silero-vad "
+            "package) or 'none' (trust webrtcvad)."
+        ),
+    )
+    min_speech_score: float = Field(
+        3.0, ge=0.0, description="Spectral-change score (dB) needed by confirm_with='spectral'."
+    )
+    silero_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Silero speech probability.")
+    silero_min_speech_ms: int = Field(
+        64, gt=0, description="Audio Silero must call speech to confirm a candidate."
+    )
+    periodic_every_s: float | None = Field(
+        None, gt=0.0, description="Emit a `periodic` window this often (None: never)."
+    )
+    periodic_length_s: float = Field(10.0, gt=0.0, le=30.0, description="Length of periodic windows.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "SegmenterConfig":
+        if self.start_voiced_ms > self.start_window_ms:
+            raise ValueError(
+                f"start_voiced_ms ({self.start_voiced_ms}) cannot exceed start_window_ms "
+                f"({self.start_window_ms}): lower it or widen the window."
+            )
+        if self.post_roll_ms > self.hangover_ms:
+            raise ValueError(
+                f"post_roll_ms ({self.post_roll_ms}) cannot exceed hangover_ms ({self.hangover_ms}): "
+                "the audio after the end is only known once the hangover has passed."
+            )
+        if self.pre_roll_ms >= self.max_window_s * 1000:
+            raise ValueError("pre_roll_ms must be shorter than max_window_s.")
+        return self
