@@ -111,7 +111,11 @@ def _quiet_libraries(debug: bool) -> None:
         stream=sys.stderr,
     )
     if not debug:
+        import warnings
+
         import transformers
+
+        warnings.filterwarnings("ignore", category=FutureWarning)
 
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()

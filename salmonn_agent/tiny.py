@@ -53,10 +53,13 @@ def build_tiny_model(
     whisper_dir = _write_whisper(root / "whisper", whisper_width, whisper_layers)
     llm_dir = _write_llm(root / "llm", llm_hidden, llm_layers, llm_heads)
     beats_file = _write_beats(root / "beats.pt") if with_beats else None
+    model_dir = root / "salmonn"
+    model_dir.mkdir(exist_ok=True)
+    # References relative to the model directory keep the whole tree relocatable.
     config = SALMONNConfig(
-        whisper=str(whisper_dir),
-        llm=str(llm_dir),
-        beats=str(beats_file) if beats_file else None,
+        whisper=os.path.relpath(whisper_dir, model_dir),
+        llm=os.path.relpath(llm_dir, model_dir),
+        beats=os.path.relpath(beats_file, model_dir) if beats_file else None,
         qformer=QFormerConfig(
             hidden_size=qformer_hidden, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=qformer_hidden * 4,
@@ -64,13 +67,13 @@ def build_tiny_model(
         lora=LoraSettings(rank=4, alpha=16, dropout=0.0),
         chunk_seconds=chunk_seconds,
     )
-    model = SALMONN.from_config(config, device="cpu")
+    model = SALMONN.from_config(config, base_dir=model_dir, device="cpu")
     with torch.no_grad():  # LoRA B starts at zero; give it weight so LoRA changes outputs
         for name, param in model.llm.named_parameters():
             if "lora_B" in name:
                 param.normal_(std=0.5)
-    model.save_pretrained(root / "salmonn")
-    return root / "salmonn"
+    model.save_pretrained(model_dir)
+    return model_dir
 
 
 def _write_whisper(directory: Path, width: int, layers: int) -> Path:

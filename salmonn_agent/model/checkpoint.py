@@ -13,6 +13,7 @@ Whisper / BEATs / LLM by hub id or path) and ``model.safetensors`` (trainable pa
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -172,9 +173,25 @@ def save_pretrained(model: SALMONN, path: str | Path) -> None:
     """Write the config JSON and the trainable weights (safetensors) to directory ``path``."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    (path / CONFIG_FILE).write_text(model.config.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    (path / CONFIG_FILE).write_text(
+        _relocatable(model.config, path).model_dump_json(indent=2) + "\n", encoding="utf-8"
+    )
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
     save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": "pt", "salmonn_agent": "1"})
+
+
+def _relocatable(config: SALMONNConfig, directory: Path) -> SALMONNConfig:
+    """Local references rewritten relative to ``directory`` (hub ids unchanged), so a model
+    directory can move together with the base models beside it."""
+
+    def relative(reference: str | None) -> str | None:
+        if reference is None or not Path(reference).is_absolute():
+            return reference
+        return os.path.relpath(reference, directory.resolve())
+
+    return config.model_copy(
+        update={"whisper": relative(config.whisper), "llm": relative(config.llm), "beats": relative(config.beats)}
+    )
 
 
 def load_pretrained(

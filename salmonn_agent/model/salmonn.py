@@ -128,15 +128,19 @@ class SALMONN(nn.Module):
         weights with :meth:`from_pretrained` or the official checkpoint loader.
         """
         torch_dtype = resolve_dtype(dtype)
-        whisper = _resolve(config.whisper, base_dir)
-        llm_path = _resolve(config.llm, base_dir)
+        config = config.model_copy(update={
+            "whisper": _resolve(config.whisper, base_dir),
+            "llm": _resolve(config.llm, base_dir),
+            "beats": _resolve(config.beats, base_dir) if config.beats else None,
+        })
+        whisper, llm_path = config.whisper, config.llm
         speech_encoder = load_whisper_encoder(whisper, config.chunk_seconds, torch.float32)
         features = WhisperFeatures.from_pretrained(whisper, config.chunk_seconds)
         beats = None
         if config.beats:
             from salmonn_agent.model.beats import BEATs
 
-            beats = BEATs.from_checkpoint(_resolve(config.beats, base_dir))
+            beats = BEATs.from_checkpoint(config.beats)
         llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=torch.float32)
         tokenizer = PromptTokenizer.load(llm_path, config.tokenizer_mode)
         model = cls(config, speech_encoder, features, llm, tokenizer, beats).eval()
@@ -524,11 +528,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def _resolve(reference: str, base_dir: str | Path | None) -> str:
-    """A path relative to the config's directory if it exists there, else the reference as given."""
-    if base_dir is not None and not Path(reference).is_absolute():
-        candidate = Path(base_dir) / reference
+    """An absolute path for a local reference (relative ones are tried against ``base_dir``
+    first, then the working directory); anything else is a hub id and stays as given."""
+    candidates = [Path(base_dir) / reference] if base_dir is not None else []
+    candidates.append(Path(reference))
+    for candidate in candidates:
         if candidate.exists():
-            return str(candidate)
+            return str(candidate.resolve())
     return reference
 
 

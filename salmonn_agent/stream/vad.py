@@ -1,0 +1,540 @@
+"""The segmenter: webrtcvad frames through a small state machine into :class:`AudioWindow` s.
+
+States: ``quiet`` → ``speech`` (enough voiced audio in the start window) or ``sound`` (a frame
+well above the noise floor) → back to ``quiet`` after a hangover. ``sound`` turns into
+``speech`` when speech starts inside it. Per-frame measurements (level, noise floor, the
+level gates, the sliding voiced count) are computed with numpy for a whole chunk at once;
+only the state transitions run per frame in Python, so the segmenter costs little more than
+webrtcvad itself.
+
+Every sample pushed ends up in exactly one speech/sound window or in the dropped audio
+between them (``periodic`` windows are extra, overlapping copies for monitoring).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from salmonn_agent.audio import SAMPLE_RATE
+from salmonn_agent.stream.config import SegmenterConfig
+from salmonn_agent.stream.errors import FrontendError
+from salmonn_agent.stream.spectral import speech_score
+from salmonn_agent.stream.windows import AudioWindow, CloseReason, WindowKind, WindowMetrics
+
+QUIET, SOUND, SPEECH = 0, 1, 2
+_STATE_NAMES = {QUIET: "quiet", SOUND: "sound", SPEECH: "speech"}
+_PIECE = SAMPLE_RATE  # pushes are analysed one second at a time at most
+_INITIAL_FLOOR_CAP_DB = -50.0  # the floor starts at the first frame's level, at most this
+_CONTEXT = SAMPLE_RATE  # audio before an event used to estimate the noise spectrum
+_SOUND_BEFORE_SPEECH_SPLIT = SAMPLE_RATE  # a sound this long before speech keeps its own window
+_SILENT_DB = -120.0
+
+
+def _make_vad(mode: int) -> Any:
+    try:
+        import webrtcvad
+    except ImportError:
+        raise FrontendError(
+            "The segmenter needs webrtcvad: `pip install webrtcvad-wheels`."
+        ) from None
+    return webrtcvad.Vad(mode)
+
+
+class SegmenterStats(BaseModel):
+    """Counters over the life of a segmenter (samples at 16 kHz)."""
+
+    model_config = ConfigDict(validate_assignment=False)
+
+    samples_in: int = 0
+    """Samples pushed."""
+    samples_in_windows: int = 0
+    """Samples inside speech and sound windows."""
+    gap_samples: int = 0
+    """Samples the source lost (see :meth:`Segmenter.skip`); not part of ``samples_in``."""
+    windows: dict[str, int] = Field(default_factory=lambda: {"speech": 0, "sound": 0, "periodic": 0})
+    """Windows emitted, by kind."""
+    rejected_speech: int = 0
+    """Speech candidates turned into sound (too short, or not confirmed)."""
+
+    @property
+    def dropped_samples(self) -> int:
+        """Samples pushed but in no speech/sound window (silence, dropped short events)."""
+        return self.samples_in - self.samples_in_windows
+
+
+class _Ring:
+    """A circular float32 buffer addressed by absolute sample index."""
+
+    def __init__(self, capacity: int) -> None:
+        self.buf = np.zeros(capacity, dtype=np.float32)
+        self.capacity = capacity
+        self.end = 0
+
+    @property
+    def oldest(self) -> int:
+        return max(0, self.end - self.capacity)
+
+    def write(self, x: np.ndarray) -> None:
+        n, cap = x.size, self.capacity
+        i = self.end % cap
+        first = min(n, cap - i)
+        self.buf[i : i + first] = x[:first]
+        if first < n:
+            self.buf[: n - first] = x[first:]
+        self.end += n
+
+    def skip(self, n: int) -> None:
+        if n >= self.capacity:
+            self.buf[:] = 0.0
+            self.end += n
+        else:
+            self.write(np.zeros(n, dtype=np.float32))
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        if a < self.oldest or b > self.end or a > b:
+            raise ValueError(f"ring read [{a}, {b}) outside [{self.oldest}, {self.end})")
+        cap = self.capacity
+        i, j = a % cap, b % cap
+        if b - a == 0:
+            return np.zeros(0, dtype=np.float32)
+        if i < j or j == 0:
+            return self.buf[i : (j or cap)].copy()
+        return np.concatenate([self.buf[i:], self.buf[:j]])
+
+
+def _db(power: float) -> float:
+    return 10.0 * math.log10(power + 1e-12)
+
+
+class Segmenter:
+    """Cuts a 16 kHz mono stream into ``speech``, ``sound`` and ``periodic`` windows.
+
+    Feed it with :meth:`push` (any chunk size); each call returns the windows completed by
+    that audio. :meth:`finish` closes the stream (the open event becomes a last window),
+    :meth:`flush` closes the open event now (the watchdog uses it when audio stops coming),
+    and :meth:`skip` records a hole in the input (a microphone overflow).
+    """
+
+    def __init__(self, config: SegmenterConfig | None = None) -> None:
+        cfg = config or SegmenterConfig()
+        self.config = cfg
+        self._vad = _make_vad(cfg.vad_mode)
+
+        def ms(v: float) -> int:
+            return int(round(v * SAMPLE_RATE / 1000))
+
+        fm = cfg.frame_ms
+        self._flen = ms(fm)
+        self._win_frames = max(1, round(cfg.start_window_ms / fm))
+        self._start_frames = min(self._win_frames, max(1, math.ceil(cfg.start_voiced_ms / fm)))
+        self._hang = ms(cfg.hangover_ms)
+        self._sound_hang = ms(cfg.sound_hangover_ms)
+        self._pre = ms(cfg.pre_roll_ms)
+        self._post = ms(cfg.post_roll_ms)
+        self._max_win = int(round(cfg.max_window_s * SAMPLE_RATE))
+        self._min_speech = ms(cfg.min_speech_ms)
+        self._min_sound = ms(cfg.min_sound_ms)
+        self._rise = cfg.noise_floor_rise_db_per_s * fm / 1000.0
+        self._every = int(round(cfg.periodic_every_s * SAMPLE_RATE)) if cfg.periodic_every_s else 0
+        self._periodic_len = int(round(cfg.periodic_length_s * SAMPLE_RATE))
+        # frames of history kept for the start window and the onset refinement
+        self._hist = self._win_frames + math.ceil(self._pre / self._flen) + 2
+        capacity = (
+            max(self._max_win, self._periodic_len) + self._pre + self._hang + self._sound_hang
+            + _CONTEXT + _PIECE + 2 * SAMPLE_RATE
+        )
+        self._ring = _Ring(capacity)
+        self._confirmer: Any = None
+        if cfg.confirm_with == "silero":
+            from salmonn_agent.stream.confirm import SileroConfirmer
+
+            self._confirmer = SileroConfirmer(cfg.silero_threshold, cfg.silero_min_speech_ms)
+        self.stats = SegmenterStats()
+        self._pos = 0  # samples received (absolute, gaps included)
+        self._framed = 0  # next frame starts here
+        self._barrier = 0  # no speech/sound window may start before this
+        self._periodic_barrier = 0
+        self._floor: float | None = None
+        self._h_level = np.full(self._hist, _SILENT_DB)
+        self._h_voiced = np.zeros(self._hist, dtype=bool)
+        self._state = QUIET
+        self._win_start = 0
+        self._onset = 0
+        self._last = 0
+        self._ev_voiced = 0
+        self._ev_floor = 0.0
+        self._sound_onset = 0
+        self._sound_last = 0
+        self._silero_pos = 0
+        self._index = 0
+        self._voiced_total = 0
+        self._snapshots: deque[tuple[int, int]] = deque([(0, 0)])
+        self._next_periodic = self._every
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def position(self) -> float:
+        """Stream time in seconds: the end of the audio received so far (gaps included)."""
+        return self._pos / SAMPLE_RATE
+
+    @property
+    def state(self) -> str:
+        """``quiet``, ``speech`` or ``sound``."""
+        return _STATE_NAMES[self._state]
+
+    @property
+    def in_event(self) -> bool:
+        """True while a speech or sound event is open."""
+        return self._state != QUIET
+
+    @property
+    def noise_floor_db(self) -> float | None:
+        """The current noise floor estimate (dBFS per frame), None before the first frame."""
+        return self._floor
+
+    def push(self, samples: np.ndarray) -> list[AudioWindow]:
+        """Add 16 kHz mono float32 samples; return the windows they completed."""
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        out: list[AudioWindow] = []
+        for a in range(0, x.size, _PIECE):
+            piece = x[a : a + _PIECE]
+            self._ring.write(piece)
+            self._pos += piece.size
+            self.stats.samples_in += piece.size
+            self._analyse(out)
+            if self._every:
+                self._periodic(out)
+        return out
+
+    def skip(self, n_samples: int) -> list[AudioWindow]:
+        """Record that ``n_samples`` of input were lost: close the open event, jump ahead."""
+        out: list[AudioWindow] = []
+        if n_samples <= 0:
+            return out
+        self._close(out, "gap", self._framed)
+        self._ring.skip(n_samples)
+        self._pos += n_samples
+        self._framed = self._barrier = self._periodic_barrier = self._pos
+        self._h_level[:] = _SILENT_DB
+        self._h_voiced[:] = False
+        self.stats.gap_samples += n_samples
+        return out
+
+    def flush(self, reason: CloseReason = "stalled") -> list[AudioWindow]:
+        """Close the open event now (e.g. the stream stalled) and return its window."""
+        out: list[AudioWindow] = []
+        self._close(out, reason, self._framed)
+        return out
+
+    def finish(self) -> list[AudioWindow]:
+        """End of stream: close the open event, with the trailing partial frame."""
+        out: list[AudioWindow] = []
+        self._close(out, "end_of_stream", self._pos)
+        return out
+
+    # ------------------------------------------------------------------ analysis
+
+    def _analyse(self, out: list[AudioWindow]) -> None:
+        flen = self._flen
+        n = (self._pos - self._framed) // flen
+        if n <= 0:
+            return
+        cfg = self.config
+        base = self._framed
+        frames = self._ring.read(base, base + n * flen).reshape(n, flen)
+        level = 10.0 * np.log10(np.einsum("ij,ij->i", frames, frames) / flen + 1e-12)
+        pcm = (np.clip(frames, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
+        is_speech = self._vad.is_speech
+        bpf = 2 * flen
+        vad = np.fromiter(
+            (is_speech(pcm[i : i + bpf], SAMPLE_RATE) for i in range(0, n * bpf, bpf)),
+            dtype=bool,
+            count=n,
+        )
+        # noise floor: falls at once, rises at most `rise` dB per frame (vectorised recurrence)
+        if self._floor is None:
+            self._floor = min(float(level[0]), _INITIAL_FLOOR_CAP_DB)
+        steps = np.arange(1, n + 1) * self._rise
+        floor = np.minimum.accumulate(np.minimum(level - steps, self._floor)) + steps
+        self._floor = float(floor[-1])
+        audible = level >= cfg.min_level_db
+        voiced = vad & audible & (level >= floor + cfg.speech_margin_db)
+        loud = audible & (level >= floor + cfg.sound_margin_db)
+        hist, win = self._hist, self._win_frames
+        all_voiced = np.concatenate([self._h_voiced, voiced])
+        all_level = np.concatenate([self._h_level, level])
+        csum = np.cumsum(all_voiced)
+        start_ok = (csum[hist:] - csum[hist - win : hist - win + n]) >= self._start_frames
+        n_voiced = int(np.count_nonzero(voiced))
+
+        if self._state == QUIET:
+            trigger = start_ok | loud if cfg.sound_events else start_ok
+            if not trigger.any():  # the common case: nothing happens in this chunk
+                self._done_frames(n, all_voiced, all_level, n_voiced)
+                return
+        sl = start_ok.tolist()
+        vl = voiced.tolist()
+        ll = loud.tolist()
+        sound_on = cfg.sound_events
+        hang, sound_hang, max_win = self._hang, self._sound_hang, self._max_win
+        k = 0
+        while k < n:
+            state = self._state
+            end = base + (k + 1) * flen
+            if state == QUIET:
+                if sl[k]:
+                    self._open_speech(out, k, base, all_voiced, all_level, float(floor[k]))
+                elif sound_on and ll[k]:
+                    self._open_sound(k, base, float(floor[k]))
+                k += 1
+                continue
+            if state == SPEECH:
+                if vl[k]:
+                    self._last = end
+                    self._ev_voiced += 1
+                elif end - self._last >= hang:
+                    self._close(out, "end_of_speech", end)
+                    k += 1
+                    continue
+            else:  # SOUND
+                if sl[k]:
+                    self._open_speech(out, k, base, all_voiced, all_level, float(floor[k]))
+                elif ll[k] or vl[k]:
+                    self._last = end
+                    if vl[k]:
+                        self._ev_voiced += 1
+                elif end - self._last >= sound_hang:
+                    self._close(out, "end_of_sound", end)
+                    k += 1
+                    continue
+            if end - self._win_start >= max_win:
+                self._split(out, end)
+            k += 1
+        self._done_frames(n, all_voiced, all_level, n_voiced)
+
+    def _done_frames(
+        self, n: int, all_voiced: np.ndarray, all_level: np.ndarray, n_voiced: int
+    ) -> None:
+        self._h_voiced = all_voiced[-self._hist :]
+        self._h_level = all_level[-self._hist :]
+        self._framed += n * self._flen
+        self._voiced_total += n_voiced
+        if self._every:
+            self._snapshots.append((self._framed, self._voiced_total))
+        if self._confirmer is not None and self._state == SPEECH and self._framed > self._silero_pos:
+            self._confirmer.feed(self._ring.read(self._silero_pos, self._framed))
+            self._silero_pos = self._framed
+
+    # ------------------------------------------------------------------ events
+
+    def _open_speech(
+        self,
+        out: list[AudioWindow],
+        k: int,
+        base: int,
+        all_voiced: np.ndarray,
+        all_level: np.ndarray,
+        floor_db: float,
+    ) -> None:
+        flen, hist = self._flen, self._hist
+        first = hist + k - self._win_frames + 1
+        j = first + int(np.argmax(all_voiced[first : hist + k + 1]))  # earliest voiced frame
+        # refine the onset backwards over frames that stand out of the noise (soft onsets)
+        gate = max(floor_db + self.config.speech_margin_db, self.config.min_level_db)
+        limit = max(self._barrier, self._ring.oldest)
+        while j > 0 and all_level[j - 1] >= gate and base + (j - 1 - hist) * flen >= limit:
+            j -= 1
+        onset = max(base + (j - hist) * flen, self._barrier)
+        voiced_so_far = int(np.count_nonzero(all_voiced[j : hist + k + 1]))
+        end = base + (k + 1) * flen
+        if self._state == SOUND:
+            sound_start = self._win_start
+            cut = onset - self._pre
+            if cut - sound_start >= _SOUND_BEFORE_SPEECH_SPLIT and cut > self._sound_onset:
+                self._emit(
+                    out, sound_start, cut, "sound", self._sound_onset,
+                    min(self._last, cut), "end_of_sound", self._ev_floor, self._ev_voiced, end,
+                )
+                self._win_start = cut
+            # else: the short sound becomes part of the speech window (it keeps its start)
+        else:
+            self._win_start = max(onset - self._pre, self._barrier, self._ring.oldest)
+            self._ev_floor = floor_db
+        self._state = SPEECH
+        self._onset = onset
+        self._last = end
+        self._ev_voiced = voiced_so_far
+        if self._confirmer is not None:
+            self._confirmer.reset()
+            self._silero_pos = self._win_start
+
+    def _open_sound(self, k: int, base: int, floor_db: float) -> None:
+        onset = base + k * self._flen
+        self._state = SOUND
+        self._onset = self._sound_onset = onset
+        self._last = onset + self._flen
+        self._win_start = max(onset - self._pre, self._barrier, self._ring.oldest)
+        self._ev_floor = floor_db
+        self._ev_voiced = 0
+
+    def _classify(self, onset: int, event_end: int) -> tuple[WindowKind, float | None, float | None]:
+        """Confirm a speech candidate; return (kind, speech_score, speech_prob)."""
+        cfg = self.config
+        if cfg.confirm_with == "none":
+            return "speech", None, None
+        if cfg.confirm_with == "silero":
+            if self._silero_pos < event_end:
+                self._confirmer.feed(self._ring.read(self._silero_pos, event_end))
+                self._silero_pos = event_end
+            ok, prob = self._confirmer.verdict()
+            return ("speech" if ok else "sound"), None, prob
+        ctx_start = max(onset - _CONTEXT, self._ring.oldest, self._periodic_barrier)
+        score = speech_score(
+            self._ring.read(onset, event_end), self._ev_floor, self._ring.read(ctx_start, onset)
+        )
+        return ("speech" if score >= cfg.min_speech_score else "sound"), score, None
+
+    def _close(self, out: list[AudioWindow], reason: CloseReason, now: int) -> None:
+        state = self._state
+        if state == QUIET:
+            return
+        self._state = QUIET
+        onset, event_end = self._onset, min(self._last, now)
+        win_end = min(event_end + self._post, now)
+        score = prob = None
+        if state == SPEECH:
+            if event_end - onset < self._min_speech:
+                kind: WindowKind = "sound"
+            else:
+                kind, score, prob = self._classify(onset, event_end)
+            if kind == "sound":
+                self.stats.rejected_speech += 1
+                if not self.config.sound_events:
+                    return
+        else:
+            kind = "sound"
+            if event_end - onset < self._min_sound:
+                return
+        if reason == "end_of_speech" and kind == "sound":
+            reason = "end_of_sound"
+        self._emit(
+            out, self._win_start, win_end, kind, onset, event_end, reason, self._ev_floor,
+            self._ev_voiced, now, score=score, prob=prob,
+        )
+
+    def _split(self, out: list[AudioWindow], end: int) -> None:
+        """The open window reached max_window_s: emit it and continue the event."""
+        cut = self._win_start + self._max_win
+        onset = min(self._onset, cut)
+        event_end = min(self._last, cut)
+        score = prob = None
+        kind: WindowKind = "sound"
+        if self._state == SPEECH:
+            kind, score, prob = self._classify(onset, event_end)
+        self._emit(
+            out, self._win_start, cut, kind, onset, event_end, "max_length", self._ev_floor,
+            self._ev_voiced, end, score=score, prob=prob, split=True,
+        )
+        self._win_start = self._onset = cut
+        self._ev_voiced = 0
+        if self._confirmer is not None and self._state == SPEECH:
+            self._confirmer.reset()  # the next window is judged on its own audio
+            self._silero_pos = cut
+
+    def _emit(
+        self,
+        out: list[AudioWindow],
+        start: int,
+        end: int,
+        kind: WindowKind,
+        event_start: int,
+        event_end: int,
+        reason: CloseReason,
+        floor_db: float,
+        voiced_frames: int,
+        now: int,
+        *,
+        score: float | None = None,
+        prob: float | None = None,
+        split: bool = False,
+    ) -> None:
+        samples = self._ring.read(start, end)
+        event_len = max(event_end - event_start, 1)
+        ev = samples[max(event_start - start, 0) : max(event_end - start, 0)]
+        ev_level = _db(float(np.dot(ev, ev)) / ev.size) if ev.size else _SILENT_DB
+        power = float(np.dot(samples, samples)) / max(samples.size, 1)
+        peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+        metrics = WindowMetrics(
+            reason=reason,
+            voiced_ratio=min(1.0, voiced_frames * self._flen / event_len),
+            level_db=_db(power),
+            peak_db=20.0 * math.log10(peak + 1e-9),
+            noise_floor_db=floor_db,
+            snr_db=ev_level - floor_db,
+            speech_score=score,
+            speech_prob=prob,
+            split=split,
+        )
+        out.append(
+            AudioWindow(
+                samples=samples,
+                sample_rate=SAMPLE_RATE,
+                start_sample=start,
+                end_sample=end,
+                kind=kind,
+                event_start=event_start / SAMPLE_RATE,
+                event_end=event_end / SAMPLE_RATE,
+                emitted_at=now / SAMPLE_RATE,
+                index=self._index,
+                metrics=metrics,
+            )
+        )
+        self._index += 1
+        self.stats.windows[kind] += 1
+        if kind != "periodic":
+            self.stats.samples_in_windows += end - start
+            self._barrier = end
+
+    def _periodic(self, out: list[AudioWindow]) -> None:
+        while self._every and self._pos >= self._next_periodic:
+            tick = self._next_periodic
+            self._next_periodic += self._every
+            start = max(tick - self._periodic_len, self._periodic_barrier, self._ring.oldest)
+            if tick - start < self._flen:
+                continue
+            snaps = self._snapshots
+            while len(snaps) > 1 and snaps[1][0] <= start:
+                snaps.popleft()
+            v0 = snaps[0][1]
+            v1 = self._voiced_total
+            floor = self._floor if self._floor is not None else _SILENT_DB
+            self._emit(out, start, tick, "periodic", start, tick, "periodic", floor, 0, self._pos)
+            out[-1] = _with_voiced(out[-1], (v1 - v0) * self._flen / max(tick - start, 1))
+
+
+def _with_voiced(window: AudioWindow, ratio: float) -> AudioWindow:
+    metrics = window.metrics.model_copy(update={"voiced_ratio": min(1.0, ratio)})
+    return AudioWindow(
+        samples=window.samples,
+        sample_rate=window.sample_rate,
+        start_sample=window.start_sample,
+        end_sample=window.end_sample,
+        kind=window.kind,
+        event_start=window.event_start,
+        event_end=window.event_end,
+        emitted_at=window.emitted_at,
+        index=window.index,
+        metrics=metrics,
+    )
+
+
+def segment(samples: np.ndarray, config: SegmenterConfig | None = None) -> list[AudioWindow]:
+    """Segment a whole 16 kHz mono array at once (push everything, then finish)."""
+    seg = Segmenter(config)
+    return seg.push(samples) + seg.finish()

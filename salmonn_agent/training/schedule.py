@@ -1,0 +1,72 @@
+"""The official optimizer and learning-rate schedule (LAVIS ``optims.py`` as SALMONN uses it).
+
+* AdamW, betas (0.9, beta2), weight decay 0.05 on matrices; none on biases, norms (``ln``)
+  and other 1-D parameters.
+* Linear warmup from ``warmup_start_lr`` to ``init_lr`` over ``warmup_steps``, then cosine
+  from ``init_lr`` to ``min_lr`` over the whole run (``max_epoch × steps per epoch``).
+
+Upstream steps its schedule once per data iteration; here a step is one optimizer step (the
+same thing with ``accum_grad_iters: 1``, the official setting).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from salmonn_agent.training.config import OptimSection
+
+
+def build_optimizer(model: nn.Module, optims: OptimSection) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters with upstream's two weight-decay groups."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if param.ndim < 2 or "bias" in name or "ln" in name or "bn" in name:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    groups = [
+        {"params": decay, "weight_decay": float(optims.weight_decay)},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        groups, lr=float(optims.init_lr), weight_decay=float(optims.weight_decay), betas=(0.9, optims.beta2)
+    )
+
+
+def lr_at(step: int, total_steps: int, optims: OptimSection) -> float:
+    """The learning rate for optimizer step ``step`` (0-based) of ``total_steps``."""
+    start = optims.warmup_start_lr if optims.warmup_start_lr >= 0 else optims.init_lr
+    if step < optims.warmup_steps:
+        return min(optims.init_lr, start + (optims.init_lr - start) * step / max(optims.warmup_steps, 1))
+    progress = step / max(total_steps, 1)
+    return (optims.init_lr - optims.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress)) + optims.min_lr
+
+
+class WarmupCosineSchedule:
+    """Sets every group's learning rate before each optimizer step; state is the step count."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, optims: OptimSection) -> None:
+        self.optimizer = optimizer
+        self.total_steps = total_steps
+        self.optims = optims
+        self.step_count = 0
+
+    def apply(self) -> float:
+        lr = lr_at(self.step_count, self.total_steps, self.optims)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def step(self) -> None:
+        self.step_count += 1
+
+    def state_dict(self) -> dict[str, int]:
+        return {"step_count": self.step_count, "total_steps": self.total_steps}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.step_count = int(state["step_count"])

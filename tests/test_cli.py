@@ -1,0 +1,66 @@
+"""The `salmonn-agent ask` command: answers on stdout, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from salmonn_agent.cli import MODEL_ENV, main
+
+SPEECH = Path(__file__).resolve().parent.parent / "examples" / "audio" / "speech.wav"
+
+
+def test_ask_prints_only_the_answer(tiny_model_dir, capsys):
+    status = main(["ask", str(SPEECH), "Recognize the speech.", "--model", str(tiny_model_dir),
+                   "--num-beams", "1", "--max-new-tokens", "6"])
+    out, err = capsys.readouterr()
+    assert status == 0
+    assert out.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_ask_stream_prints_the_same_answer(tiny_model_dir, capsys):
+    args = ["ask", str(SPEECH), "hello", "--model", str(tiny_model_dir), "--max-new-tokens", "6"]
+    assert main(args + ["--num-beams", "1"]) == 0
+    plain = capsys.readouterr().out
+    assert main(args + ["--stream"]) == 0
+    assert capsys.readouterr().out.strip() == plain.strip()
+
+
+def test_ask_without_a_model_says_so(monkeypatch, capsys):
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    assert main(["ask", str(SPEECH), "hello"]) == 2
+    err = capsys.readouterr().err
+    assert "no embedded default model yet" in err and "--model" in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("content", [b"not audio", b""])
+def test_bad_audio_is_one_line_and_exit_2(tiny_model_dir, tmp_path, capsys, content):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(content)
+    assert main(["ask", str(bad), "hello", "--model", str(tiny_model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("salmonn-agent: error:") and err.count("\n") == 1
+
+
+def test_bad_options_and_paths(tiny_model_dir, tmp_path, capsys):
+    assert main(["ask", str(SPEECH), "hi", "--model", str(tiny_model_dir), "--num-beams", "0"]) == 2
+    assert "num_beams" in capsys.readouterr().err
+    assert main(["ask", str(SPEECH), "hi", "--model", str(tmp_path)]) == 2
+    assert "salmonn_config.json" in capsys.readouterr().err
+    assert main(["ask", str(SPEECH), "hi", "--config", str(tmp_path / "none.yaml")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["ask", str(SPEECH), "hi", "--model", str(tiny_model_dir), "--dtype", "int3"]) == 2
+    assert "dtype" in capsys.readouterr().err
+
+
+def test_console_script_runs():
+    result = subprocess.run(
+        [sys.executable, "-m", "salmonn_agent.cli", "ask", "--help"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0 and "--lora-scale" in result.stdout
