@@ -163,3 +163,13 @@ def test_generation_details(tiny_model, noise_clips):
     text = "".join(stream)
     assert stream.token_ids == result.token_ids and stream.finish_reason == result.finish_reason
     assert text.strip() == result.text
+
+
+def test_bfloat16_model_generates(tiny_model_dir, noise_clips):
+    from salmonn_agent.model.salmonn import SALMONN
+
+    model = SALMONN.from_pretrained(tiny_model_dir, dtype="bfloat16")
+    assert model.dtype == torch.bfloat16
+    (audio,) = model.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    assert audio.embeds.dtype == torch.bfloat16
+    assert isinstance(model.generate(audio, "hello", num_beams=2, max_new_tokens=4)[0], str)
