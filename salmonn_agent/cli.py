@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--stream", action="store_true", help="print the answer while it is generated (greedy/sampling)")
     ask.set_defaults(handler=_ask)
 
+    from salmonn_agent.training.commands import add_training_commands
+
+    add_training_commands(commands)
     try:
         from salmonn_agent.stream.commands import add_stream_commands
     except ImportError:  # the front-end package is optional at this layer

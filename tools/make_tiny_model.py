@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+
+import transformers
 
 from salmonn_agent.tiny import build_tiny_model
 
@@ -17,6 +20,9 @@ def main() -> int:
     parser.add_argument("out_dir", help="directory to create; the model goes to OUT_DIR/salmonn")
     parser.add_argument("--beats", action="store_true", help="include a tiny BEATs audio encoder")
     args = parser.parse_args()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
     path = build_tiny_model(args.out_dir, with_beats=args.beats)
     print(path)
     return 0

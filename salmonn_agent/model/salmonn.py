@@ -256,17 +256,34 @@ class SALMONN(nn.Module):
         """Audio tokens ``[len(chunks), tokens_per_chunk, hidden]`` for chunks of at most one context."""
         mel = self.features(list(chunks)).to(self.device, self.dtype)
         speech = self.speech_encoder(mel).last_hidden_state
+        beats = self._beats_features(chunks) if self.beats is not None else None
+        return self.tokens_from_features(speech, beats)
+
+    def tokens_from_features(
+        self, speech: torch.Tensor, beats: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """The trainable half of encoding: frozen encoder outputs → audio tokens.
+
+        ``speech`` is Whisper's last hidden state ``[chunks, frames, width]``; ``beats`` holds
+        each chunk's valid BEATs frames ``[n_i, width]``. As upstream: layer norms, BEATs
+        zero-padded (after ``ln_audio``) to Whisper's length, concatenated per frame, then the
+        window-level Q-Former and the projection.
+        """
         speech = self.ln_speech(speech)
-        if self.beats is not None:
-            audio, padding = self._beats_features(chunks)
-            audio = self.ln_audio(audio)
-            if padding is not None:  # upstream zero-pads after ln_audio; batch padding must match
-                audio = audio.masked_fill(padding.unsqueeze(-1), 0.0)
+        if beats is not None:
+            longest = max(b.shape[0] for b in beats)
+            audio = speech.new_zeros(len(beats), longest, beats[0].shape[-1])
+            padding = torch.ones(len(beats), longest, dtype=torch.bool, device=speech.device)
+            for row, frames in enumerate(beats):
+                audio[row, : frames.shape[0]] = frames
+                padding[row, : frames.shape[0]] = False
+            audio = self.ln_audio(audio).masked_fill(padding.unsqueeze(-1), 0.0)
             speech, audio = _pad_frames(speech, audio)
             speech = torch.cat([speech, audio], dim=-1)
         return self.projection(self.window_qformer(speech))
 
-    def _beats_features(self, chunks: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _beats_features(self, chunks: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Each chunk's valid BEATs frames, computed as one padded batch."""
         longest = max(len(c) for c in chunks)
         wav = torch.zeros(len(chunks), longest, dtype=torch.float32)
         padding = torch.ones(len(chunks), longest, dtype=torch.bool)
@@ -275,9 +292,12 @@ class SALMONN(nn.Module):
             padding[row, : len(chunk)] = False
         # "exact" masking makes a batched clip's features equal to encoding it alone, which is
         # what upstream's single-clip inference (an all-False mask) computes.
-        return self.beats.extract_features(
+        features, frame_padding = self.beats.extract_features(
             wav.to(self.device, self.dtype), padding_mask=padding.to(self.device), mask_mode="exact"
         )
+        if frame_padding is None:
+            return list(features)
+        return [features[row, : int(n)] for row, n in enumerate((~frame_padding).sum(1).tolist())]
 
     # ----------------------------------------------------------------- prompting
     def render_prompt(self, instruction: str) -> str:

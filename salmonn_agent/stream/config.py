@@ -43,7 +43,7 @@ class SegmenterConfig(BaseModel):
         -50.0, le=0.0, description="Volume gate: quieter frames are never speech or sound."
     )
     speech_margin_db: float = Field(
-        3.0, ge=0.0, description="Voiced frames must be this far above the noise floor."
+        6.0, ge=0.0, description="Voiced frames must be this far above the noise floor."
     )
     sound_events: bool = Field(True, description="Emit `sound` windows for non-speech events.")
     sound_margin_db: float = Field(
@@ -51,8 +51,12 @@ class SegmenterConfig(BaseModel):
     )
     sound_hangover_ms: int = Field(300, gt=0, description="Quiet that ends a sound event.")
     min_sound_ms: int = Field(0, ge=0, description="Shorter sound events are dropped.")
-    noise_floor_rise_db_per_s: float = Field(
-        3.0, gt=0.0, description="How fast the noise floor may rise (it falls at once)."
+    noise_floor_window_s: float = Field(
+        5.0, gt=0.0, le=60.0,
+        description=(
+            "The noise floor is the quietest frame of this much recent audio: it falls at once "
+            "and rises after a steady sound has lasted this long."
+        ),
     )
     confirm_with: ConfirmMethod = Field(
         "spectral",
@@ -63,7 +67,7 @@ class SegmenterConfig(BaseModel):
         ),
     )
     min_speech_score: float = Field(
-        3.0, ge=0.0, description="Spectral-change score (dB) needed by confirm_with='spectral'."
+        2.6, ge=0.0, description="Spectral-change score (dB) needed by confirm_with='spectral'."
     )
     silero_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Silero speech probability.")
     silero_min_speech_ms: int = Field(

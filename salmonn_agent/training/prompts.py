@@ -42,10 +42,12 @@ class PromptBank:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise ConfigError(f"{str(path)!r} is not valid JSON: {err}") from None
+        if isinstance(raw, dict):  # the official test_prompt.json maps a task to one string
+            raw = {k: [v] if isinstance(v, str) else v for k, v in raw.items()}
         if not isinstance(raw, dict) or not all(
             isinstance(v, list) and all(isinstance(t, str) for t in v) for v in raw.values()
         ):
-            raise ConfigError(f"{str(path)!r} must map each task name to a list of template strings.")
+            raise ConfigError(f"{str(path)!r} must map each task name to a template or a list of templates.")
         return cls(raw, prompt_template)
 
     @property

@@ -1,0 +1,145 @@
+"""One generation worker per model: concurrent requests are batched into one ``generate`` call.
+
+Callers (threads or the event loop) :meth:`GenerationEngine.submit` a :class:`Job` and get a
+``concurrent.futures.Future``. A worker thread takes the oldest waiting job, waits up to
+``batch_window_s`` for company, and runs every waiting job with the same generation options
+(up to ``max_batch_size``) as one batch: the clips nobody has encoded yet go through the
+encoders together (:class:`~salmonn_agent.chat.cache.AudioTokenCache`), then
+``SALMONN.generate_detailed`` decodes all prompts at once, each row under its own
+:class:`~salmonn_agent.chat.controls.RequestControl`. Greedy answers equal those of one-by-one
+runs (the model left-pads and masks). The worker exits when idle and restarts on demand.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from transformers import LogitsProcessorList
+
+from salmonn_agent.chat.blocks import AudioClip
+from salmonn_agent.chat.cache import AudioTokenCache
+from salmonn_agent.chat.controls import ControlProcessor, RequestControl
+
+if TYPE_CHECKING:
+    from salmonn_agent.model.salmonn import SALMONN, Generation
+
+
+@dataclass
+class Job:
+    """One request: a rendered prompt, its clips, generation options and its control."""
+
+    prompt: str
+    clips: list[AudioClip]
+    options: dict[str, Any]
+    control: RequestControl = field(default_factory=RequestControl)
+    future: Future = field(default_factory=Future)
+
+    @property
+    def batch_key(self) -> tuple[tuple[str, Any], ...]:
+        """Jobs with equal keys can share one ``generate`` call."""
+        return tuple(sorted(self.options.items()))
+
+
+class GenerationEngine:
+    """Batches the requests for one model (see the module docstring)."""
+
+    def __init__(
+        self,
+        model: SALMONN,
+        cache: AudioTokenCache,
+        *,
+        max_batch_size: int = 8,
+        batch_window_s: float = 0.005,
+        idle_exit_s: float = 5.0,
+    ) -> None:
+        self.model = model
+        self.cache = cache
+        self.max_batch_size = max(1, max_batch_size)
+        self.batch_window_s = max(0.0, batch_window_s)
+        self.idle_exit_s = idle_exit_s
+        self.batches_run = 0
+        self._queue: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._worker: threading.Thread | None = None
+
+    def submit(self, job: Job) -> Future:
+        """Queue ``job``; its future resolves to ``Generation`` (or the error that ended it)."""
+        with self._cond:
+            self._queue.append(job)
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._run, name="salmonn-chat-engine", daemon=True)
+                self._worker.start()
+            self._cond.notify_all()
+        return job.future
+
+    # ------------------------------------------------------------------ worker
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._execute(batch)
+
+    def _next_batch(self) -> list[Job] | None:
+        with self._cond:
+            idle_until = time.monotonic() + self.idle_exit_s
+            while not self._queue:
+                remaining = idle_until - time.monotonic()
+                if remaining <= 0:
+                    self._worker = None
+                    return None
+                self._cond.wait(remaining)
+            window_end = time.monotonic() + self.batch_window_s
+            while len(self._queue) < self.max_batch_size:
+                remaining = window_end - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            first = self._queue[0]
+            batch = [job for job in self._queue if job.batch_key == first.batch_key][: self.max_batch_size]
+            for job in batch:
+                self._queue.remove(job)
+        return [job for job in batch if job.future.set_running_or_notify_cancel()]
+
+    def _execute(self, batch: list[Job]) -> None:
+        live = [job for job in batch if not job.control.cancel.is_set()]
+        for job in batch:
+            if job not in live:
+                job.control.ended_by = "cancelled"
+                job.future.set_exception(_Cancelled())
+        if not live:
+            return
+        try:
+            results = self._generate(live)
+        except BaseException as err:  # noqa: BLE001 - handed to every caller of the batch
+            for job in live:
+                job.future.set_exception(err)
+            return
+        for job, result in zip(live, results):
+            job.future.set_result(result)
+
+    def _generate(self, batch: list[Job]) -> list[Generation]:
+        clips = [clip for job in batch for clip in job.clips]
+        tokens = iter(self.cache.resolve(self.model, clips))
+        audios = [[next(tokens) for _ in job.clips] for job in batch]
+        options = dict(batch[0].options)
+        processor = ControlProcessor(
+            [job.control for job in batch],
+            eos_id=self.model._eos_id,
+            decode=self.model.tokenizer.decode,
+            num_beams=int(options.get("num_beams") or 1),
+        )
+        self.batches_run += 1
+        return self.model.generate_detailed(
+            [job.prompt for job in batch], audios,
+            logits_processor=LogitsProcessorList([processor]), **options,
+        )
+
+
+class _Cancelled(Exception):
+    """The request was cancelled before it started."""

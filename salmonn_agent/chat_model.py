@@ -1,0 +1,582 @@
+"""ChatSALMONN: SALMONN as a LangChain chat model that hears.
+
+```python
+from salmonn_agent.chat_model import ChatSALMONN, audio_message
+
+chat = ChatSALMONN(model="path/to/salmonn")          # or client=<a loaded SALMONN>
+answer = chat.invoke([audio_message("dog.wav", "What do you hear?")])
+answer.content, answer.usage_metadata                 # text; tokens with the audio ones
+```
+
+Input: text and audio content blocks (standard ``{"type": "audio", "base64": ..., "mime_type":
+...}``, ``url`` to a local file, the legacy ``source_type`` form and OpenAI's ``input_audio``),
+rendered into SALMONN's prompt format as documented in :mod:`salmonn_agent.chat.render`.
+Output: an ``AIMessage`` with ``usage_metadata`` (audio tokens under
+``input_token_details["audio"]``) and ``response_metadata`` (``model_name``, ``finish_reason``).
+
+Decoding defaults to greedy (``num_beams=1``) so answers stream token by token, batch, and can
+be constrained; ``num_beams=4`` reproduces the official decode (and streams as one chunk).
+Tools follow the prompt protocol of :mod:`salmonn_agent.chat.tools`; a forced ``tool_choice``
+and ``with_structured_output`` decode under a JSON grammar (llguidance), so even a small model
+returns a valid call. Audio tokens are cached by content hash, and concurrent requests are
+batched into one ``generate`` (:mod:`salmonn_agent.chat.engine`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any, Literal
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.language_models.chat_models import BaseChatModel, LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCall
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.output_parsers import (
+    JsonOutputKeyToolsParser,
+    JsonOutputParser,
+    PydanticOutputParser,
+    PydanticToolsParser,
+)
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from salmonn_agent.chat.blocks import BlockReader
+from salmonn_agent.chat.cache import AudioTokenCache
+from salmonn_agent.chat.controls import RequestControl, cut_at_stop
+from salmonn_agent.chat.engine import GenerationEngine, Job
+from salmonn_agent.chat.errors import ContentBlockError, GenerationTimeout, ToolCallError
+from salmonn_agent.chat.grammar import GrammarFactory
+from salmonn_agent.chat.messages import audio_block, audio_message
+from salmonn_agent.chat.render import render_conversation
+from salmonn_agent.chat.streaming import TextAssembler
+from salmonn_agent.chat.tools import (
+    ToolChoice,
+    normalize_tool_choice,
+    parse_tool_calls,
+    render_tools,
+    call_schema,
+    tool_definitions,
+)
+from salmonn_agent.errors import ModelNotAvailableError
+
+__all__ = [
+    "ChatSALMONN", "ContentBlockError", "GenerationTimeout", "ToolCallError", "audio_block",
+    "audio_message",
+]
+
+MODEL_ENV = "SALMONN_AGENT_MODEL"
+"""Environment variable naming the default model directory (the CLI reads it too)."""
+
+_PER_CALL = frozenset({
+    "temperature", "max_tokens", "timeout", "max_retries", "num_beams", "top_p",
+    "repetition_penalty", "lora_scale", "model", "tools", "tool_choice", "response_format",
+    "ls_structured_output_format", "stream",
+})
+_LOADED: dict[tuple[str, str | None, str], Any] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def load_shared_model(path: str, device: str | None = None, dtype: str = "float32") -> Any:
+    """Load a SALMONN model once per process (per path, device and dtype) and share it."""
+    from salmonn_agent.model.salmonn import SALMONN
+
+    key = (str(path), device, dtype)
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = SALMONN.from_pretrained(path, device=device, dtype=dtype)
+        return _LOADED[key]
+
+
+@dataclass
+class _Runtime:
+    """What serves one loaded model: its batching engine, audio cache and grammar factory."""
+
+    client: Any
+    engine: GenerationEngine
+    reader: BlockReader
+    _grammar: GrammarFactory | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def grammar(self) -> GrammarFactory:
+        with self._lock:
+            if self._grammar is None:
+                vocab = int(self.client.llm.get_input_embeddings().weight.shape[0])
+                self._grammar = GrammarFactory(self.client.tokenizer.tokenizer, vocab)
+            return self._grammar
+
+
+@dataclass
+class _Request:
+    """A prepared request: the job for the engine and how to read its answer."""
+
+    job: Job
+    model_name: str
+    stop: tuple[str, ...]
+    tool_names: list[str]
+    choice: ToolChoice
+    constrained: bool
+    max_new_tokens: int
+    decode: Callable[[list[int]], str]
+
+
+class ChatSALMONN(BaseChatModel):
+    """SALMONN as a LangChain chat model: hears audio content blocks, answers in text.
+
+    Setup: ``ChatSALMONN(model="dir")`` loads the model on first use (shared per process and
+    path; ``$SALMONN_AGENT_MODEL`` is the default), or ``ChatSALMONN(client=model)`` uses a
+    loaded :class:`~salmonn_agent.model.salmonn.SALMONN`.
+
+    Every generation parameter can also be passed per call (``invoke(..., temperature=0.7)``)
+    or bound (``chat.bind(lora_scale=2.0)``).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
+
+    model: str = Field(default_factory=lambda: os.environ.get(MODEL_ENV, ""))
+    """Model directory (or hub id) to load; also the ``model_name`` reported."""
+    client: Any = Field(default=None, exclude=True)
+    """An already loaded ``SALMONN`` model (then ``model`` is only its reported name)."""
+    device: str | None = None
+    """Where to load the model (``cpu``, ``cuda``, ...; None picks the best available)."""
+    dtype: str = "float32"
+    """Weights' dtype when loading: ``float32``, ``bfloat16`` or ``float16``."""
+
+    temperature: float | None = None
+    """0 (or None): greedy decoding; above 0: sampling at that temperature."""
+    max_tokens: int | None = Field(default=None, ge=1)
+    """Most new tokens per answer (None: the model's default, 200)."""
+    stop: list[str] | None = None
+    """Stop sequences: the answer ends before the first one."""
+    timeout: float | None = None
+    """Seconds a request may take (queueing, hearing, generating); then it stops with an error."""
+    max_retries: int | None = None
+    """Accepted for compatibility; local generation has no transient failures to retry."""
+    num_beams: int = Field(default=1, ge=1)
+    """Beam search width; 1 (default) streams, batches and constrains; 4 is the official decode."""
+    top_p: float | None = None
+    """Nucleus sampling mass (with temperature > 0)."""
+    repetition_penalty: float | None = None
+    """Penalty for repeated tokens (1.0: none)."""
+    lora_scale: float | None = None
+    """LoRA scale for this model's answers (official 4.0; ~2.0 brings out reasoning)."""
+    streaming: bool = False
+    """Whether ``invoke`` streams internally (callbacks get tokens)."""
+
+    max_audio_bytes: int = Field(default=50_000_000, ge=1)
+    """Largest encoded audio clip accepted in one content block, in bytes."""
+    allow_remote_audio: bool = False
+    """Whether ``http(s)`` audio URLs may be downloaded."""
+    audio_cache_size: int = Field(default=32, ge=0)
+    """How many clips' audio tokens to keep (LRU, by content hash); 0 turns the cache off."""
+    max_batch_size: int = Field(default=8, ge=1)
+    """Most concurrent requests decoded together in one ``generate`` call."""
+    batch_window_ms: float = Field(default=5.0, ge=0)
+    """How long the first waiting request waits for others to batch with."""
+
+    _runtimes: dict[int, _Runtime] = PrivateAttr(default_factory=dict)
+    _runtime_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    # ------------------------------------------------------------------ LangChain plumbing
+    @property
+    def _llm_type(self) -> str:
+        return "salmonn"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model": self.model_name, "temperature": self.temperature, "max_tokens": self.max_tokens,
+            "num_beams": self.num_beams, "top_p": self.top_p,
+            "repetition_penalty": self.repetition_penalty, "lora_scale": self.lora_scale,
+        }
+
+    @property
+    def model_name(self) -> str:
+        """The name reported in metadata: ``model``, or ``salmonn`` for an unnamed client."""
+        return self.model or "salmonn"
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider="salmonn",
+            ls_model_name=str(kwargs.get("model") or self.model_name),
+            ls_model_type="chat",
+        )
+        temperature = kwargs.get("temperature", self.temperature)
+        if temperature is not None:
+            params["ls_temperature"] = float(temperature)
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
+        if max_tokens is not None:
+            params["ls_max_tokens"] = int(max_tokens)
+        if ls_stop := stop or self.stop:
+            params["ls_stop"] = list(ls_stop)
+        return params
+
+    @property
+    def audio_cache(self) -> AudioTokenCache:
+        """The audio-token cache of this chat model's (default) model."""
+        return self._runtime(None).engine.cache
+
+    # ------------------------------------------------------------------ generation
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        request = self._prepare(messages, stop, kwargs)
+        future = self._runtime(kwargs.get("model")).engine.submit(request.job)
+        try:
+            generation = future.result()
+        except BaseException:
+            request.job.control.cancel.set()
+            raise
+        return ChatResult(generations=[ChatGeneration(message=self._message(request, generation))])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        loop = asyncio.get_running_loop()
+        request = await loop.run_in_executor(None, lambda: self._prepare(messages, stop, kwargs))
+        future = self._runtime(kwargs.get("model")).engine.submit(request.job)
+        try:
+            generation = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            request.job.control.cancel.set()
+            raise
+        return ChatResult(generations=[ChatGeneration(message=self._message(request, generation))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        request = self._prepare(messages, stop, kwargs)
+        updates: queue.Queue[list[int] | None] = queue.Queue()
+        future = self._submit_streaming(request, kwargs, updates.put)
+        pieces = _PieceFilter(request)
+        try:
+            while (ids := updates.get()) is not None:
+                piece = pieces.update(ids)
+                if piece:
+                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+                    if run_manager:
+                        run_manager.on_llm_new_token(piece, chunk=chunk)
+                    yield chunk
+            last = self._last_chunk(request, pieces, future.result())
+        finally:
+            request.job.control.cancel.set()  # no-op once generation has ended
+        if run_manager and last.text:
+            run_manager.on_llm_new_token(last.text, chunk=last)
+        yield last
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        loop = asyncio.get_running_loop()
+        request = await loop.run_in_executor(None, lambda: self._prepare(messages, stop, kwargs))
+        updates: asyncio.Queue[list[int] | None] = asyncio.Queue()
+
+        def post(item: list[int] | None) -> None:
+            try:
+                loop.call_soon_threadsafe(updates.put_nowait, item)
+            except RuntimeError:  # the loop is gone: the consumer left
+                request.job.control.cancel.set()
+
+        future = self._submit_streaming(request, kwargs, post)
+        pieces = _PieceFilter(request)
+        try:
+            while (ids := await updates.get()) is not None:
+                piece = pieces.update(ids)
+                if piece:
+                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+                    if run_manager:
+                        await run_manager.on_llm_new_token(piece, chunk=chunk)
+                    yield chunk
+            last = self._last_chunk(request, pieces, await asyncio.wrap_future(future))
+        finally:
+            request.job.control.cancel.set()  # cancelled or closed early: stop generating
+        if run_manager and last.text:
+            await run_manager.on_llm_new_token(last.text, chunk=last)
+        yield last
+
+    def _submit_streaming(
+        self, request: _Request, kwargs: dict[str, Any], post: Callable[[list[int] | None], None]
+    ) -> Future:
+        if int(request.job.options.get("num_beams", 1)) == 1:
+            request.job.control.on_tokens = post
+        future = self._runtime(kwargs.get("model")).engine.submit(request.job)
+        future.add_done_callback(lambda _: post(None))
+        return future
+
+    # ------------------------------------------------------------------ preparing requests
+    def _runtime(self, model: str | None) -> _Runtime:
+        """The loaded model (``model`` overrides this instance's per call) and its engine."""
+        client = self._client(model)
+        with self._runtime_lock:
+            runtime = self._runtimes.get(id(client))
+            if runtime is None:
+                cache = AudioTokenCache(self.audio_cache_size)
+                engine = GenerationEngine(
+                    client, cache, max_batch_size=self.max_batch_size,
+                    batch_window_s=self.batch_window_ms / 1000,
+                )
+                reader = BlockReader(
+                    lambda payload: client.load(payload), max_bytes=self.max_audio_bytes,
+                    allow_remote=self.allow_remote_audio,
+                )
+                runtime = self._runtimes[id(client)] = _Runtime(client, engine, reader)
+            return runtime
+
+    def _client(self, model: str | None) -> Any:
+        if model and model != self.model:
+            return load_shared_model(model, self.device, self.dtype)
+        if self.client is not None:
+            return self.client
+        if not self.model:
+            raise ModelNotAvailableError(
+                f"No SALMONN model: pass ChatSALMONN(model='path/to/model') or client=..., or set "
+                f"${MODEL_ENV}."
+            )
+        return load_shared_model(self.model, self.device, self.dtype)
+
+    def _prepare(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Request:
+        unknown = set(kwargs) - _PER_CALL
+        if unknown:
+            raise TypeError(
+                f"ChatSALMONN got unsupported parameters {sorted(unknown)}; per-call parameters "
+                f"are {sorted(_PER_CALL - {'ls_structured_output_format', 'stream'})}."
+            )
+        runtime = self._runtime(kwargs.get("model"))
+        client = runtime.client
+        tools = list(kwargs.get("tools") or [])
+        tool_names = [d["name"] for d in tool_definitions(tools)]
+        choice = normalize_tool_choice(kwargs.get("tool_choice"), tool_names) if tools else ToolChoice("none")
+        response_format = kwargs.get("response_format")
+        options = self._options(kwargs)
+        schema: dict[str, Any] | None = None
+        system_parts = []
+        if tools and choice.mode != "none":
+            system_parts.append(render_tools(tools, choice))
+            if choice.forced:
+                schema = call_schema(tools, choice)
+        if response_format:
+            schema, text = _response_format(response_format)
+            system_parts.append(text)
+        if schema is not None:
+            options["num_beams"] = 1
+        config = client.config.generation.updated(**options)
+        rendered = render_conversation(
+            messages, client.config.prompt_template, runtime.reader,
+            extra_system="\n\n".join(system_parts) or None,
+        )
+        for clip in rendered.clips:  # decode now, so a bad block fails in the caller
+            if clip.key not in runtime.engine.cache:
+                clip.load()
+        stops = tuple(s for s in (stop if stop is not None else self.stop or []) if s)
+        timeout = kwargs.get("timeout", self.timeout)
+        control = RequestControl(
+            deadline=time.monotonic() + float(timeout) if timeout else None,
+            stop=stops,
+            grammar=runtime.grammar.session(runtime.grammar.compile(schema), config.max_new_tokens)
+            if schema is not None else None,
+        )
+        return _Request(
+            job=Job(rendered.prompt, rendered.clips, options, control),
+            model_name=str(kwargs.get("model") or self.model_name),
+            stop=stops,
+            tool_names=tool_names if choice.mode != "none" else [],
+            choice=choice,
+            constrained=schema is not None,
+            max_new_tokens=config.max_new_tokens,
+            decode=client.tokenizer.decode,
+        )
+
+    def _options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Generation options of one call (``GenerationConfig`` fields)."""
+        temperature = kwargs.get("temperature", self.temperature)
+        options: dict[str, Any] = {
+            "num_beams": int(kwargs.get("num_beams", self.num_beams) or 1),
+            "max_new_tokens": kwargs.get("max_tokens", self.max_tokens),
+            "top_p": kwargs.get("top_p", self.top_p),
+            "repetition_penalty": kwargs.get("repetition_penalty", self.repetition_penalty),
+            "lora_scale": kwargs.get("lora_scale", self.lora_scale),
+        }
+        if temperature is not None:
+            options["do_sample"] = float(temperature) > 0
+            if float(temperature) > 0:
+                options["temperature"] = float(temperature)
+        return {k: v for k, v in options.items() if v is not None}
+
+    # ------------------------------------------------------------------ reading answers
+    def _answer(self, request: _Request, generation: Any) -> tuple[str, list[ToolCall], str]:
+        """Text, tool calls and finish reason of a finished generation (or the error it deserves)."""
+        control = request.job.control
+        if control.ended_by == "timeout":
+            raise GenerationTimeout("The request ran past its timeout; generation was stopped.")
+        text, stopped = cut_at_stop(generation.text, request.stop)
+        reason = "stop" if stopped else generation.finish_reason
+        if control.ended_by == "grammar_error":
+            raise ToolCallError(f"Constrained decoding failed: {control.grammar.error if control.grammar else ''}")
+        if request.constrained and reason == "length" and not _is_json(text):
+            raise ToolCallError(
+                f"The JSON answer was cut at max_tokens={request.max_new_tokens} before it was "
+                "complete; raise max_tokens.", llm_output=text,
+            )
+        calls = parse_tool_calls(text, request.tool_names) if request.tool_names else None
+        if request.choice.forced and not calls:
+            raise ToolCallError(f"Expected a tool call, got {text!r}.", llm_output=text)
+        return ("" if calls else text), list(calls or []), reason
+
+    def _metadata(self, request: _Request, generation: Any, reason: str) -> tuple[UsageMetadata, dict[str, Any]]:
+        audio = int(generation.prompt_audio_tokens)
+        prompt = int(generation.prompt_text_tokens) + audio
+        output = len(generation.token_ids)
+        usage = UsageMetadata(
+            input_tokens=prompt, output_tokens=output, total_tokens=prompt + output,
+            input_token_details={"audio": audio},
+        )
+        return usage, {"model_name": request.model_name, "finish_reason": reason}
+
+    def _message(self, request: _Request, generation: Any) -> AIMessage:
+        text, calls, reason = self._answer(request, generation)
+        usage, metadata = self._metadata(request, generation, reason)
+        return AIMessage(content=text, tool_calls=calls, usage_metadata=usage, response_metadata=metadata)
+
+    def _last_chunk(self, request: _Request, pieces: "_PieceFilter", generation: Any) -> ChatGenerationChunk:
+        text, calls, reason = self._answer(request, generation)
+        usage, metadata = self._metadata(request, generation, reason)
+        rest = "" if calls else pieces.finish(text)
+        chunks = [
+            {"name": c["name"], "args": json.dumps(c["args"], ensure_ascii=False), "id": c["id"],
+             "index": i, "type": "tool_call_chunk"}
+            for i, c in enumerate(calls)
+        ]
+        message = AIMessageChunk(
+            content=rest, tool_call_chunks=chunks, usage_metadata=usage, response_metadata=metadata,
+            chunk_position="last",
+        )
+        return ChatGenerationChunk(message=message, generation_info={"finish_reason": reason})
+
+    # ------------------------------------------------------------------ tools and structure
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | bool | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools (any form ``convert_to_openai_tool`` takes).
+
+        ``tool_choice``: ``None``/``"auto"`` (the model may call), ``"none"``, ``"any"`` /
+        ``"required"`` / ``True`` (must call one) or a tool name (must call that one). Forced
+        choices decode under a JSON grammar, so the answer is always a valid call.
+        """
+        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        normalize_tool_choice(tool_choice, [t["function"]["name"] for t in formatted])  # validate
+        return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | Any]:
+        """Answers as ``schema`` (pydantic class, TypedDict or JSON schema).
+
+        ``json_schema`` (default): the whole answer is JSON decoded under the schema's grammar;
+        ``function_calling``: a forced call of a tool made from the schema (same grammar);
+        ``json_mode``: any JSON object (the schema is only described in the prompt).
+        ``strict`` is accepted: the grammar always enforces the schema.
+        """
+        if kwargs:
+            raise ValueError(f"Unsupported arguments {sorted(kwargs)}")
+        is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
+        trace = {"kwargs": {"method": method, "strict": strict}, "schema": schema}
+        if method == "function_calling":
+            name = convert_to_openai_tool(schema)["function"]["name"]
+            llm = self.bind_tools([schema], tool_choice=name, ls_structured_output_format=trace)
+            parser: Runnable = (
+                PydanticToolsParser(tools=[schema], first_tool_only=True) if is_pydantic
+                else JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
+            )
+        elif method in ("json_schema", "json_mode"):
+            json_schema = convert_to_json_schema(schema)
+            kind = "json_schema" if method == "json_schema" else "json_object"
+            llm = self.bind(response_format={"type": kind, "schema": json_schema}, ls_structured_output_format=trace)
+            parser = PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()
+        else:
+            raise ValueError(f"Unknown method {method!r}: use json_schema, function_calling or json_mode.")
+        if not include_raw:
+            return llm | parser
+        parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+        fallback = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=llm) | parsed.with_fallbacks([fallback], exception_key="parsing_error")
+
+
+class _PieceFilter:
+    """Stream pieces of one request; holds back an answer that may turn out to be a tool call."""
+
+    def __init__(self, request: _Request) -> None:
+        self._assembler = TextAssembler(request.decode, request.stop)
+        self._may_call = bool(request.tool_names)
+        self._holding: bool | None = None
+
+    def update(self, token_ids: list[int]) -> str:
+        piece = self._assembler.update(token_ids)
+        if piece and self._holding is None:
+            self._holding = self._may_call and piece.lstrip()[:1] in ("{", "[")
+        return "" if self._holding else piece
+
+    def finish(self, text: str) -> str:
+        if self._holding:
+            return text
+        return self._assembler.finish(text)
+
+
+def _response_format(response_format: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The grammar schema and the system text of a ``response_format`` binding."""
+    schema = response_format.get("schema") or {"type": "object"}
+    if response_format.get("type") == "json_object":
+        text = "Answer with only a JSON object"
+        if response_format.get("schema"):
+            text += " with the fields of this JSON schema: " + json.dumps(schema, ensure_ascii=False)
+        return {"type": "object"}, text + "."
+    return schema, "Answer with only a JSON object that matches this JSON schema: " + json.dumps(
+        schema, ensure_ascii=False
+    )
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True

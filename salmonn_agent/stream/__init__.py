@@ -1,0 +1,48 @@
+"""Streaming audio front-end: microphone, file or array → VAD → windows SALMONN hears.
+
+    from salmonn_agent.stream import Listener, FileSource, MicrophoneSource, SegmenterConfig
+
+    with Listener(FileSource("meeting.wav"), SegmenterConfig(hangover_ms=500)) as listener:
+        for window in listener:       # AudioWindow: samples, start/end, kind, metrics
+            print(window.kind, window.start, window.end)
+
+Nothing here imports webrtcvad, sounddevice or torch at import time: a machine without
+PortAudio can import the package and use files; the microphone reports what is missing.
+"""
+
+from salmonn_agent.stream.config import SegmenterConfig
+from salmonn_agent.stream.errors import FrontendError
+from salmonn_agent.stream.listener import FrontendStats, Listener
+from salmonn_agent.stream.sources import (
+    ArraySource,
+    AudioChunk,
+    FileSource,
+    InputDevice,
+    IteratorSource,
+    MicrophoneSource,
+    Source,
+    list_input_devices,
+)
+from salmonn_agent.stream.vad import Segmenter, SegmenterStats, segment
+from salmonn_agent.stream.windows import AudioWindow, WindowKind, WindowMetrics
+
+__all__ = [
+    "ArraySource",
+    "AudioChunk",
+    "AudioWindow",
+    "FileSource",
+    "FrontendError",
+    "FrontendStats",
+    "InputDevice",
+    "IteratorSource",
+    "Listener",
+    "MicrophoneSource",
+    "Segmenter",
+    "SegmenterConfig",
+    "SegmenterStats",
+    "Source",
+    "WindowKind",
+    "WindowMetrics",
+    "list_input_devices",
+    "segment",
+]

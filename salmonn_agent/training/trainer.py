@@ -1,0 +1,467 @@
+"""The training loop on HF accelerate: one CPU, one GPU, or DDP/FSDP/DeepSpeed over many.
+
+Only the Q-Former, layer norms, projection and LoRA train; Whisper, BEATs and the LLM stay
+frozen and in eval mode. AdamW + warmup/cosine (:mod:`.schedule`), gradient accumulation and
+clipping, bf16/fp16 autocast on GPU. Checkpoints (``output_dir/checkpoints/step_N``) hold the
+trainable parameters, optimizer, schedule, RNG states and the data-stream position, so a
+resumed run ends in the same parameters as an uninterrupted one. ``output_dir/model`` is the
+final model (``SALMONN.from_pretrained``), the next stage's ``model:``. Metrics go to
+``output_dir/metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+
+from salmonn_agent.errors import CheckpointError, ConfigError
+from salmonn_agent.model.salmonn import SALMONN, EncodedAudio
+from salmonn_agent.training.config import TrainConfig
+from salmonn_agent.training.data import (
+    AnnotationDataset, Batch, FeatureCache, StreamBatchSampler, collate, eval_keys, load_annotations,
+)
+from salmonn_agent.training.loss import SALMONNForTraining, frozen_features
+from salmonn_agent.training.prompts import PromptBank
+from salmonn_agent.training.schedule import WarmupCosineSchedule, build_optimizer
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+FINAL_MODEL = "model"
+METRICS_FILE = "metrics.jsonl"
+TRAINABLE_FILE = "trainable.safetensors"
+STATE_FILE = "training_state.pt"
+
+
+@dataclass
+class TrainResult:
+    """What a run did: steps, final loss, last validation, skipped samples, where the model is."""
+
+    steps: int
+    final_loss: float | None
+    model_dir: Path
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    validation: dict[str, Any] | None = None
+    seconds: float = 0.0
+    samples: int = 0
+
+
+def make_accelerator(config: TrainConfig):
+    """An ``Accelerator`` for this machine (bf16 autocast on GPU with ``run.amp``; fp32 on CPU)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    cpu = config.run.device == "cpu" or not torch.cuda.is_available()
+    precision = "no"
+    if config.run.amp and not cpu:
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return Accelerator(cpu=cpu, mixed_precision=precision,
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class _LoraScale:
+    """Train (and validate) at ``scale`` instead of the model's alpha/rank (activation tuning)."""
+
+    def __init__(self, model: SALMONN, scale: float | None) -> None:
+        self.model, self.scale, self.saved = model, scale, None
+
+    def __enter__(self) -> None:
+        if self.scale is None:
+            return
+        self.saved = [dict(layer.scaling) for layer in self.model._lora_layers]
+        for layer in self.model._lora_layers:
+            for adapter in layer.scaling:
+                layer.scaling[adapter] = self.scale
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            for layer, values in zip(self.model._lora_layers, self.saved):
+                layer.scaling.update(values)
+
+
+def _feature_cache(config: TrainConfig, model: SALMONN) -> FeatureCache | None:
+    directory = config.path(config.datasets.feature_cache_dir)
+    if directory is None:
+        return None
+    c = model.config
+    fingerprint = {"whisper": c.whisper, "beats": c.beats, "chunk_seconds": c.chunk_seconds,
+                   "min_audio_seconds": c.min_audio_seconds, "max_audio_seconds": config.datasets.max_audio_seconds,
+                   "whisper_width": int(model.speech_encoder.config.d_model),
+                   "whisper_layers": int(model.speech_encoder.config.encoder_layers)}
+    return FeatureCache(directory, fingerprint)
+
+
+def _dataset(config: TrainConfig, model: SALMONN, ann_path: str | None, prompt_path: str | None,
+             cache: FeatureCache | None, *, random_prompts: bool, what: str) -> AnnotationDataset:
+    path = config.path(ann_path)
+    if path is None:
+        raise ConfigError(f"No {what} annotations: set datasets.{what}_ann_path in the config.")
+    entries = load_annotations(path)
+    bank = PromptBank.load(config.path(prompt_path), model.config.prompt_template)
+    bank.check_tasks({e["task"] for e in entries}, str(path))
+    return AnnotationDataset(
+        entries, bank, model.features, chunk_samples=model.chunk_samples,
+        min_samples=int(model.config.min_audio_seconds * 16_000),
+        max_seconds=config.datasets.max_audio_seconds, seed=config.run.seed, cache=cache,
+        random_prompts=random_prompts,
+    )
+
+
+def _loader(dataset: AnnotationDataset, batch_sampler: Any, workers: int) -> DataLoader:
+    return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate, num_workers=workers,
+                      generator=torch.Generator(), persistent_workers=False,
+                      multiprocessing_context="spawn" if workers else None)
+
+
+def _write_cache(cache: FeatureCache | None, batch: Batch, speech: list[torch.Tensor],
+                 beats: list[list[torch.Tensor]] | None) -> None:
+    if cache is None:
+        return
+    for i, sample in enumerate(batch.samples):
+        if "cached" not in sample and sample.get("cache_key"):
+            cache.put(sample["cache_key"], speech[i], beats[i] if beats is not None else None, sample["seconds"])
+
+
+def _latest_checkpoint(output_dir: Path) -> Path | None:
+    found = sorted((p for p in (output_dir / CHECKPOINTS).glob("step_*") if (p / STATE_FILE).is_file()),
+                   key=lambda p: int(p.name.split("_")[1]))
+    return found[-1] if found else None
+
+
+def load_trainable(model: SALMONN, file: Path) -> None:
+    """Load a checkpoint's trainable parameters, refusing a mismatch (names or shapes)."""
+    state = load_file(str(file))
+    expected = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{file} does not match this model: {len(missing)} missing (e.g. {missing[:2]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:2]}); resume with the same model and config."
+        )
+    with torch.no_grad():
+        for name, param in expected.items():
+            if param.shape != state[name].shape:
+                raise CheckpointError(f"{file}: {name} has shape {tuple(state[name].shape)}, model {tuple(param.shape)}.")
+            param.copy_(state[name].to(param.device, param.dtype))
+
+
+class Trainer:
+    """One training run (``train``) or evaluation (``evaluate``) for a :class:`TrainConfig`."""
+
+    def __init__(self, config: TrainConfig, accelerator: Any = None, model: SALMONN | None = None) -> None:
+        self.config = config
+        self.run = config.run
+        self.acc = accelerator or make_accelerator(config)
+        seed_everything(self.run.seed)
+        self.output_dir = config.path(config.output_dir)
+        if model is None:
+            source = config.path(config.model)
+            model_ref = str(source) if source is not None and source.exists() else config.model
+            model = SALMONN.from_pretrained(model_ref, device=self.acc.device)
+        self.model = model.to(self.acc.device)
+        self.model.freeze_base_models()
+        self.cache = _feature_cache(config, self.model)
+        self.module = SALMONNForTraining(self.model, self.run.max_txt_len)
+        self.progress = self.run.progress and self.acc.is_local_main_process
+
+    # ------------------------------------------------------------------ training
+    def train(self) -> TrainResult:
+        run, acc, model = self.run, self.acc, self.model
+        start_time = time.perf_counter()
+        dataset = _dataset(self.config, model, self.config.datasets.train_ann_path, self.config.datasets.prompt_path,
+                           self.cache, random_prompts=True, what="train")
+        valid = None
+        if self.config.datasets.valid_ann_path:
+            valid = _dataset(self.config, model, self.config.datasets.valid_ann_path,
+                             self.config.datasets.test_prompt_path or self.config.datasets.prompt_path,
+                             self.cache, random_prompts=False, what="valid")
+        probe = StreamBatchSampler(len(dataset), run.batch_size_train, run.seed, 0, acc.process_index, acc.num_processes)
+        micro_per_epoch = run.iters_per_epoch or probe.batches_per_epoch
+        steps_per_epoch = max(1, micro_per_epoch // run.accum_grad_iters)
+        total_steps = steps_per_epoch * run.optims.max_epoch
+        stop_at = min(total_steps, run.max_steps) if run.max_steps else total_steps
+
+        model.train()
+        optimizer = build_optimizer(self.module, run.optims)
+        module, optimizer = acc.prepare(self.module, optimizer)
+        schedule = WarmupCosineSchedule(optimizer, total_steps, run.optims)
+        trainable = [p for p in self.module.parameters() if p.requires_grad]
+
+        step, micro, skipped = 0, 0, []
+        resume = self._resume_path()
+        if resume is not None:
+            state = torch.load(resume / STATE_FILE, map_location="cpu", weights_only=False)
+            load_trainable(model, resume / TRAINABLE_FILE)
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            step, micro, skipped = state["step"], state["micro"], [tuple(s) for s in state["skipped"]]
+            _set_rng_state(state["rng"])
+            logger.info("resumed from %s at step %d", resume, step)
+
+        sampler = StreamBatchSampler(len(dataset), run.batch_size_train, run.seed, micro,
+                                     acc.process_index, acc.num_processes)
+        batches = iter(_loader(dataset, sampler, run.num_workers))
+        metrics_file = self.output_dir / METRICS_FILE
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=stop_at, initial=step, desc="train", unit="step", dynamic_ncols=True)
+        window: dict[str, float] = defaultdict(float)
+        last_loss, validation, samples_seen = None, None, 0
+        with _LoraScale(model, run.lora_scale):
+            while step < stop_at:
+                lr = schedule.apply()
+                for k in range(run.accum_grad_iters):
+                    batch: Batch = next(batches)
+                    micro += 1
+                    skipped.extend(batch.skipped)
+                    sync = k == run.accum_grad_iters - 1
+                    ctx = acc.no_sync(module) if not sync and acc.num_processes > 1 else _null()
+                    with ctx:
+                        if len(batch) == 0:  # every sample unreadable: keep ranks in step
+                            loss = sum(p.sum() for p in trainable) * 0.0
+                            acc.backward(loss)
+                            continue
+                        speech, beats = frozen_features(model, batch)
+                        _write_cache(self.cache, batch, speech, beats)
+                        with acc.autocast():
+                            out = module(speech, beats, [s["prompt"] for s in batch.samples],
+                                         [s["text"] for s in batch.samples])
+                        acc.backward(out.loss / run.accum_grad_iters)
+                    window["loss_sum"] += float(out.loss_sum.sum())
+                    window["tokens"] += float(out.count.sum())
+                    window["correct"] += float(out.correct.sum())
+                    samples_seen += len(batch)
+                if run.max_grad_norm:
+                    acc.clip_grad_norm_(trainable, run.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                schedule.step()
+                step += 1
+                if bar is not None:
+                    bar.update(1)
+                if step % run.log_freq == 0 or step == stop_at:
+                    last_loss = window["loss_sum"] / max(window["tokens"], 1)
+                    record = {"split": "train", "step": step, "epoch": (step - 1) // steps_per_epoch,
+                              "loss": last_loss, "token_acc": window["correct"] / max(window["tokens"], 1),
+                              "lr": lr, "skipped": len(skipped), "elapsed_s": time.perf_counter() - start_time}
+                    self._log(metrics_file, record)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}")
+                    window.clear()
+                epoch_end = step % steps_per_epoch == 0
+                epoch = step // steps_per_epoch
+                if valid is not None and epoch_end and epoch % run.valid_every_epochs == 0:
+                    validation = self.validate(valid, decode=run.decode_valid)
+                    self._log(metrics_file, {"split": "valid", "step": step, "epoch": epoch - 1, **_flat(validation)})
+                due = (step % run.save_every_steps == 0) if run.save_every_steps else epoch_end
+                if due or step == stop_at:
+                    self._save_checkpoint(step, micro, optimizer, schedule, skipped)
+        if bar is not None:
+            bar.close()
+        del batches
+        model_dir = self.output_dir / FINAL_MODEL
+        if step >= total_steps or run.max_steps:
+            self._save_model(model_dir)
+        acc.wait_for_everyone()
+        if skipped and acc.is_main_process:
+            logger.warning("%d samples were skipped (unreadable audio): %s", len(skipped),
+                           "; ".join(f"{p}: {r}" for p, r in skipped[:5]))
+        result = TrainResult(step, last_loss, model_dir, skipped, validation,
+                             time.perf_counter() - start_time, samples_seen)
+        self._log(metrics_file, {"split": "done", "step": step, "skipped": len(skipped),
+                                 "skipped_samples": [list(s) for s in skipped[:100]], "seconds": result.seconds})
+        return result
+
+    def _resume_path(self) -> Path | None:
+        value = self.run.resume
+        if value is None or str(value).lower() in {"none", "false", "no", ""}:
+            return None
+        if str(value).lower() == "auto":
+            return _latest_checkpoint(self.output_dir)
+        path = self.config.path(str(value))
+        if path is None or not (path / STATE_FILE).is_file():
+            raise ConfigError(f"run.resume={value!r} is not a checkpoint folder (with {STATE_FILE}); "
+                              "use 'auto', null, or an output_dir/checkpoints/step_N folder.")
+        return path
+
+    def _save_checkpoint(self, step: int, micro: int, optimizer: Any, schedule: WarmupCosineSchedule,
+                         skipped: list[tuple[str, str]]) -> None:
+        self.acc.wait_for_everyone()
+        if not self.acc.is_main_process:
+            return
+        root = self.output_dir / CHECKPOINTS
+        final = root / f"step_{step:08d}"
+        tmp = root / f".tmp_step_{step:08d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file({k: v.contiguous().cpu() for k, v in self.model.trainable_state_dict().items()},
+                  str(tmp / TRAINABLE_FILE))
+        torch.save({"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step,
+                    "micro": micro, "skipped": skipped, "rng": _rng_state()}, tmp / STATE_FILE)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        old = sorted((p for p in root.glob("step_*")), key=lambda p: int(p.name.split("_")[1]))
+        for p in old[: -self.run.keep_checkpoints]:
+            shutil.rmtree(p, ignore_errors=True)
+
+    def _save_model(self, directory: Path) -> None:
+        if not self.acc.is_main_process:
+            return
+        model = self.model
+        if self.run.lora_scale is not None:  # activation tuning: its scale becomes the inference default
+            model.config = model.config.model_copy(update={
+                "generation": model.config.generation.model_copy(update={"lora_scale": self.run.lora_scale})})
+        model.save_pretrained(directory)
+
+    def _log(self, file: Path, record: dict[str, Any]) -> None:
+        if self.acc.is_main_process:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            with file.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def validate(self, dataset: AnnotationDataset, *, decode: bool = True) -> dict[str, Any]:
+        """Loss and token accuracy per task; WER (jiwer) for ``asr*`` tasks from greedy decoding."""
+        from accelerate.utils import gather_object
+
+        run, acc, model = self.run, self.acc, self.model
+        was_training = model.training
+        model.eval()
+        keys = eval_keys(len(dataset), run.batch_size_eval, acc.process_index, acc.num_processes)
+        rows: list[dict[str, Any]] = []
+        skipped: list[tuple[str, str]] = []
+        for batch in _loader(dataset, keys, run.num_workers):
+            skipped.extend(batch.skipped)
+            if len(batch) == 0:
+                continue
+            speech, beats = frozen_features(model, batch)
+            _write_cache(self.cache, batch, speech, beats)
+            with acc.autocast():
+                out = self.module(speech, beats, [s["prompt"] for s in batch.samples],
+                                  [s["text"] for s in batch.samples])
+            hyps: list[str | None] = [None] * len(batch)
+            todo = [i for i, s in enumerate(batch.samples) if decode and s["task"].lower().startswith("asr")]
+            if todo:
+                encoded = [[EncodedAudio(out.tokens[i].float(), 0.0)] for i in todo]
+                texts = model.generate_from_prompts([batch.samples[i]["prompt"] for i in todo], encoded,
+                                                    num_beams=run.num_beams, max_new_tokens=run.max_new_tokens)
+                for i, text in zip(todo, texts):
+                    hyps[i] = text
+            for i, s in enumerate(batch.samples):
+                rows.append({"task": s["task"], "loss_sum": float(out.loss_sum[i]), "tokens": int(out.count[i]),
+                             "correct": int(out.correct[i]), "ref": s["text"], "hyp": hyps[i]})
+        rows = gather_object(rows) if acc.num_processes > 1 else rows
+        skipped = gather_object(skipped) if acc.num_processes > 1 else skipped
+        model.train(was_training)
+        return summarize(rows, skipped)
+
+
+def _normalize(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
+def summarize(rows: list[dict[str, Any]], skipped: list[tuple[str, str]]) -> dict[str, Any]:
+    """Per-task and overall metrics from per-sample rows."""
+    import jiwer
+
+    def stats(items: list[dict[str, Any]]) -> dict[str, Any]:
+        tokens = sum(r["tokens"] for r in items)
+        out: dict[str, Any] = {"samples": len(items), "loss": sum(r["loss_sum"] for r in items) / max(tokens, 1),
+                               "token_acc": sum(r["correct"] for r in items) / max(tokens, 1)}
+        decoded = [r for r in items if r["hyp"] is not None]
+        if decoded:
+            refs = [_normalize(r["ref"]) or "<empty>" for r in decoded]
+            hyps = [_normalize(r["hyp"]) for r in decoded]
+            out["wer"] = float(jiwer.wer(refs, hyps))
+        return out
+
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_task[r["task"]].append(r)
+    return {"tasks": {t: stats(items) for t, items in sorted(by_task.items())}, **stats(rows),
+            "skipped": len(skipped), "skipped_samples": [list(s) for s in skipped[:100]]}
+
+
+def _flat(metrics: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in metrics.items() if k not in {"tasks", "skipped_samples"}}
+    for task, values in metrics.get("tasks", {}).items():
+        for k, v in values.items():
+            out[f"{task}/{k}"] = v
+    return out
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def train(config: TrainConfig, **kwargs: Any) -> TrainResult:
+    """Run training for ``config`` (resuming from its latest checkpoint with ``run.resume: auto``)."""
+    return Trainer(config, **kwargs).train()
+
+
+def evaluate(config: TrainConfig, model_dir: str | Path | None = None, split: str = "test",
+             **kwargs: Any) -> dict[str, Any]:
+    """Per-task metrics on ``datasets.test_ann_path`` (or ``valid``) with the trained model.
+
+    The model is ``model_dir``, else ``output_dir/model`` when it exists, else ``config.model``.
+    """
+    if model_dir is None:
+        final = config.path(config.output_dir) / FINAL_MODEL
+        model_dir = final if (final / "salmonn_config.json").is_file() else None
+    if model_dir is not None:
+        config = config.model_copy(update={"model": str(Path(model_dir).resolve())})
+    trainer = Trainer(config, **kwargs)
+    ann = getattr(config.datasets, f"{split}_ann_path")
+    if ann is None and split == "test":
+        split, ann = "valid", config.datasets.valid_ann_path
+    dataset = _dataset(config, trainer.model, ann, config.datasets.test_prompt_path or config.datasets.prompt_path,
+                       trainer.cache, random_prompts=False, what=split)
+    with _LoraScale(trainer.model, config.run.lora_scale):
+        metrics = trainer.validate(dataset, decode=True)
+    return {"split": split, "model": config.model, **metrics}
