@@ -122,6 +122,24 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) ->
     )
 
 
+class StreamResampler:
+    """Resamples consecutive chunks of one stream to 16 kHz (soxr's streaming API).
+
+    :func:`resample` works on whole signals; resampling chunk by chunk with it would click at
+    every chunk boundary and drift in length, so live audio keeps the filter state here.
+    """
+
+    def __init__(self, from_rate: int) -> None:
+        import soxr
+
+        self.from_rate = from_rate
+        self._stream = soxr.ResampleStream(from_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+
+    def __call__(self, chunk: np.ndarray, last: bool = False) -> np.ndarray:
+        """Resample the next mono chunk; ``last=True`` flushes the filter's tail."""
+        return self._stream.resample_chunk(np.ascontiguousarray(chunk, dtype=np.float32), last=last)
+
+
 def _to_float(samples: np.ndarray) -> np.ndarray:
     if samples.dtype.kind == "f":
         return samples.astype(np.float32, copy=False)

@@ -65,10 +65,10 @@ from salmonn_agent.chat.render import render_conversation
 from salmonn_agent.chat.streaming import TextAssembler
 from salmonn_agent.chat.tools import (
     ToolChoice,
+    call_schema,
     normalize_tool_choice,
     parse_tool_calls,
     render_tools,
-    call_schema,
     tool_definitions,
 )
 from salmonn_agent.errors import ModelNotAvailableError
@@ -373,7 +373,7 @@ class ChatSALMONN(BaseChatModel):
             )
         runtime = self._runtime(kwargs.get("model"))
         client = runtime.client
-        tools = list(kwargs.get("tools") or [])
+        tools = [convert_to_openai_tool(tool) for tool in kwargs.get("tools") or []]
         tool_names = [d["name"] for d in tool_definitions(tools)]
         choice = normalize_tool_choice(kwargs.get("tool_choice"), tool_names) if tools else ToolChoice("none")
         response_format = kwargs.get("response_format")
@@ -398,6 +398,8 @@ class ChatSALMONN(BaseChatModel):
             if clip.key not in runtime.engine.cache:
                 clip.load()
         stops = tuple(s for s in (stop if stop is not None else self.stop or []) if s)
+        if schema is not None:  # a stop sequence inside the JSON would break it
+            stops = ()
         timeout = kwargs.get("timeout", self.timeout)
         control = RequestControl(
             deadline=time.monotonic() + float(timeout) if timeout else None,

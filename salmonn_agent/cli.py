@@ -10,9 +10,12 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from salmonn_agent.errors import ModelNotAvailableError, SalmonnError
+from salmonn_agent.stream.commands import add_stream_commands
+from salmonn_agent.training.commands import add_training_commands
 
 logger = logging.getLogger("salmonn_agent")
 
@@ -45,27 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--stream", action="store_true", help="print the answer while it is generated (greedy/sampling)")
     ask.set_defaults(handler=_ask)
 
-    from salmonn_agent.training.commands import add_training_commands
-
     add_training_commands(commands)
-    try:
-        from salmonn_agent.stream.commands import add_stream_commands
-    except ImportError:  # the front-end package is optional at this layer
-        pass
-    else:
-        add_stream_commands(commands)
+    add_stream_commands(
+        commands,
+        answer_windows=answer_windows,
+        add_model_options=lambda p: add_model_options(p, device_flag="--model-device"),
+    )
     return parser
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """The options every model-using command shares: which model, where, in what precision."""
-    source = parser.add_mutually_exclusive_group()
+def add_model_options(parser: argparse.ArgumentParser, device_flag: str = "--device") -> None:
+    """The options every model-using command shares: which model, where, in what precision.
+
+    ``device_flag`` renames ``--device`` where it would clash (``listen --device`` is the microphone).
+    """
+    group = parser.add_argument_group("model")
+    source = group.add_mutually_exclusive_group()
     source.add_argument("--model", help=f"model directory in salmonn-agent format (or ${MODEL_ENV})")
     source.add_argument(
         "--config", help="official SALMONN decode_config.yaml (whisper_path, beats_path, llama_path, ckpt)"
     )
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
-    parser.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
+    group.add_argument(
+        device_flag, dest="model_device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)"
+    )
+    group.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
 
 
 def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns SALMONN, imported lazily
@@ -74,7 +80,7 @@ def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns SA
     from salmonn_agent.model.salmonn import SALMONN
 
     if args.config:
-        return load_official(args.config, device=args.device, dtype=args.dtype)
+        return load_official(args.config, device=args.model_device, dtype=args.dtype)
     model_dir = args.model or os.environ.get(MODEL_ENV)
     if not model_dir:
         raise ModelNotAvailableError(
@@ -82,7 +88,15 @@ def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns SA
             "(a directory from save_pretrained or tools/convert_salmonn_checkpoint.py), --config "
             f"decode_config.yaml (official SALMONN), or set ${MODEL_ENV}."
         )
-    return SALMONN.from_pretrained(model_dir, device=args.device, dtype=args.dtype)
+    return SALMONN.from_pretrained(model_dir, device=args.model_device, dtype=args.dtype)
+
+
+def answer_windows(windows: Iterable[Any], instruction: str, args: argparse.Namespace) -> Iterator[tuple[Any, str]]:
+    """Answer ``instruction`` about each front-end window as it comes (``listen --ask``)."""
+    model = load_model_from_args(args)
+    for window in windows:
+        answer = model.generate(window.samples, instruction, sample_rate=window.sample_rate)[0]
+        yield window, answer
 
 
 def _ask(args: argparse.Namespace) -> int:

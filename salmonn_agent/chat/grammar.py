@@ -9,9 +9,12 @@ the grammar allows. Schemas are *sealed* first: objects without ``additionalProp
 Budget: a grammar cannot make a model *stop* talking inside a string, and ``max_tokens`` would
 then cut the JSON. So each session knows how many tokens a minimal completion needs (a minimal
 instance of the schema, tokenized, plus a margin). Once the remaining budget reaches that
-reserve, the session switches to *closing* mode: among the allowed tokens it keeps only those
-that close something (end of sequence, then ``}``/``]``, then ``"``), so the JSON completes
-within ``max_tokens`` whenever the budget can hold a minimal instance.
+reserve, the session switches to *closing* mode: among the allowed tokens it keeps only the best
+kind for finishing: the end of sequence; inside a string a token that starts with the closing
+``"``; outside one a token that starts with ``}``/``]``, then ``,`` (on to the next required
+key), then ``"``, then a scalar (digit, ``-``, ``t``/``f``/``n``), never one that opens a new
+object or array when anything else is allowed. So the JSON completes within ``max_tokens`` whenever the budget holds a minimal
+instance.
 """
 
 from __future__ import annotations
@@ -81,31 +84,49 @@ class GrammarFactory:
         if matcher.is_error():
             raise ValueError(f"Could not start constrained decoding: {matcher.get_error()}")
         closing_from = max(0, max_new_tokens - grammar.reserve)
-        return GrammarSession(matcher, self._tiers, self.vocab_size, closing_from)
+        return GrammarSession(matcher, self._tiers, self._pieces, self.vocab_size, closing_from)
 
-    def _closing_tiers(self) -> np.ndarray:
-        tiers = np.zeros(self.vocab_size, dtype=np.int8)
-        for token in range(self.vocab_size):
-            piece = self.tokenizer.decode_bytes([token])
-            if b"}" in piece or b"]" in piece:
-                tiers[token] = 2
-            elif b'"' in piece:
-                tiers[token] = 1
-        tiers[self.eos_id] = 3
-        return tiers
+    def _closing_tiers(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per token: its finishing rank outside a string, and inside one (higher is better)."""
+        outside = np.zeros(self.vocab_size, dtype=np.int8)
+        inside = np.zeros(self.vocab_size, dtype=np.int8)
+        self._pieces = [self.tokenizer.decode_bytes([t]) for t in range(self.vocab_size)]
+        for token, piece in enumerate(self._pieces):
+            if piece[:1] == b'"':
+                inside[token] = 2
+            first = piece.lstrip(b" ")[:1]
+            if first and first in b"}]":
+                outside[token] = 4
+            elif first == b",":
+                outside[token] = 3
+            elif first == b'"':
+                outside[token] = 2
+            elif first and first in b"-0123456789tfn":
+                outside[token] = 1
+        outside[self.eos_id] = inside[self.eos_id] = 5
+        return outside, inside
 
 
 class GrammarSession:
     """The grammar state of one answer: feed it the generated tokens, ask it what may follow."""
 
-    def __init__(self, matcher: Any, tiers: np.ndarray, vocab_size: int, closing_from: int) -> None:
+    def __init__(
+        self, matcher: Any, tiers: tuple[np.ndarray, np.ndarray], pieces: Sequence[bytes],
+        vocab_size: int, closing_from: int,
+    ) -> None:
         self._matcher = matcher
-        self._tiers = tiers
+        self._outside, self._inside = tiers
+        self._pieces = pieces
         self._vocab_size = vocab_size
         self.closing_from = closing_from
+        self._in_string = False
+        self._escaped = False
 
     def advance(self, tokens: Sequence[int]) -> bool:
         """Consume generated tokens; False if one was not allowed (the session is then broken)."""
+        for token in tokens:
+            if token < len(self._pieces):
+                self._scan(self._pieces[token])
         return bool(self._matcher.consume_tokens(list(tokens))) if tokens else True
 
     def allowed(self, generated: int) -> np.ndarray:
@@ -113,15 +134,25 @@ class GrammarSession:
         words = np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8)
         allowed = np.unpackbits(words, bitorder="little")[: self._vocab_size].astype(bool)
         if generated >= self.closing_from and allowed.any():
-            best = self._tiers[allowed].max()
-            if best > 0:
-                allowed &= self._tiers == best
+            tiers = self._inside if self._in_string else self._outside
+            best = tiers[allowed].max()
+            allowed &= tiers == best
         return allowed
 
     @property
     def error(self) -> str:
         """The matcher's error message ('' when fine)."""
         return str(self._matcher.get_error())
+
+    def _scan(self, piece: bytes) -> None:
+        """Follow whether the JSON written so far ends inside a string."""
+        for byte in piece:
+            if self._escaped:
+                self._escaped = False
+            elif self._in_string and byte == 0x5C:  # backslash
+                self._escaped = True
+            elif byte == 0x22:  # quote
+                self._in_string = not self._in_string
 
 
 def seal_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +181,8 @@ def _seal(node: Any) -> None:
 
 
 def minimal_instance(schema: dict[str, Any], root: dict[str, Any] | None = None, depth: int = 0) -> Any:
-    """A short value valid for ``schema`` (best effort), used to size the closing reserve."""
+    """A short value valid for ``schema`` (best effort, the longest option of a choice), to size
+    the closing reserve."""
     root = root or schema
     if depth > 20 or not isinstance(schema, dict):
         return None
@@ -162,8 +194,9 @@ def minimal_instance(schema: dict[str, Any], root: dict[str, Any] | None = None,
         return schema["enum"][0]
     for key in ("anyOf", "oneOf"):
         if schema.get(key):
+            # the longest of the options' minimal values: the reserve must fit whichever is taken
             values = [minimal_instance(option, root, depth + 1) for option in schema[key]]
-            return min(values, key=lambda v: len(json.dumps(v, default=str)))
+            return max(values, key=lambda v: len(json.dumps(v, default=str)))
     if schema.get("allOf"):
         merged: dict[str, Any] = {}
         for part in schema["allOf"]:

@@ -4,16 +4,8 @@ The main CLI (``salmonn_agent/cli.py``) calls :func:`add_stream_commands` on its
 each command sets ``handler(args) -> int``. User errors are raised as
 :class:`~salmonn_agent.errors.SalmonnError` subclasses, which the main CLI prints as one line.
 
-Integration point for ``listen --ask INSTRUCTION`` (the model side implements it)::
-
-    # salmonn_agent/model/api.py
-    def answer_windows(
-        windows: Iterable[AudioWindow], instruction: str, args: argparse.Namespace
-    ) -> Iterator[tuple[AudioWindow, str]]:
-        '''Load the model named by ``args`` and yield (window, answer) as windows come.'''
-
-It is imported lazily, only when ``--ask`` is given; until it exists, ``--ask`` fails with a
-FrontendError saying that answering needs a model.
+``listen --ask INSTRUCTION`` answers each window with a model; the main CLI passes the
+function that does it (``answer_windows``) to :func:`add_stream_commands`.
 """
 
 from __future__ import annotations
@@ -36,8 +28,17 @@ from salmonn_agent.stream.windows import AudioWindow
 Answerer = Callable[[Iterable[AudioWindow], str, argparse.Namespace], Iterator[tuple[AudioWindow, str]]]
 
 
-def add_stream_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``devices``, ``segment`` and ``listen`` on the main CLI's subparsers."""
+def add_stream_commands(
+    subparsers: argparse._SubParsersAction,
+    *,
+    answer_windows: Answerer | None = None,
+    add_model_options: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
+    """Register ``devices``, ``segment`` and ``listen`` on the main CLI's subparsers.
+
+    The front-end knows nothing of models: the caller passes ``answer_windows`` (which yields
+    ``(window, answer)`` for ``listen --ask``) and ``add_model_options`` (its model flags).
+    """
     p = subparsers.add_parser("devices", help="list audio input devices (microphones)")
     p.add_argument("--json", action="store_true", help="one JSON object per device")
     p.set_defaults(handler=run_devices)
@@ -67,7 +68,9 @@ def add_stream_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ask", metavar="INSTRUCTION", help="have the model answer each window")
     _add_output_options(p)
     _add_segmenter_options(p)
-    p.set_defaults(handler=run_listen)
+    if add_model_options is not None:
+        add_model_options(p)
+    p.set_defaults(handler=run_listen, answer_windows=answer_windows)
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -107,7 +110,9 @@ def config_from_args(args: argparse.Namespace) -> SegmenterConfig:
         return SegmenterConfig(**given)
     except ValidationError as err:
         problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc']) or 'options'}: {e['msg']}" for e in err.errors()
+            (f"{'.'.join(str(x) for x in e['loc'])}: " if e["loc"] else "")
+            + str(e["msg"]).removeprefix("Value error, ").rstrip(".")
+            for e in err.errors()
         )
         raise FrontendError(f"Invalid segmenter options: {problems}.") from None
 
@@ -142,7 +147,7 @@ def run_listen(args: argparse.Namespace) -> int:
     """``salmonn-agent listen``: print windows as they come; answer them with ``--ask``."""
     config = config_from_args(args)
     save_dir = _save_dir(args.save_dir)
-    answer = _answerer() if args.ask else None
+    answer = _answerer(args) if args.ask else None
     source: Source
     if args.input is not None:
         source = FileSource(args.input, realtime=not args.fast)
@@ -171,15 +176,13 @@ def run_listen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _answerer() -> Answerer:
-    try:
-        from salmonn_agent.model.api import answer_windows  # type: ignore[import-not-found]
-    except ImportError as err:
+def _answerer(args: argparse.Namespace) -> Answerer:
+    answer_windows = getattr(args, "answer_windows", None)
+    if answer_windows is None:
         raise FrontendError(
-            f"answering windows needs a model: salmonn_agent.model.api.answer_windows is not "
-            f"available ({err}). Install the model part of salmonn-agent, or leave out --ask "
-            "to only print the windows."
-        ) from None
+            "answering windows needs a model, and this command was built without one; "
+            "leave out --ask to only print the windows."
+        )
     return answer_windows
 
 

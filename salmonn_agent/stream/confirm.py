@@ -8,6 +8,7 @@ end of an utterance.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,9 @@ def _load_model() -> Any:
             ) from None
         threads = torch.get_num_threads()
         try:
-            from silero_vad import load_silero_vad  # sets torch's thread count on import
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                from silero_vad import load_silero_vad  # sets torch's thread count on import
         except ImportError:
             raise FrontendError(
                 "confirm_with='silero' needs the silero-vad package: `pip install silero-vad` "
@@ -40,7 +43,9 @@ def _load_model() -> Any:
             ) from None
         finally:
             torch.set_num_threads(threads)
-        _MODEL = load_silero_vad()
+        with warnings.catch_warnings():  # silero-vad's own deprecation warnings (torch.jit...)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            _MODEL = load_silero_vad()
         torch.set_num_threads(threads)
     return _MODEL
 

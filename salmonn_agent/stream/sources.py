@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from pydantic import BaseModel
 
-from salmonn_agent.audio import SAMPLE_RATE, load_audio, prepare_samples, to_mono
+from salmonn_agent.audio import SAMPLE_RATE, StreamResampler, load_audio, prepare_samples, to_mono
 from salmonn_agent.stream.errors import FrontendError
 
 _HEARTBEAT_S = 0.1
@@ -174,24 +174,6 @@ class FileSource(ArraySource):
         return load_audio(self.path)
 
 
-class _StreamResampler:
-    """Stateful resampling of consecutive chunks to 16 kHz (soxr's streaming API).
-
-    ``salmonn_agent.audio.resample`` works on whole signals; resampling chunk by chunk with
-    it would click at every chunk boundary and drift in length, so live audio uses soxr's
-    stream resampler (same library, same quality setting).
-    """
-
-    def __init__(self, from_rate: int) -> None:
-        import soxr
-
-        self.from_rate = from_rate
-        self._stream = soxr.ResampleStream(from_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-
-    def __call__(self, x: np.ndarray, last: bool = False) -> np.ndarray:
-        return self._stream.resample_chunk(np.ascontiguousarray(x, dtype=np.float32), last=last)
-
-
 class IteratorSource(Source):
     """Wraps any iterable of sample arrays (a generator, a network stream...).
 
@@ -207,7 +189,7 @@ class IteratorSource(Source):
             raise FrontendError(f"sample_rate must be positive, got {sample_rate}.")
 
     def chunks(self) -> Iterator[AudioChunk]:
-        resampler = _StreamResampler(self.input_rate) if self.input_rate != SAMPLE_RATE else None
+        resampler = StreamResampler(self.input_rate) if self.input_rate != SAMPLE_RATE else None
         pos = 0
         for raw in self._chunks:
             if self._stop_event.is_set():
@@ -428,7 +410,7 @@ class MicrophoneSource(Source):
     def chunks(self) -> Iterator[AudioChunk]:
         if self._stream is None:
             self.start()
-        resampler = _StreamResampler(self.rate) if self.rate != SAMPLE_RATE else None
+        resampler = StreamResampler(self.rate) if self.rate != SAMPLE_RATE else None
         pos = 0
         gap_frac = 0.0
         while True:

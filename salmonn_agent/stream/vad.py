@@ -34,6 +34,7 @@ _PIECE = 4 * SAMPLE_RATE  # pushes are analysed four seconds at a time at most
 _CONTEXT = SAMPLE_RATE  # audio before an event used to estimate the noise spectrum
 _SOUND_BEFORE_SPEECH_SPLIT = SAMPLE_RATE  # a sound this long before speech keeps its own window
 _SILENT_DB = -120.0
+_SMOOTH = 3  # frames averaged (in dB) before the noise floor's minimum
 
 
 def _make_vad(mode: int) -> tuple[Any, Callable[[memoryview, int], bool]]:
@@ -184,6 +185,7 @@ class Segmenter:
         self._periodic_barrier = 0
         self._floor: float | None = None
         self._h_floor = np.full(self._floor_frames - 1, np.inf)
+        self._h_raw = np.full(_SMOOTH - 1, np.inf)
         self._h_level = np.full(self._hist, _SILENT_DB)
         self._h_voiced = np.zeros(self._hist, dtype=bool)
         self._state = QUIET
@@ -246,13 +248,14 @@ class Segmenter:
         out: list[AudioWindow] = []
         if n_samples <= 0:
             return out
-        self._close(out, "gap", self._framed)
+        self._close(out, "gap", self._pos)
         self._ring.skip(n_samples)
         self._pos += n_samples
         self._framed = self._barrier = self._periodic_barrier = self._pos
         self._h_level[:] = _SILENT_DB
         self._h_voiced[:] = False
         self._h_floor[:] = np.inf
+        self._h_raw[:] = np.inf
         self.stats.gap_samples += n_samples
         return out
 
@@ -280,7 +283,12 @@ class Segmenter:
         frames = self._ring.read(base, base + n * flen, copy=False).reshape(n, flen)
         level = 10.0 * np.log10(np.einsum("ij,ij->i", frames, frames) / flen + 1e-12)
         # noise floor: the quietest frame of the last `noise_floor_window_s` (minimum statistics)
-        span = np.concatenate([self._h_floor, level])
+        # of levels smoothed over `_SMOOTH` frames, so that the dips of a fluctuating noise do
+        # not pull the floor far under the noise's typical level
+        raw = np.concatenate([self._h_raw, level])
+        self._h_raw = raw[-(_SMOOTH - 1) :]
+        smooth = np.convolve(raw, np.full(_SMOOTH, 1.0 / _SMOOTH), mode="valid")
+        span = np.concatenate([self._h_floor, smooth])
         floor = _sliding_min(span, self._floor_frames)
         self._h_floor = span[span.size - self._floor_frames + 1 :]
         self._floor = float(floor[-1])

@@ -1,0 +1,176 @@
+"""ChatSALMONN's behaviour: metadata, streaming, parameters, caching, cancellation, batching."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+
+from salmonn_agent.chat.errors import GenerationTimeout
+from salmonn_agent.chat.messages import audio_message
+from salmonn_agent.chat_model import ChatSALMONN
+
+SR = 16_000
+
+
+def model_idle_within(model, seconds: float) -> bool:
+    """Whether the model stops generating within ``seconds`` (its lock becomes free)."""
+    if not model._generate_lock.acquire(timeout=seconds):
+        return False
+    model._generate_lock.release()
+    return True
+
+
+@pytest.fixture
+def question(noise_clips) -> HumanMessage:
+    return audio_message(noise_clips["5s"], "Please describe the audio.", sample_rate=SR)
+
+
+def test_answer_equals_the_model_and_reports_usage(chat, tiny_model, question, noise_clips):
+    answer = chat.invoke([question])
+    expected = tiny_model.generate(noise_clips["5s"], "Please describe the audio.", sample_rate=SR,
+                                   num_beams=1, max_new_tokens=8)[0]
+    assert answer.content == expected
+    usage = answer.usage_metadata
+    assert usage["input_token_details"] == {"audio": 88}
+    assert usage["input_tokens"] > 88 and 0 < usage["output_tokens"] <= 8
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    assert answer.response_metadata == {"model_name": "tiny-salmonn", "finish_reason": "length"}
+
+
+def test_stream_is_token_by_token_and_joins_to_the_answer(chat, question):
+    answer = chat.invoke([question])
+    chunks = list(chat.stream([question]))
+    assert len(chunks) >= 3  # several pieces, not one block at the end
+    assert "".join(c.content for c in chunks) == answer.content
+    assert chunks[-1].chunk_position == "last"
+    assert chunks[-1].usage_metadata == answer.usage_metadata
+    assert sum(1 for c in chunks if c.usage_metadata) == 1
+    beams = list(chat.stream([question], num_beams=2))  # beam search cannot stream: one piece
+    assert len(beams) == 1 and beams[0].content == chat.invoke([question], num_beams=2).content
+
+
+async def test_async_invoke_and_stream_match_sync(chat, question):
+    answer = chat.invoke([question])
+    assert (await chat.ainvoke([question])).content == answer.content
+    pieces = [chunk.content async for chunk in chat.astream([question])]
+    assert "".join(pieces) == answer.content
+
+
+def test_parameters_per_call(chat, question):
+    default = chat.invoke([question])
+    assert chat.invoke([question], max_tokens=3).usage_metadata["output_tokens"] <= 3
+    assert chat.invoke([question], lora_scale=0.0).content != default.content
+    assert chat.bind(lora_scale=0.0).invoke([question]).content == chat.invoke([question], lora_scale=0.0).content
+    beams = chat.invoke([question], num_beams=3)
+    assert isinstance(beams.content, str)
+    sampled = chat.invoke([question], temperature=0.8, top_p=0.9, repetition_penalty=1.2)
+    assert isinstance(sampled.content, str)
+    assert chat.invoke([question]).content == default.content  # nothing leaked into the instance
+    with pytest.raises(TypeError, match="unsupported parameters \\['max_new_tokenz'\\]"):
+        chat.invoke([question], max_new_tokenz=3)
+
+
+def test_stop_sequences_cut_the_answer(chat, question):
+    full = chat.invoke([question], max_tokens=16).content
+    stop = full[3:5]
+    cut = chat.invoke([question], max_tokens=16, stop=[stop])
+    assert cut.content == full[: full.index(stop)]
+    assert cut.response_metadata["finish_reason"] == "stop"
+    streamed = "".join(c.content for c in chat.stream([question], max_tokens=16, stop=[stop]))
+    assert streamed == cut.content
+
+
+def test_encoder_runs_once_for_a_two_turn_conversation(chat, tiny_model, question, monkeypatch):
+    calls = []
+    original = tiny_model.encode_samples
+    monkeypatch.setattr(tiny_model, "encode_samples", lambda clips: calls.append(len(clips)) or original(clips))
+    first = chat.invoke([question])
+    second = chat.invoke([question, first, HumanMessage("And is it loud?")])
+    third = list(chat.stream([question, first, HumanMessage("Really?")]))
+    assert calls == [1]
+    assert second.usage_metadata["input_token_details"]["audio"] == 88 and third
+    assert chat.audio_cache.hits == 2 and chat.audio_cache.misses == 1
+
+
+def test_audio_cache_is_bounded(tiny_model, noise_clips):
+    chat = ChatSALMONN(client=tiny_model, max_tokens=2, audio_cache_size=2)
+    for seconds in (1, 2, 3):
+        chat.invoke([audio_message(noise_clips["30s"][: seconds * SR], "hi", sample_rate=SR)])
+    assert len(chat.audio_cache) == 2
+
+
+def capture_jobs(chat: ChatSALMONN) -> list:
+    """Record the jobs the chat model hands to its engine."""
+    engine = chat._runtime(None).engine
+    jobs, submit = [], engine.submit
+    engine.submit = lambda job: jobs.append(job) or submit(job)
+    return jobs
+
+
+async def test_cancelling_astream_stops_generation(tiny_model, question):
+    chat = ChatSALMONN(client=tiny_model, temperature=0, max_tokens=1500)
+    jobs = capture_jobs(chat)
+    stream = chat.astream([question])
+    first = await stream.__anext__()
+    assert first.content
+    await stream.aclose()  # the consumer leaves after one piece
+    assert await asyncio.to_thread(model_idle_within, tiny_model, 10)
+    (job,) = jobs
+    assert job.control.ended_by == "cancelled"
+    assert len(job.control.token_ids) < 100  # stopped within a few tokens, not at 1500
+
+
+async def test_cancelling_ainvoke_stops_generation(tiny_model, question):
+    chat = ChatSALMONN(client=tiny_model, temperature=0, max_tokens=1500)
+    jobs = capture_jobs(chat)
+    task = asyncio.create_task(chat.ainvoke([question]))
+    while not (jobs and jobs[0].control.token_ids):
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await asyncio.to_thread(model_idle_within, tiny_model, 10)
+    assert jobs[0].control.ended_by == "cancelled" and len(jobs[0].control.token_ids) < 1000
+
+
+def test_timeout_stops_generation_with_an_error(tiny_model, question):
+    chat = ChatSALMONN(client=tiny_model, temperature=0, max_tokens=1500, timeout=0.3)
+    start = time.monotonic()
+    with pytest.raises(GenerationTimeout):
+        chat.invoke([question])
+    assert time.monotonic() - start < 10
+
+
+def test_eight_concurrent_invocations_equal_eight_sequential_ones(tiny_model, noise_clips):
+    chat = ChatSALMONN(client=tiny_model, temperature=0, max_tokens=8, batch_window_ms=50)
+    rng = np.random.default_rng(7)
+    requests = [
+        [audio_message(noise_clips["30s"][: int(rng.integers(1, 30)) * SR], f"Question {i}?", sample_rate=SR)]
+        for i in range(8)
+    ]
+    sequential = [chat.invoke(r).content for r in requests]
+    engine = chat._runtime(None).engine
+    before = engine.batches_run
+    barrier = threading.Barrier(8)
+
+    def run(messages):
+        barrier.wait()
+        return chat.invoke(messages).content
+
+    with ThreadPoolExecutor(8) as pool:
+        concurrent = list(pool.map(run, requests))
+    assert concurrent == sequential
+    assert engine.batches_run - before < 8  # batched into fewer generate calls
+
+
+def test_model_is_loaded_lazily_once_per_path(tiny_model_dir):
+    a = ChatSALMONN(model=str(tiny_model_dir), max_tokens=2)
+    b = ChatSALMONN(model=str(tiny_model_dir), max_tokens=2)
+    assert a._client(None) is b._client(None)
+    assert isinstance(a.invoke("hi"), AIMessage)

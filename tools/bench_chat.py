@@ -1,0 +1,132 @@
+"""Benchmark ChatSALMONN on the CPU with a locally built, randomly initialised model.
+
+Prints one JSON object:
+
+* ``second_turn_ratio``: latency of a second turn about the same clip (its audio tokens come
+  from the cache) / latency of the first turn (which encodes the clip); target <= 0.5;
+* ``concurrent_speedup``: throughput of ``--concurrency`` requests invoked at once from threads
+  (batched into shared ``generate`` calls) / the same requests one after another; target >= 2;
+* ``ttft_ms``: time from ``stream()`` to the first text chunk (clip already heard);
+* the raw latencies behind them, the sizes, and ``answer_tokens`` (tokens per answer).
+
+Sizes are those of tools/bench_model.py: ``small`` has Whisper tiny's encoder shape and
+SmolLM2-135M's LLM shape; ``tiny`` is the test model. Random weights run at the speed of
+trained ones; answers run to ``--tokens`` tokens (the random model rarely stops earlier).
+
+Usage: python tools/bench_chat.py --json [--size small|tiny] [--tokens 16] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from langchain_core.messages import HumanMessage
+
+from salmonn_agent.chat_model import ChatSALMONN, audio_message
+from salmonn_agent.model.salmonn import SALMONN
+from salmonn_agent.tiny import build_tiny_model
+
+SR = 16_000
+SIZES = {
+    "tiny": {},
+    "small": {"llm_hidden": 576, "llm_layers": 30, "llm_heads": 9, "whisper_width": 384,
+              "whisper_layers": 4, "qformer_hidden": 768},
+}
+
+
+def _clip(seed: int, seconds: float) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(int(seconds * SR)) * 0.1).astype(np.float32)
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print JSON (the only output format)")
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--tokens", type=int, default=16, help="max tokens per answer")
+    parser.add_argument("--seconds", type=float, default=10.0, help="clip length")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = SALMONN.from_pretrained(build_tiny_model(tmp, **SIZES[args.size]), device="cpu")
+    chat = ChatSALMONN(client=model, model=f"bench-{args.size}", temperature=0, max_tokens=args.tokens,
+                       batch_window_ms=20)
+    chat.invoke([audio_message(_clip(999, args.seconds), "warm up", sample_rate=SR)])
+
+    # first turn (clip encoded) vs second turn (clip from the cache), a fresh clip each time
+    first, second, answer_tokens = [], [], []
+    for repeat in range(args.repeats):
+        question = audio_message(_clip(repeat, args.seconds), "Please describe the audio.", sample_rate=SR)
+        answer = None
+
+        def turn_one() -> None:
+            nonlocal answer
+            answer = chat.invoke([question])
+
+        first.append(_timed(turn_one))
+        follow_up = [question, answer, HumanMessage("Is there speech in it?")]
+        second.append(_timed(lambda: answer_tokens.append(chat.invoke(follow_up).usage_metadata["output_tokens"])))
+
+    # time to the first streamed chunk (the clip is already heard, as in a conversation)
+    heard = audio_message(_clip(0, args.seconds), "What do you hear?", sample_rate=SR)
+    ttft = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        stream = chat.stream([heard])
+        next(stream)
+        ttft.append(time.perf_counter() - start)
+        stream.close()
+
+    # concurrent requests (clips already heard, different questions) vs one after another
+    requests = [[audio_message(_clip(i % args.repeats, args.seconds), f"Question number {i}?", sample_rate=SR)]
+                for i in range(args.concurrency)]
+    sequential = _timed(lambda: [chat.invoke(r) for r in requests])
+    barrier = threading.Barrier(args.concurrency)
+
+    def one(messages):
+        barrier.wait()
+        return chat.invoke(messages)
+
+    with ThreadPoolExecutor(args.concurrency) as pool:
+        concurrent = _timed(lambda: list(pool.map(one, requests)))
+
+    result = {
+        "size": args.size,
+        "threads": torch.get_num_threads(),
+        "clip_seconds": args.seconds,
+        "answer_tokens": round(statistics.mean(answer_tokens), 1),
+        "first_turn_ms": round(statistics.median(first) * 1000, 1),
+        "second_turn_ms": round(statistics.median(second) * 1000, 1),
+        "second_turn_ratio": round(statistics.median(second) / statistics.median(first), 3),
+        "sequential_ms": round(sequential * 1000, 1),
+        "concurrent_ms": round(concurrent * 1000, 1),
+        "concurrent_speedup": round(sequential / concurrent, 2),
+        "concurrency": args.concurrency,
+        "ttft_ms": round(statistics.median(ttft) * 1000, 1),
+        "audio_cache_hits": chat.audio_cache.hits,
+        "audio_cache_misses": chat.audio_cache.misses,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
