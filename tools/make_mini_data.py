@@ -25,16 +25,16 @@ Extra metadata: ``kind`` (how the clip was built, e.g. ``asr_noisy``, ``qa_backg
 
 Tasks and how their clips are built (kinds; shares of the non-story items):
 
-* ``asr`` (36 %): a sentence spoken by espeak-ng, clean (``asr_clean``) or over a background sound
-  at 5-25 dB SNR (``asr_noisy``). Target: the sentence.
-* ``audiocaption`` (22 %): sound-only clips (``cap_sound``), speech (``cap_speech``), speech over a
+* ``asr`` (40 %): a sentence spoken by espeak-ng, clean (``asr_clean``) or over a background sound
+  at 10-30 dB SNR (``asr_noisy``). Target: the sentence.
+* ``audiocaption`` (20 %): sound-only clips (``cap_sound``), speech (``cap_speech``), speech over a
   background (``cap_mix``) and silence/near silence (``cap_silence``). Captions are generated from
-  the synthesis parameters (speaker gender, speed, words, background class, event counts, music
-  timbre/tempo/mode), e.g. ``A woman says: "Lock the front door." while a siren wails in the background.``
-* ``QA`` (28 %): speech presence yes/no (speech, speech over sound, sound only, silence),
+  the synthesis parameters (speaker gender, speed, words, background class at 5-20 dB SNR, event
+  counts, music timbre/tempo/mode), e.g. ``A woman says: "Lock the front door." while a siren wails in the background.``
+* ``QA`` (27 %): speech presence yes/no (speech, speech over sound, sound only, silence),
   the sound class of a sound-only clip (or "can you hear X?" yes/no), the background class of
   speech over a sound, male/female voice, and event counts (beeps, knocks, barks, doorbell rings).
-* ``speech_query`` (14 %): a spoken question (arithmetic, days, months, colours, opposites,
+* ``speech_query`` (13 %): a spoken question (arithmetic, days, months, colours, opposites,
   counting facts, comparisons, letters, number order, parity), sometimes over a quiet background;
   the target is its one deterministic answer ("What is three plus four?" -> "Seven.").
 * ``audio_story_telling``: round(N / 500) items, 1 to 12 per split (12 for the default train
@@ -94,13 +94,14 @@ from salmonn_agent.mini import text_bank as T  # noqa: E402
 SPLIT_IDS = {"train": 0, "valid": 1, "test": 2}
 MAX_SECONDS = 10.0
 MIX = {  # kind -> share of the non-story items of a split
-    "asr_clean": 0.20, "asr_noisy": 0.16,
-    "cap_sound": 0.10, "cap_speech": 0.04, "cap_mix": 0.06, "cap_silence": 0.02,
-    "qa_presence": 0.07, "qa_sound": 0.07, "qa_background": 0.06, "qa_gender": 0.05, "qa_count": 0.03,
-    "query": 0.14,
+    "asr_clean": 0.22, "asr_noisy": 0.18,
+    "cap_sound": 0.09, "cap_speech": 0.03, "cap_mix": 0.06, "cap_silence": 0.02,
+    "qa_presence": 0.07, "qa_sound": 0.07, "qa_background": 0.06, "qa_gender": 0.04, "qa_count": 0.03,
+    "query": 0.13,
 }
 TASK_OF = {"asr": "asr", "cap": "audiocaption", "qa": "QA", "query": "speech_query", "story": "audio_story_telling"}
-SNR_RANGE = (5.0, 25.0)
+SNR_RANGE = (5.0, 20.0)  # speech over a background the question or caption is about
+ASR_SNR_RANGE = (10.0, 30.0)  # noisy speech recognition: the words must stay intelligible
 SPEECH_DB = (-28.0, -18.0)
 SOUND_DB = (-32.0, -18.0)
 
@@ -241,7 +242,7 @@ def _norm(text: str) -> str:
 
 def make_asr(b: Builder, noisy: bool) -> tuple[Clip, dict[str, Any]]:
     s = b.sentence()
-    clip = b.speech(s.text, b.sound_class() if noisy else None)
+    clip = b.speech(s.text, b.sound_class() if noisy else None, snr=ASR_SNR_RANGE)
     return clip, {"text": s.text, "label": _norm(s.text), "sentence_category": s.category}
 
 
