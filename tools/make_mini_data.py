@@ -23,7 +23,8 @@ Extra metadata: ``kind`` (how the clip was built, e.g. ``asr_noisy``, ``qa_backg
 ``transcript``, ``voice``, ``speaker_gender``, ``speed``, ``pitch``, ``sound_class``,
 ``sound_variant``, ``snr_db``, ``count``, ``qa_type``, ``query_kind``, ``answer``.
 
-Tasks and how their clips are built (kinds; shares of the non-story items):
+Tasks and how their clips are built (kinds; shares of the non-story train/valid items; the test
+split has more QA: asr 30 %, audiocaption 11 %, QA 45 %, speech_query 14 %, see ``TEST_MIX``):
 
 * ``asr`` (40 %): a sentence spoken by espeak-ng, clean (``asr_clean``) or over a background sound
   at 10-30 dB SNR (``asr_noisy``). Target: the sentence.
@@ -99,6 +100,14 @@ MIX = {  # kind -> share of the non-story items of a split
     "qa_presence": 0.07, "qa_sound": 0.07, "qa_background": 0.06, "qa_gender": 0.04, "qa_count": 0.03,
     "query": 0.13,
 }
+# The held-out split leans towards the measured questions (speech presence, sound class,
+# background class), so that their accuracies rest on enough items.
+TEST_MIX = {
+    "asr_clean": 0.16, "asr_noisy": 0.14,
+    "cap_sound": 0.05, "cap_speech": 0.02, "cap_mix": 0.03, "cap_silence": 0.01,
+    "qa_presence": 0.14, "qa_sound": 0.12, "qa_background": 0.10, "qa_gender": 0.06, "qa_count": 0.03,
+    "query": 0.14,
+}
 TASK_OF = {"asr": "asr", "cap": "audiocaption", "qa": "QA", "query": "speech_query", "story": "audio_story_telling"}
 SNR_RANGE = (5.0, 20.0)  # speech over a background the question or caption is about
 ASR_SNR_RANGE = (10.0, 30.0)  # noisy speech recognition: the words must stay intelligible
@@ -122,11 +131,12 @@ def plan_kinds(n: int, seed: int, split: str) -> list[str]:
     """The kind of every item of a split: exact shares (largest remainder), shuffled by the seed."""
     n_story = story_count(n)
     rest = n - n_story
-    raw = {k: share * rest for k, share in MIX.items()}
+    mix = TEST_MIX if split == "test" else MIX
+    raw = {k: share * rest for k, share in mix.items()}
     counts = {k: int(v) for k, v in raw.items()}
     for k in sorted(raw, key=lambda k: (counts[k] - raw[k], k))[: rest - sum(counts.values())]:
         counts[k] += 1
-    kinds = [k for k in MIX for _ in range(counts[k])] + ["story"] * n_story
+    kinds = [k for k in mix for _ in range(counts[k])] + ["story"] * n_story
     random.Random(f"{seed}/{split}/plan").shuffle(kinds)
     return kinds
 
