@@ -19,7 +19,9 @@ be constrained; ``num_beams=4`` reproduces the official decode (and streams as o
 Tools follow the prompt protocol of :mod:`salmonn_agent.chat.tools`; a forced ``tool_choice``
 and ``with_structured_output`` decode under a JSON grammar (llguidance), so even a small model
 returns a valid call. Audio tokens are cached by content hash, and concurrent requests are
-batched into one ``generate`` (:mod:`salmonn_agent.chat.engine`).
+batched into one ``generate`` (:mod:`salmonn_agent.chat.engine`). The LLM's key/value cache of
+the last few conversations is kept (``prefix_cache_size``), so a follow-up turn (the earlier
+messages, the answer, a new question) that runs alone only prefills the new part.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from salmonn_agent.chat.blocks import BlockReader
-from salmonn_agent.chat.cache import AudioTokenCache
+from salmonn_agent.chat.cache import AudioTokenCache, PrefixCacheStore
 from salmonn_agent.chat.controls import RequestControl, cut_at_stop
 from salmonn_agent.chat.engine import GenerationEngine, Job
 from salmonn_agent.chat.errors import ContentBlockError, GenerationTimeout, ToolCallError
@@ -183,6 +185,11 @@ class ChatSALMONN(BaseChatModel):
     """Whether ``http(s)`` audio URLs may be downloaded."""
     audio_cache_size: int = Field(default=32, ge=0)
     """How many clips' audio tokens to keep (LRU, by content hash); 0 turns the cache off."""
+    prefix_cache_size: int = Field(default=4, ge=0)
+    """How many conversations' LLM key/value caches to keep (LRU), so a follow-up turn reuses
+    the prefill of the earlier ones; 0 turns it off. Each takes layers x 2 x positions x
+    key/value width values (about 0.8 MB per position for a 13B model in float16). Used by
+    requests that run alone; batched ones and beam search run without it."""
     max_batch_size: int = Field(default=8, ge=1)
     """Most concurrent requests decoded together in one ``generate`` call."""
     batch_window_ms: float = Field(default=5.0, ge=0)
@@ -229,6 +236,11 @@ class ChatSALMONN(BaseChatModel):
     def audio_cache(self) -> AudioTokenCache:
         """The audio-token cache of this chat model's (default) model."""
         return self._runtime(None).engine.cache
+
+    @property
+    def prefix_cache(self) -> PrefixCacheStore:
+        """The conversations' key/value caches of this chat model's (default) model."""
+        return self._runtime(None).engine.prefixes
 
     # ------------------------------------------------------------------ generation
     def _generate(
@@ -344,6 +356,7 @@ class ChatSALMONN(BaseChatModel):
                 engine = GenerationEngine(
                     client, cache, max_batch_size=self.max_batch_size,
                     batch_window_s=self.batch_window_ms / 1000,
+                    prefixes=PrefixCacheStore(self.prefix_cache_size),
                 )
                 reader = BlockReader(
                     lambda payload: client.load(payload), max_bytes=self.max_audio_bytes,

@@ -173,3 +173,90 @@ def test_bfloat16_model_generates(tiny_model_dir, noise_clips):
     (audio,) = model.encode_audio([noise_clips["5s"]], sample_rate=SR)
     assert audio.embeds.dtype == torch.bfloat16
     assert isinstance(model.generate(audio, "hello", num_beams=2, max_new_tokens=4)[0], str)
+
+
+# --------------------------------------------------------------------- prefix KV cache
+def _next_turn(prompt: str, answer: str, question: str) -> str:
+    return f"{prompt} {answer}\nUSER: {question}\nASSISTANT:"
+
+
+def test_prefix_cache_gives_the_same_greedy_answers_and_prefills_only_the_new_turn(tiny_model, noise_clips):
+    from salmonn_agent.model.salmonn import PrefixCache
+
+    (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    cache = PrefixCache()
+    prompt = tiny_model.render_prompt("Please describe the audio.")
+    (first,) = tiny_model.generate_detailed([prompt], [[audio]], prefix_cache=cache, **GREEDY)
+    first_positions = first.prompt_text_tokens + first.prompt_audio_tokens
+    assert cache.reused_tokens == 0 and cache.prefilled_tokens == first_positions
+    # prompt + answer, but the answer's last token, which was never fed back
+    assert cache.num_tokens == first_positions + len(first.token_ids) - (first.finish_reason == "length")
+    assert first.token_ids == tiny_model.generate_detailed([prompt], [[audio]], **GREEDY)[0].token_ids
+
+    prompt = _next_turn(prompt, first.text, "Is there speech in it?")
+    (second,) = tiny_model.generate_detailed([prompt], [[audio]], prefix_cache=cache, **GREEDY)
+    (plain,) = tiny_model.generate_detailed([prompt], [[audio]], **GREEDY)
+    assert second.token_ids == plain.token_ids and second.text == plain.text
+    positions = second.prompt_text_tokens + second.prompt_audio_tokens
+    assert cache.reused_tokens >= first_positions  # the whole first prompt, audio included
+    assert cache.prefilled_tokens == positions - cache.reused_tokens < positions - 88
+
+    prompt = _next_turn(prompt, second.text, "Really?")  # a third turn, streamed
+    stream = tiny_model.stream_from_prompt(prompt, [audio], prefix_cache=cache, max_new_tokens=8)
+    text = "".join(stream)
+    (plain,) = tiny_model.generate_detailed([prompt], [[audio]], **GREEDY)
+    assert stream.token_ids == plain.token_ids and text.strip() == plain.text
+    assert cache.reused_tokens >= positions
+
+
+def test_prefix_cache_reuses_a_partly_matching_prefix(tiny_model, noise_clips):
+    from salmonn_agent.model.salmonn import PrefixCache
+
+    (audio,) = tiny_model.encode_audio([noise_clips["30s"]], sample_rate=SR)
+    cache = PrefixCache()
+    tiny_model.generate_detailed([tiny_model.render_prompt("hello")], [[audio]], prefix_cache=cache, **GREEDY)
+    other = tiny_model.render_prompt("Recognize the speech.")  # same clip, another question
+    (answer,) = tiny_model.generate_detailed([other], [[audio]], prefix_cache=cache, **GREEDY)
+    assert answer.token_ids == tiny_model.generate_detailed([other], [[audio]], **GREEDY)[0].token_ids
+    positions = answer.prompt_text_tokens + answer.prompt_audio_tokens
+    assert 88 < cache.reused_tokens < positions - 1  # BOS, "USER: <Speech>" and the audio tokens
+    # the same prompt again: everything but the last position comes from the cache
+    (again,) = tiny_model.generate_detailed([other], [[audio]], prefix_cache=cache, **GREEDY)
+    assert again.token_ids == answer.token_ids
+    assert cache.reused_tokens == positions - 1 and cache.prefilled_tokens == 1
+
+
+def test_prefix_cache_is_rebuilt_for_another_lora_scale_or_dtype(tiny_model, tiny_model_dir, noise_clips):
+    from salmonn_agent.model.salmonn import SALMONN, PrefixCache
+
+    (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    prompt = tiny_model.render_prompt("hello")
+    cache = PrefixCache()
+    tiny_model.generate_detailed([prompt], [[audio]], prefix_cache=cache, **GREEDY)
+    (scaled,) = tiny_model.generate_detailed([prompt], [[audio]], prefix_cache=cache, lora_scale=2.0, **GREEDY)
+    assert cache.reused_tokens == 0  # built under the default scale: not reused
+    assert scaled.token_ids == tiny_model.generate_detailed([prompt], [[audio]], lora_scale=2.0, **GREEDY)[0].token_ids
+    tiny_model.generate_detailed([prompt], [[audio]], prefix_cache=cache, lora_scale=2.0, **GREEDY)
+    assert cache.reused_tokens > 0  # same scale again: reused
+    with tiny_model.llm.disable_adapter():
+        tiny_model.generate_detailed([prompt], [[audio]], prefix_cache=cache, lora_scale=2.0, **GREEDY)
+    assert cache.reused_tokens == 0
+    half = SALMONN.from_pretrained(tiny_model_dir, dtype="bfloat16")
+    (audio16,) = half.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    half.generate_detailed([prompt], [[audio16]], prefix_cache=cache, **GREEDY)
+    assert cache.reused_tokens == 0 and cache.embeds.dtype == torch.bfloat16
+
+
+def test_prefix_cache_needs_one_prompt_and_skips_beam_search(tiny_model, noise_clips):
+    from salmonn_agent.model.salmonn import PrefixCache
+
+    (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    prompt = tiny_model.render_prompt("hello")
+    cache = PrefixCache()
+    with pytest.raises(SalmonnError, match="one prompt at a time"):
+        tiny_model.generate_detailed([prompt, prompt], [[audio], [audio]], prefix_cache=cache, **GREEDY)
+    tiny_model.generate_detailed([prompt], [[audio]], prefix_cache=cache, **GREEDY)
+    kept = cache.embeds
+    (beams,) = tiny_model.generate_detailed([prompt], [[audio]], prefix_cache=cache, num_beams=2, max_new_tokens=4)
+    assert beams.token_ids == tiny_model.generate_detailed([prompt], [[audio]], num_beams=2, max_new_tokens=4)[0].token_ids
+    assert cache.embeds is kept and cache.reused_tokens == 0  # untouched by beam search

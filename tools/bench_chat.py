@@ -2,18 +2,22 @@
 
 Prints one JSON object:
 
-* ``second_turn_ratio``: latency of a second turn about the same clip (its audio tokens come
-  from the cache) / latency of the first turn (which encodes the clip); target <= 0.5;
+* ``second_turn_ratio``: latency of a second turn about the same clip (the first turn's messages,
+  its answer and a new question: the audio tokens and the LLM's key/value cache of the first
+  turn come from the caches) / latency of the first turn (which encodes the clip); target <= 0.5;
 * ``concurrent_speedup``: throughput of ``--concurrency`` requests invoked at once from threads
   (batched into shared ``generate`` calls) / the same requests one after another; target >= 2;
 * ``ttft_ms``: time from ``stream()`` to the first text chunk (clip already heard);
-* the raw latencies behind them, the sizes, and ``answer_tokens`` (tokens per answer).
+* the raw latencies behind them, the sizes, and ``answer_tokens`` (tokens per answer);
+* ``prefix_cache_*``: the conversations' key/value cache (``--prefix-cache-size``, 0 turns it
+  off): hits, prompt positions reused from it and prefilled.
 
 Sizes are those of tools/bench_model.py: ``small`` has Whisper tiny's encoder shape and
 SmolLM2-135M's LLM shape; ``tiny`` is the test model. Random weights run at the speed of
 trained ones; answers run to ``--tokens`` tokens (the random model rarely stops earlier).
 
 Usage: python tools/bench_chat.py --json [--size small|tiny] [--tokens 16] [--repeats 3]
+       [--prefix-cache-size 4]
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--prefix-cache-size", type=int, default=ChatSALMONN.model_fields["prefix_cache_size"].default,
+                        help="conversations whose key/value cache is kept (0: off)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,7 +74,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model = SALMONN.from_pretrained(build_tiny_model(tmp, **SIZES[args.size]), device="cpu")
     chat = ChatSALMONN(client=model, model=f"bench-{args.size}", temperature=0, max_tokens=args.tokens,
-                       batch_window_ms=20)
+                       batch_window_ms=20, prefix_cache_size=args.prefix_cache_size)
     chat.invoke([audio_message(_clip(999, args.seconds), "warm up", sample_rate=SR)])
 
     # first turn (clip encoded) vs second turn (clip from the cache), a fresh clip each time
@@ -123,6 +129,10 @@ def main() -> int:
         "ttft_ms": round(statistics.median(ttft) * 1000, 1),
         "audio_cache_hits": chat.audio_cache.hits,
         "audio_cache_misses": chat.audio_cache.misses,
+        "prefix_cache_size": args.prefix_cache_size,
+        "prefix_cache_hits": chat.prefix_cache.hits,
+        "prefix_cache_reused_tokens": chat.prefix_cache.reused_tokens,
+        "prefix_cache_prefilled_tokens": chat.prefix_cache.prefilled_tokens,
     }
     print(json.dumps(result))
     return 0

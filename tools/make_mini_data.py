@@ -76,6 +76,7 @@ import argparse
 import json
 import multiprocessing as mp
 import random
+import re
 import sys
 import time
 from collections import Counter
@@ -208,7 +209,8 @@ class Builder:
         for _ in range(4):  # keep the clip within 10 s: speak faster if needed
             if len(x) <= S.samples(MAX_SECONDS - 1.0):
                 break
-            voice = S.Voice(voice.lang, voice.variant, voice.gender, min(300, int(voice.speed * 1.25)), voice.pitch, voice.gap)
+            faster = min(300, int(voice.speed * 1.25))
+            voice = S.Voice(voice.lang, voice.variant, voice.gender, faster, voice.pitch, voice.gap)
             x = S.speak(text, voice)
         x = S.set_rms_db(x, float(self.rng.uniform(*SPEECH_DB)))
         lead = S.samples(float(self.rng.uniform(0.1, 0.8)))
@@ -245,8 +247,7 @@ class Builder:
 
 
 def _norm(text: str) -> str:
-    import re
-
+    """The scoring form of a transcript: lower case, punctuation removed (as the trainer's WER)."""
     return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
 
 
@@ -282,7 +283,8 @@ def make_presence(b: Builder) -> tuple[Clip, dict[str, Any]]:
     else:
         clip, yes = b.silence(), False
     q = b.py.choice(T.PRESENCE_QUESTIONS)
-    return clip, {"Q": q, "text": "Yes." if yes else "No.", "label": "yes" if yes else "no", "qa_type": "speech_presence"}
+    return clip, {"Q": q, "text": "Yes." if yes else "No.", "label": "yes" if yes else "no",
+                  "qa_type": "speech_presence"}
 
 
 def make_sound_qa(b: Builder) -> tuple[Clip, dict[str, Any]]:
@@ -414,6 +416,9 @@ def run_jobs(jobs: list[Job], workers: int) -> list[dict[str, Any]]:
 
 def summarize(anns: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> dict[str, Any]:
     """Counts per split / task / kind / class / gender, and audio seconds (deterministic)."""
+    def count(key: str, items: list[dict[str, Any]]) -> dict[str, int]:
+        return dict(sorted(Counter(a[key] for a in items if key in a).items()))
+
     summary: dict[str, Any] = {"seed": args.seed, "sizes": {s: len(a) for s, a in anns.items()}, "splits": {}}
     total = 0.0
     for split, items in anns.items():
@@ -422,12 +427,13 @@ def summarize(anns: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
         summary["splits"][split] = {
             "items": len(items),
             "audio_seconds": round(secs, 1),
-            "tasks": dict(sorted(Counter(a["task"] for a in items).items())),
-            "kinds": dict(sorted(Counter(a["kind"] for a in items).items())),
-            "sound_classes": dict(sorted(Counter(a["sound_class"] for a in items if "sound_class" in a).items())),
-            "sound_variants": dict(sorted(Counter(f"{a['sound_class']}/{a['sound_variant']}" for a in items if "sound_variant" in a).items())),
-            "speaker_gender": dict(sorted(Counter(a["speaker_gender"] for a in items if "speaker_gender" in a).items())),
-            "qa_types": dict(sorted(Counter(a["qa_type"] for a in items if "qa_type" in a).items())),
+            "tasks": count("task", items),
+            "kinds": count("kind", items),
+            "sound_classes": count("sound_class", items),
+            "sound_variants": dict(sorted(Counter(f"{a['sound_class']}/{a['sound_variant']}"
+                                                  for a in items if "sound_variant" in a).items())),
+            "speaker_gender": count("speaker_gender", items),
+            "qa_types": count("qa_type", items),
             "voices": len({a["voice"] for a in items if "voice" in a}),
             "sentences": len({a["transcript"] for a in items if "transcript" in a}),
         }
@@ -441,7 +447,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out_dir", type=Path)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train", type=int, default=6000)
@@ -473,8 +479,10 @@ def main(argv: list[str] | None = None) -> int:
         anns[ann["split"]].append(ann)
     for split, items in anns.items():
         write_json(out / f"{split}.json", {"annotation": items})
-    write_json(out / "train_stage1.json", {"annotation": [a for a in anns["train"] if a["task"] in ("asr", "audiocaption")]})
-    write_json(out / "train_stage3.json", {"annotation": [a for a in anns["train"] if a["task"] == "audio_story_telling"]})
+    stage1 = [a for a in anns["train"] if a["task"] in ("asr", "audiocaption")]
+    stage3 = [a for a in anns["train"] if a["task"] == "audio_story_telling"]
+    write_json(out / "train_stage1.json", {"annotation": stage1})
+    write_json(out / "train_stage3.json", {"annotation": stage3})
     write_json(out / "prompts.json", T.PROMPTS)
     summary = summarize(anns, args)
     write_json(out / "summary.json", summary)

@@ -1,10 +1,18 @@
-"""Audio tokens by content hash: a bounded LRU cache, so a clip is encoded once per conversation."""
+"""Caches of one model's chat runtime, both bounded LRUs.
+
+* :class:`AudioTokenCache`: audio tokens by content hash, so a clip is encoded once per conversation;
+* :class:`PrefixCacheStore`: the LLM key/value caches (:class:`~salmonn_agent.model.salmonn.PrefixCache`)
+  of the most recent conversations, so a follow-up turn only prefills what is new.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -12,7 +20,7 @@ import torch
 from salmonn_agent.chat.blocks import AudioClip
 
 if TYPE_CHECKING:
-    from salmonn_agent.model.salmonn import SALMONN, EncodedAudio
+    from salmonn_agent.model.salmonn import SALMONN, EncodedAudio, PrefixCache
 
 
 class AudioTokenCache:
@@ -84,3 +92,101 @@ class AudioTokenCache:
                 found[key] = tokens
                 self.put(key, tokens)
         return [found[clip.key] for clip in clips]
+
+
+@dataclass
+class _PrefixEntry:
+    prompt: str
+    clips: tuple[str, ...]
+    answer: str
+    cache: PrefixCache
+
+
+class PrefixCacheStore:
+    """The LLM key/value caches of the ``max_entries`` most recent conversations (0 turns it off).
+
+    An entry is a rendered prompt, its clips' keys, the answer generated to it and the
+    :class:`~salmonn_agent.model.salmonn.PrefixCache` left by that generation. A new request
+    checks out (:meth:`checkout`) the entry whose prompt and clips begin its own, preferring the
+    one sharing the longest text with it (prompt + answer): the previous turn of the same
+    conversation, whose prompt + answer the new prompt renders back. The entry leaves the store
+    while its request runs (no two requests share a cache) and comes back under the new prompt
+    and answer (:meth:`put`). The model then reuses the longest exactly equal prefix of
+    embeddings, so a wrong guess only costs reuse, never correctness.
+
+    Memory: each entry holds layers x 2 x positions x key/value width values (plus the
+    positions' embeddings); ``PrefixCache.nbytes`` tells. Counters: ``hits`` (a request found an
+    entry), ``misses``, ``reused_tokens`` and ``prefilled_tokens`` (prompt positions taken from
+    caches / computed, over all requests that went through the store).
+    """
+
+    def __init__(self, max_entries: int = 4) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, _PrefixEntry] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        self.reused_tokens = 0
+        self.prefilled_tokens = 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the store keeps anything (``max_entries > 0``)."""
+        return self.max_entries > 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the stored caches take, in bytes."""
+        with self._lock:
+            return sum(entry.cache.nbytes for entry in self._entries.values())
+
+    def checkout(self, prompt: str, clip_keys: Sequence[str]) -> PrefixCache | None:
+        """The cache to generate ``prompt`` with: a stored conversation's (taken out of the
+        store) or a new empty one; None when the store is off."""
+        from salmonn_agent.model.salmonn import PrefixCache
+
+        if not self.enabled:
+            return None
+        keys = tuple(clip_keys)
+        with self._lock:
+            best, best_score = None, -1
+            for name, entry in self._entries.items():
+                if not prompt.startswith(entry.prompt) or keys[: len(entry.clips)] != entry.clips:
+                    continue
+                score = _shared_length(f"{entry.prompt} {entry.answer}", prompt)
+                if score > best_score:
+                    best, best_score = name, score
+            if best is None:
+                self.misses += 1
+                return PrefixCache()
+            self.hits += 1
+            return self._entries.pop(best).cache
+
+    def put(self, prompt: str, clip_keys: Sequence[str], answer: str, cache: PrefixCache) -> None:
+        """Store ``cache`` (after generating ``answer`` to ``prompt``), evicting the least
+        recently used entries beyond ``max_entries``."""
+        keys = tuple(clip_keys)
+        name = hashlib.sha256("\x00".join((prompt, answer, *keys)).encode()).hexdigest()
+        with self._lock:
+            self.reused_tokens += cache.reused_tokens
+            self.prefilled_tokens += cache.prefilled_tokens
+            if not self.enabled or cache.num_tokens == 0:
+                return
+            self._entries[name] = _PrefixEntry(prompt, keys, answer, cache)
+            self._entries.move_to_end(name)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every entry (the counters stay)."""
+        with self._lock:
+            self._entries.clear()
+
+
+def _shared_length(a: str, b: str) -> int:
+    """Length of the common prefix of two strings."""
+    return len(os.path.commonprefix([a, b]))

@@ -8,6 +8,12 @@ encoders together (:class:`~salmonn_agent.chat.cache.AudioTokenCache`), then
 ``SALMONN.generate_detailed`` decodes all prompts at once, each row under its own
 :class:`~salmonn_agent.chat.controls.RequestControl`. Greedy answers equal those of one-by-one
 runs (the model left-pads and masks). The worker exits when idle and restarts on demand.
+
+A request that runs alone (a batch of one, greedy or sampling) goes through the
+:class:`~salmonn_agent.chat.cache.PrefixCacheStore`: it reuses the LLM key/value cache of the
+earlier turn of its conversation and leaves its own for the next turn. Batched requests run
+without prefix caches (``generate`` takes one cache per call, and batching already shares the
+work); so does beam search.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import LogitsProcessorList
 
 from salmonn_agent.chat.blocks import AudioClip
-from salmonn_agent.chat.cache import AudioTokenCache
+from salmonn_agent.chat.cache import AudioTokenCache, PrefixCacheStore
 from salmonn_agent.chat.controls import ControlProcessor, RequestControl
 
 if TYPE_CHECKING:
@@ -56,9 +62,11 @@ class GenerationEngine:
         max_batch_size: int = 8,
         batch_window_s: float = 0.005,
         idle_exit_s: float = 5.0,
+        prefixes: PrefixCacheStore | None = None,
     ) -> None:
         self.model = model
         self.cache = cache
+        self.prefixes = prefixes if prefixes is not None else PrefixCacheStore(0)
         self.max_batch_size = max(1, max_batch_size)
         self.batch_window_s = max(0.0, batch_window_s)
         self.idle_exit_s = idle_exit_s
@@ -135,10 +143,17 @@ class GenerationEngine:
             num_beams=int(options.get("num_beams") or 1),
         )
         self.batches_run += 1
-        return self.model.generate_detailed(
+        keys = [clip.key for clip in batch[0].clips]
+        prefix = None
+        if len(batch) == 1 and int(options.get("num_beams") or 1) == 1:
+            prefix = self.prefixes.checkout(batch[0].prompt, keys)
+        results = self.model.generate_detailed(
             [job.prompt for job in batch], audios,
-            logits_processor=LogitsProcessorList([processor]), **options,
+            logits_processor=LogitsProcessorList([processor]), prefix_cache=prefix, **options,
         )
+        if prefix is not None:  # a failed generation drops the checked-out cache
+            self.prefixes.put(batch[0].prompt, keys, results[0].text, prefix)
+        return results
 
 
 class _Cancelled(Exception):

@@ -379,7 +379,8 @@ def _bell(freq: float, dur: float, tau: float) -> np.ndarray:
     nb = samples(dur)
     t = np.arange(nb) / SR
     x = np.zeros(nb)
-    for ratio, amp, tr in ((1.0, 1.0, 1.0), (2.0, 0.35, 0.6), (2.76, 0.25, 0.45), (5.4, 0.12, 0.25), (8.93, 0.05, 0.15)):
+    partials = ((1.0, 1.0, 1.0), (2.0, 0.35, 0.6), (2.76, 0.25, 0.45), (5.4, 0.12, 0.25), (8.93, 0.05, 0.15))
+    for ratio, amp, tr in partials:
         if freq * ratio < SR / 2 - 200:
             x += amp * np.sin(2 * np.pi * freq * ratio * t) * np.exp(-t / (tau * tr))
     return fade(x.astype(np.float32), 0.002)
@@ -419,10 +420,11 @@ def _note(timbre: str, freq: float, dur: float, rng: np.random.Generator) -> np.
     """One note of an instrument timbre (additive / Karplus-Strong synthesis)."""
     nn = samples(dur)
     t = np.arange(nn) / SR
+    sustain = lambda attack, release: np.minimum(1, np.minimum(t / attack, (dur - t) / release + 0.01))  # noqa: E731
     if timbre == "piano":
         x = harmonic_tone(freq, nn, [1, 0.5, 0.3, 0.15, 0.1, 0.05]) * decay_env(nn, 0.25 + 60 / freq, 0.004)
     elif timbre == "organ":
-        x = harmonic_tone(freq, nn, [1, 0.7, 0.0, 0.5, 0.0, 0.3, 0, 0.2]) * np.minimum(1, np.minimum(t / 0.02, (dur - t) / 0.04 + 0.01))
+        x = harmonic_tone(freq, nn, [1, 0.7, 0.0, 0.5, 0.0, 0.3, 0, 0.2]) * sustain(0.02, 0.04)
     elif timbre == "guitar":
         period = max(2, int(SR / freq))
         buf = rng.uniform(-1, 1, period)
@@ -432,14 +434,15 @@ def _note(timbre: str, freq: float, dur: float, rng: np.random.Generator) -> np.
             x[i : i + len(seg)] = seg
             buf = 0.996 * 0.5 * (buf + np.roll(buf, -1))
     elif timbre == "synth":
-        x = harmonic_tone(freq, nn, [1 / k for k in range(1, 12)]) * np.minimum(1, np.minimum(t / 0.01, (dur - t) / 0.05 + 0.01))
+        x = harmonic_tone(freq, nn, [1 / k for k in range(1, 12)]) * sustain(0.01, 0.05)
         x = band_filter(x.astype(np.float32), None, freq * 4)
     elif timbre == "flute":
         vib = 1 + 0.006 * np.sin(2 * np.pi * 5.5 * t)
         x = harmonic_tone(freq * vib, nn, [1, 0.15, 0.05]) + 0.03 * rng.standard_normal(nn)
-        x *= np.minimum(1, np.minimum(t / 0.06, (dur - t) / 0.06 + 0.01))
+        x *= sustain(0.06, 0.06)
     else:  # "marimba" (held out)
-        x = (np.sin(2 * np.pi * freq * t) + 0.3 * np.sin(2 * np.pi * freq * 3.9 * t) * np.exp(-t / 0.03)) * decay_env(nn, 0.18, 0.002)
+        bar = np.sin(2 * np.pi * freq * t) + 0.3 * np.sin(2 * np.pi * freq * 3.9 * t) * np.exp(-t / 0.03)
+        x = bar * decay_env(nn, 0.18, 0.002)
     return fade(np.asarray(x, dtype=np.float32), 0.004)
 
 
@@ -497,7 +500,8 @@ def _birdsong(rng: np.random.Generator, n: int, variant: str, held_out: bool, co
                 u = np.linspace(0, 1, samples(d))
                 rate = draw(rng, 14, 26, held_out)
                 f = base * (1 + 0.15 * np.sin(2 * np.pi * rate * u * d))
-                call = harmonic_tone(f, len(u), [1, 0.1]) * (0.5 + 0.5 * np.sin(2 * np.pi * rate * u * d)) * np.sin(np.pi * u)
+                pulses = 0.5 + 0.5 * np.sin(2 * np.pi * rate * u * d)
+                call = harmonic_tone(f, len(u), [1, 0.1]) * pulses * np.sin(np.pi * u)
                 gap = rng.uniform(0.4, 1.2)
             elif variant == "tweet_call":
                 d = rng.uniform(0.35, 0.6)
@@ -685,7 +689,8 @@ def draw_voice(rng: np.random.Generator, held_out: bool, gender: str | None = No
         gender = "male" if rng.random() < 0.5 else "female"
     variants = voice_variants(gender, held_out)
     variant = variants[int(rng.integers(len(variants)))]
-    lang = ESPEAK_LANGS[int(rng.choice(len(ESPEAK_LANGS), p=np.asarray(ESPEAK_LANG_WEIGHTS) / sum(ESPEAK_LANG_WEIGHTS)))]
+    weights = np.asarray(ESPEAK_LANG_WEIGHTS) / sum(ESPEAK_LANG_WEIGHTS)
+    lang = ESPEAK_LANGS[int(rng.choice(len(ESPEAK_LANGS), p=weights))]
     speed = int(draw(rng, *SPEED_RANGE, held_out))
     pitch = int(draw(rng, *PITCH_RANGES[gender], held_out))
     gap = draw_int(rng, 0, 3)

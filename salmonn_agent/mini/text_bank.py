@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
+import string
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -309,8 +310,6 @@ def _number_sentences(rng: random.Random) -> list[str]:
 
 def _expand(template: str, cap: int) -> list[str]:
     """All fillings of a template's slots (``{item2}`` draws from ``item`` too), capped by hash order."""
-    import string
-
     slots = [f for _, f, _, _ in string.Formatter().parse(template) if f]
     pools = [V[s.rstrip("2")] for s in slots]
     out = []
@@ -530,13 +529,15 @@ YESNO_SOUND_QUESTIONS = ["Can you hear {noun} in this audio?", "Is there {noun} 
 SOUND_TEXT: dict[str, dict] = {
     "alarm": {"answer": "An alarm beeping.", "noun": "an alarm", "label_words": ["alarm", "beep"],
               "background": ["while an alarm beeps in the background", "as an alarm keeps beeping"],
-              "scene": "an alarm beeping", "count_q": ["How many beeps can you hear?", "How many times does the alarm beep?"]},
+              "scene": "an alarm beeping",
+              "count_q": ["How many beeps can you hear?", "How many times does the alarm beep?"]},
     "siren": {"answer": "A siren.", "noun": "a siren", "label_words": ["siren"],
               "background": ["while a siren wails in the background", "as a siren sounds nearby"],
               "scene": "a siren wailing"},
     "knocking": {"answer": "Knocking on a door.", "noun": "knocking", "label_words": ["knock"],
                  "background": ["while someone knocks on a door", "as knocking is heard in the background"],
-                 "scene": "someone knocking on a door", "count_q": ["How many knocks can you hear?", "How many times does someone knock?"]},
+                 "scene": "someone knocking on a door",
+                 "count_q": ["How many knocks can you hear?", "How many times does someone knock?"]},
     "ticking": {"answer": "A clock ticking.", "noun": "a clock ticking", "label_words": ["tick", "clock"],
                 "background": ["while a clock ticks in the background", "over the steady ticking of a clock"],
                 "scene": "a clock ticking"},
@@ -545,7 +546,8 @@ SOUND_TEXT: dict[str, dict] = {
              "scene": "rain falling"},
     "dog_bark": {"answer": "A dog barking.", "noun": "a dog barking", "label_words": ["dog", "bark"],
                  "background": ["while a dog barks in the background", "as a dog barks nearby"],
-                 "scene": "a dog barking", "count_q": ["How many times does the dog bark?", "How many barks can you hear?"]},
+                 "scene": "a dog barking",
+                 "count_q": ["How many times does the dog bark?", "How many barks can you hear?"]},
     "doorbell": {"answer": "A doorbell.", "noun": "a doorbell", "label_words": ["doorbell", "bell", "chime"],
                  "background": ["while a doorbell rings in the background", "as the doorbell chimes"],
                  "scene": "a doorbell ringing", "count_q": ["How many times does the doorbell ring?"]},
@@ -569,15 +571,19 @@ def sound_caption(cls: str, meta: dict, rng: random.Random) -> str:
     variant = meta.get("variant", "")
     count = meta.get("count")
     if cls == "alarm":
-        opts = [f"An alarm beeps {count_adverb(count)}.", f"A {'high' if meta['freq'] > 1800 else 'mid'}-pitched electronic alarm beeps {count_adverb(count)}.",
+        pitch = "high" if meta["freq"] > 1800 else "mid"
+        opts = [f"An alarm beeps {count_adverb(count)}.",
+                f"A {pitch}-pitched electronic alarm beeps {count_adverb(count)}.",
                 f"{capitalize(number_words(count))} short alarm beeps sound."] if count else ["An alarm beeps repeatedly."]
     elif cls == "siren":
         style = {"wail": "slowly rising and falling", "yelp": "rapidly warbling", "hilo": "two-tone",
                  "whoop": "whooping"}.get(variant, "wailing")
         opts = [f"A {style} siren sounds.", f"An emergency siren wails with a {style} tone.", "A siren wails."]
     elif cls == "knocking":
-        opts = [f"Someone knocks on a door {count_adverb(count)}.", f"There is a knock at the door, {count_adverb(count)}.",
-                f"{capitalize(number_words(count))} knocks are heard on a {'heavy' if variant == 'heavy' else 'wooden'} door."] if count else ["Someone knocks on a door."]
+        door = "heavy" if variant == "heavy" else "wooden"
+        opts = [f"Someone knocks on a door {count_adverb(count)}.",
+                f"There is a knock at the door, {count_adverb(count)}.",
+                f"{capitalize(number_words(count))} knocks are heard on a {door} door."] if count else ["Someone knocks."]
     elif cls == "ticking":
         pace = "fast" if meta.get("rate", 1.0) > 2.5 else "steady"
         opts = [f"A clock ticks at a {pace} pace.", f"The {pace} ticking of a clock.", "A clock ticks."]
@@ -590,7 +596,8 @@ def sound_caption(cls: str, meta: dict, rng: random.Random) -> str:
     elif cls == "dog_bark":
         size = {"small": "small", "big": "large"}.get(variant, "")
         dog = f"A {size} dog" if size else "A dog"
-        opts = [f"{dog} barks {count_adverb(count)}.", f"{dog} barks {count_adverb(count)} in a row."] if count else [f"{dog} barks."]
+        opts = [f"{dog} barks {count_adverb(count)}.", f"{dog} barks {count_adverb(count)} in a row."] if count \
+            else [f"{dog} barks."]
     elif cls == "doorbell":
         opts = [f"A doorbell chimes {count_adverb(count)}.", f"The doorbell rings {count_adverb(count)}.",
                 f"Someone rings a doorbell {count_adverb(count)}."] if count else ["A doorbell chimes."]
@@ -612,7 +619,8 @@ def sound_caption(cls: str, meta: dict, rng: random.Random) -> str:
         opts = {"idle": ["An engine idles.", "A car engine idles steadily."],
                 "rev": ["An engine revs up and slows down again.", "A car engine revs."],
                 "truck": ["A heavy truck engine rumbles.", "A large diesel engine rumbles at low speed."],
-                "motorbike": ["A motorbike engine buzzes.", "A small engine buzzes loudly."]}.get(variant, ["An engine runs."])
+                "motorbike": ["A motorbike engine buzzes.", "A small engine buzzes loudly."],
+                }.get(variant, ["An engine runs."])
     else:
         raise ValueError(f"unknown sound class {cls!r}")
     return rng.choice(opts)
@@ -643,12 +651,17 @@ def speech_caption(gender: str, sentence: str, speed: str, rng: random.Random, b
 
 _SETTINGS = {
     "alarm": ["in a small flat where an alarm would not stop beeping", "early in the morning, when the alarm went off"],
-    "siren": ["on a busy city street as a siren wailed past", "on a night when sirens echoed between the tall buildings"],
-    "knocking": ["in an old house where someone kept knocking at the door", "on a quiet afternoon interrupted by a knock at the door"],
-    "ticking": ["in a silent room where only a clock was ticking", "in a waiting room with a loud ticking clock on the wall"],
+    "siren": ["on a busy city street as a siren wailed past",
+              "on a night when sirens echoed between the tall buildings"],
+    "knocking": ["in an old house where someone kept knocking at the door",
+                 "on a quiet afternoon interrupted by a knock at the door"],
+    "ticking": ["in a silent room where only a clock was ticking",
+                "in a waiting room with a loud ticking clock on the wall"],
     "rain": ["on a grey evening while rain drummed on the windows", "in a cottage where the rain never seemed to stop"],
-    "dog_bark": ["in a garden where a dog was barking at the gate", "in a quiet village where a dog barked at every stranger"],
-    "doorbell": ["in a cosy house just as the doorbell chimed", "on a Sunday morning when the doorbell rang unexpectedly"],
+    "dog_bark": ["in a garden where a dog was barking at the gate",
+                 "in a quiet village where a dog barked at every stranger"],
+    "doorbell": ["in a cosy house just as the doorbell chimed",
+                 "on a Sunday morning when the doorbell rang unexpectedly"],
     "music": ["in a warm living room filled with music", "at a small party where a melody played in the corner"],
     "birdsong": ["in a sunny park full of singing birds", "on a spring morning while birds sang in the trees"],
     "engine": ["beside a car whose engine was humming", "at a petrol station where an engine kept running"],
@@ -681,8 +694,10 @@ _ENDINGS = [
     "Nothing dramatic happened after that, yet it was the start of something new.",
 ]
 _SOUND_ONLY = [
-    "There were no voices at all, only {scene}. Anyone listening would have described it simply: {detail} A person passing by stopped to listen, wondering where the sound came from.",
-    "Nobody said a word. The only thing anyone could hear was {scene}; in plain words, {detail} It went on and on, filling the empty space.",
+    "There were no voices at all, only {scene}. Anyone listening would have described it simply: {detail} "
+    "A person passing by stopped to listen, wondering where the sound came from.",
+    "Nobody said a word. The only thing anyone could hear was {scene}; in plain words, {detail} "
+    "It went on and on, filling the empty space.",
 ]
 
 
@@ -692,8 +707,9 @@ def story(rng: random.Random, *, bg_class: str | None, gender: str | None, sente
     setting = rng.choice(_SETTINGS[bg_class])
     parts = [f"{rng.choice(_OPENINGS)} {setting}."]
     if sentence is not None and gender is not None:
-        who = rng.choice(["a tired young man", "an old man with a deep voice", "a man in a grey coat"]) if gender == "male" \
-            else rng.choice(["a young woman", "an elderly lady", "a woman in a red scarf"])
+        people = (["a tired young man", "an old man with a deep voice", "a man in a grey coat"] if gender == "male"
+                  else ["a young woman", "an elderly lady", "a woman in a red scarf"])
+        who = rng.choice(people)
         pron, pron2 = ("he", "he") if gender == "male" else ("she", "she")
         tone = rng.choice(["calm", "steady", "hurried", "cheerful", "serious"])
         parts.append(rng.choice(_MIDDLES).format(Who=capitalize(who), who=who, quote=sentence.strip(), tone=tone))
@@ -706,7 +722,9 @@ def story(rng: random.Random, *, bg_class: str | None, gender: str | None, sente
         parts.append(rng.choice(_ENDINGS).format(pron=pron, pron2=pron2))
     else:
         scene = SOUND_TEXT[bg_class]["scene"] if bg_class else "silence"
-        detail = (sound_detail[:1].lower() + sound_detail[1:]).rstrip(".") + "." if sound_detail else "it was impossible to ignore."
+        detail = "it was impossible to ignore."
+        if sound_detail:
+            detail = (sound_detail[:1].lower() + sound_detail[1:]).rstrip(".") + "."
         parts.append(rng.choice(_SOUND_ONLY).format(scene=scene, detail=detail))
         parts.append("A child at the window pressed her nose to the glass and tried to imagine the whole scene: "
                      "who was there, why it was happening, and what would come next.")

@@ -6,6 +6,8 @@ audio [480000] → Whisper mel [80, 3000] → Whisper encoder [1500, 1280] → l
 → 88 windows of 17 frames → Q-Former [88, 768] → projection [88, 5120] = 88 audio tokens.
 Audio longer than one chunk is encoded chunk by chunk and the tokens are concatenated.
 The prompt ``[BOS] text <audio tokens> text ...`` is embedded and handed to ``generate``.
+A :class:`PrefixCache` keeps the LLM's key/value cache of one conversation between turns, so a
+follow-up turn only prefills what is new (see its docstring).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import (
     AutoModelForCausalLM,
+    DynamicCache,
+    DynamicLayer,
     LogitsProcessorList,
     StoppingCriteria,
     StoppingCriteriaList,
@@ -74,6 +78,65 @@ class Generation:
 
 
 AudioLike = AudioInput | EncodedAudio
+
+
+class PrefixCache:
+    """The LLM's key/value cache of one conversation, kept between its turns (batch size 1).
+
+    Pass the same object as ``prefix_cache=`` to :meth:`SALMONN.generate_detailed` (or
+    :meth:`SALMONN.stream_from_prompt`) for every turn of a conversation; it is updated in place:
+
+    * before generating, the new prompt's embedding rows are compared with :attr:`embeds` (the
+      rows whose keys/values the cache holds: the previous prompt and the answer generated to
+      it). The longest common prefix (exact equality of whole rows) is kept, at most all rows
+      but the prompt's last, the cache is cropped to it, and ``generate`` prefills only the
+      rest. A later turn (earlier turns, the same audio tokens, the previous answer rendered
+      back, then the new question) typically reuses everything up to where the re-tokenized
+      answer first differs from the generated tokens;
+    * after generating, it holds the keys/values of this prompt and of the answer's tokens
+      (all but the last one, which was never fed back).
+
+    The cache is ignored and rebuilt when the device, dtype, LoRA state (the call's
+    ``lora_scale``, disabled or switched adapters) or LoRA weights (changed in place, e.g. by
+    training) differ from those it was built with. Beam search (``num_beams > 1``) runs without
+    it and leaves it unchanged. If generation fails, it is emptied. The model's generation lock
+    serialises its use, but one conversation at a time per object is the intended use.
+
+    ``reused_tokens`` / ``prefilled_tokens``: prompt positions of the last call taken from the
+    cache / computed. Memory: ``nbytes`` (layers x 2 x positions x key/value width, plus the
+    positions' embeddings).
+    """
+
+    def __init__(self) -> None:
+        self.embeds: torch.Tensor | None = None
+        self.cache: DynamicCache | None = None
+        self.key: tuple[object, ...] | None = None
+        self.reused_tokens = 0
+        self.prefilled_tokens = 0
+
+    @property
+    def num_tokens(self) -> int:
+        """Positions whose keys/values are cached."""
+        return 0 if self.embeds is None else int(self.embeds.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the cached keys/values and embeddings take, in bytes."""
+        total = 0 if self.embeds is None else self.embeds.numel() * self.embeds.element_size()
+        for layer in self.cache.layers if self.cache is not None else []:
+            for tensor in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+                if isinstance(tensor, torch.Tensor):
+                    total += tensor.numel() * tensor.element_size()
+        return total
+
+    def reset(self) -> None:
+        """Forget the cached positions (the next call prefills its whole prompt)."""
+        self.embeds = None
+        self.cache = None
+        self.key = None
+
+    def __repr__(self) -> str:
+        return f"PrefixCache(num_tokens={self.num_tokens}, reused_tokens={self.reused_tokens})"
 
 
 class SALMONN(nn.Module):
@@ -383,21 +446,29 @@ class SALMONN(nn.Module):
         *,
         generation: GenerationConfig | None = None,
         logits_processor: LogitsProcessorList | None = None,
+        prefix_cache: PrefixCache | None = None,
         **options: object,
     ) -> list[Generation]:
         """Like :meth:`generate_from_prompts`, with token ids, finish reasons and prompt sizes.
 
         ``logits_processor`` is handed to ``generate`` (e.g. constrained decoding of JSON).
+        ``prefix_cache`` (one prompt only) reuses and then updates a conversation's key/value
+        cache (see :class:`PrefixCache`); greedy answers are the same with or without it.
         """
+        if prefix_cache is not None and len(prompts) != 1:
+            raise SalmonnError(
+                f"prefix_cache works with one prompt at a time; got {len(prompts)} prompts. "
+                "Generate them one by one, or drop prefix_cache to batch them."
+            )
         config = (generation or self.config.generation).updated(**options)
         inputs = self.embed_prompts(prompts, audios)
         kwargs = self._generate_kwargs(config)
         if logits_processor is not None:
             kwargs["logits_processor"] = logits_processor
         with self._generation_scope(config):
-            output = self.llm.generate(
-                inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **kwargs
-            )
+            output = self._llm_generate(inputs, kwargs, prefix_cache if config.num_beams == 1 else None)
+        if prefix_cache is not None and config.num_beams > 1:
+            prefix_cache.reused_tokens, prefix_cache.prefilled_tokens = 0, int(inputs.embeds.shape[1])
         results = []
         for row, text_tokens, audio_tokens in zip(output, inputs.text_tokens, inputs.audio_tokens):
             ids, reason = _finish(row.tolist(), self._eos_id, self.tokenizer.tokenizer.pad_token_id,
@@ -428,11 +499,13 @@ class SALMONN(nn.Module):
         generation: GenerationConfig | None = None,
         cancel: threading.Event | None = None,
         logits_processor: LogitsProcessorList | None = None,
+        prefix_cache: PrefixCache | None = None,
         **options: object,
     ) -> "TextStream":
         """Stream text pieces for one rendered prompt. Closing the iterator (or setting
         ``cancel``) stops generation at the next token. The returned :class:`TextStream` holds
-        the token ids and finish reason once exhausted."""
+        the token ids and finish reason once exhausted. ``prefix_cache`` works as in
+        :meth:`generate_detailed`; it is updated once the stream is exhausted or closed."""
         beams = options.pop("num_beams", None)
         if beams is not None and int(beams) > 1:  # type: ignore[arg-type]
             raise ConfigError("Streaming works with num_beams=1 (greedy or sampling); drop num_beams.")
@@ -449,12 +522,7 @@ class SALMONN(nn.Module):
         def run() -> None:
             try:
                 with self._generation_scope(config):
-                    self.llm.generate(
-                        inputs_embeds=inputs.embeds,
-                        attention_mask=inputs.attention_mask,
-                        streamer=streamer,
-                        **kwargs,
-                    )
+                    self._llm_generate(inputs, {**kwargs, "streamer": streamer}, prefix_cache)
             except BaseException as err:  # noqa: BLE001 - re-raised in the consumer thread
                 errors.append(err)
                 streamer.end()
@@ -478,6 +546,63 @@ class SALMONN(nn.Module):
         if config.do_sample:
             kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
         return kwargs
+
+    def _llm_generate(
+        self, inputs: PromptInputs, kwargs: dict[str, object], prefix_cache: PrefixCache | None
+    ) -> torch.Tensor:
+        """The LLM's ``generate`` on ``inputs`` (inside :meth:`_generation_scope`), reusing and
+        then updating ``prefix_cache`` (batch size 1) when one is given."""
+        if prefix_cache is None:
+            return self.llm.generate(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **kwargs)
+        rows = inputs.embeds[0]
+        key = self._prefix_key()
+        cache = self._prefix_begin(prefix_cache, rows, key)
+        try:
+            # ``generate`` slices inputs_embeds to the positions the cache lacks; the full
+            # attention mask gives those positions their absolute position ids.
+            output = self.llm.generate(
+                inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, cache=cache, **kwargs
+            )
+        except BaseException:
+            prefix_cache.reset()
+            raise
+        full = torch.cat([rows, self.llm.get_input_embeddings()(output[0].to(rows.device)).to(rows.dtype)])
+        length = cache.get_seq_length()
+        if length > full.shape[0]:  # not what generate leaves behind; do not trust it
+            prefix_cache.reset()
+        else:
+            prefix_cache.embeds, prefix_cache.cache, prefix_cache.key = full[:length], cache, key
+        return output
+
+    def _prefix_begin(self, prefix_cache: PrefixCache, rows: torch.Tensor, key: tuple[object, ...]) -> DynamicCache:
+        """The cache to hand ``generate`` for prompt ``rows`` ``[T, H]``: the reusable part of
+        ``prefix_cache`` (cropped to the common prefix, at most ``T - 1``), or a new one."""
+        cache, cached = prefix_cache.cache, prefix_cache.embeds
+        reuse = 0
+        if (
+            cache is not None and cached is not None and prefix_cache.key == key
+            and cache.get_seq_length() == cached.shape[0]
+            and all(type(layer) is DynamicLayer for layer in cache.layers)  # sliding layers cannot be cropped back
+        ):
+            reuse = _common_prefix(cached, rows, rows.shape[0] - 1)
+        if reuse == 0:
+            cache = DynamicCache(config=self.llm.config.get_text_config(decoder=True))
+        else:
+            cache.crop(reuse - cache.get_seq_length())
+        # Until generation ends the cache and the rows are out of step: keep neither.
+        prefix_cache.reset()
+        prefix_cache.reused_tokens, prefix_cache.prefilled_tokens = reuse, int(rows.shape[0]) - reuse
+        return cache
+
+    def _prefix_key(self) -> tuple[object, ...]:
+        """What a prefix cache's keys/values depend on besides the inputs: device, dtype, the
+        LoRA layers' scales and state, and the in-place versions of their weights."""
+        lora = tuple(
+            (tuple(sorted(layer.scaling.items())), bool(layer.disable_adapters), tuple(layer.active_adapters),
+             tuple(_version(p) for p in layer.parameters()))
+            for layer in self._lora_layers
+        )
+        return (str(self.device), self.dtype, lora)
 
     @contextlib.contextmanager
     def _generation_scope(self, config: GenerationConfig) -> Iterator[None]:
@@ -576,6 +701,23 @@ def _is_lora_layer(module: nn.Module) -> bool:
     from peft.tuners.lora import LoraLayer
 
     return isinstance(module, LoraLayer)
+
+
+def _common_prefix(a: torch.Tensor, b: torch.Tensor, limit: int) -> int:
+    """How many leading rows of ``a`` and ``b`` (``[n, H]``) are exactly equal, at most ``limit``."""
+    n = min(a.shape[0], b.shape[0], limit)
+    if n <= 0:
+        return 0
+    same = (a[:n] == b[:n].to(a.device, a.dtype)).all(dim=-1)
+    return n if bool(same.all()) else int(same.logical_not().int().argmax())
+
+
+def _version(tensor: torch.Tensor) -> int:
+    """The in-place modification counter of ``tensor`` (-1 where it has none, e.g. inference tensors)."""
+    try:
+        return int(tensor._version)
+    except RuntimeError:
+        return -1
 
 
 def _pad_to(chunk: np.ndarray, minimum: int) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -185,12 +186,12 @@ def test_every_sound_class_is_produced_and_distinguishable() -> None:
     for cls in S.SOUND_CLASSES:
         rows = []
         for i, variant in enumerate(S.SOUND_VARIANTS[cls]):
-            snd = S.synth_sound(cls, np.random.default_rng([11, i]), 3.0, held_out=variant == S.HELD_OUT_SOUND_VARIANTS[cls],
-                                variant=variant)
+            held_out = variant == S.HELD_OUT_SOUND_VARIANTS[cls]
+            snd = S.synth_sound(cls, np.random.default_rng([11, i]), 3.0, held_out=held_out, variant=variant)
             assert len(snd.audio) == 3 * S.SR and np.all(np.isfinite(snd.audio))
             assert S.rms(snd.audio) > 1e-3 and np.max(np.abs(snd.audio)) <= 0.5 + 1e-6
             assert snd.meta["sound_class"] == cls and snd.meta["variant"] == variant
-            assert T.sound_caption(cls, snd.meta, __import__("random").Random(0))
+            assert T.sound_caption(cls, snd.meta, random.Random(0))
             rows.append(S.feature_vector(snd.audio))
         feats[cls] = np.array(rows)
     allf = np.vstack(list(feats.values()))

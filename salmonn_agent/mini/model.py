@@ -1,0 +1,49 @@
+"""salmonn-mini's architecture: SALMONN's design at a size a 2-core CPU runs.
+
+- Whisper tiny.en's encoder (384 wide), Whisper-only (no BEATs), with a 10 s context:
+  500 encoder frames → 29 windows of 17 frames (0.34 s each) → 29 audio tokens per 10 s.
+  Longer audio is chunked in 10 s pieces, so long clips keep working; 10 s instead of 30 s
+  cuts encoder work and prompt length by two thirds for the short windows a voice assistant hears.
+- A window-level Q-Former sized to the encoder: 384 wide, 2 layers, 6 heads, 1 query per window.
+- SmolLM2-135M-Instruct with LoRA (r=8, alpha=32 on q_proj/v_proj, SALMONN's setting), prompted
+  with its own ChatML chat template; answers end at ``<|im_end|>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+from salmonn_agent.config import GenerationConfig, LoraSettings, QFormerConfig, SALMONNConfig
+
+CONTEXT_SECONDS = 10.0
+
+
+def chat_prompt_template(llm_dir: str | Path) -> str:
+    """The LLM's own chat template for one user turn, with ``{}`` where the turn goes."""
+    tokenizer = AutoTokenizer.from_pretrained(str(llm_dir))
+    marker = "\x00USER\x00"
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": marker}], tokenize=False, add_generation_prompt=True
+    )
+    return rendered.replace("{", "{{").replace("}", "}}").replace(marker, "{}")
+
+
+def mini_config(whisper_dir: str | Path, llm_dir: str | Path) -> SALMONNConfig:
+    """salmonn-mini's config over prepared base parts (see :func:`prepare_mini_parts`)."""
+    return SALMONNConfig(
+        whisper=str(whisper_dir),
+        llm=str(llm_dir),
+        beats=None,
+        qformer=QFormerConfig(
+            hidden_size=384, num_hidden_layers=2, num_attention_heads=6, intermediate_size=1536
+        ),
+        lora=LoraSettings(rank=8, alpha=32, dropout=0.1),
+        prompt_template=chat_prompt_template(llm_dir),
+        end_sym="<|im_end|>",
+        add_bos=False,
+        tokenizer_mode="hf",
+        chunk_seconds=CONTEXT_SECONDS,
+        generation=GenerationConfig(num_beams=1, max_new_tokens=64, repetition_penalty=1.1),
+    )
