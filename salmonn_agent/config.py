@@ -10,6 +10,7 @@ Two shapes live here:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -101,13 +102,7 @@ class OfficialConfig(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | Path) -> "OfficialConfig":
         """Load an official SALMONN YAML file, with a clear error for a missing or malformed one."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"Config file not found: {str(path)!r}.")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{str(path)!r} is not valid YAML: {err}") from None
+        raw = read_data_file(path, "yaml", "give the path of a SALMONN decode_config.yaml")
         if not isinstance(raw, dict) or "model" not in raw:
             raise ConfigError(f"{str(path)!r} has no 'model:' section; is it a SALMONN decode config?")
         try:
@@ -203,6 +198,21 @@ class SALMONNConfig(BaseModel):
             end_sym=m.end_sym,
             generation=official.generate,
         )
+
+
+def read_data_file(path: str | Path, fmt: Literal["yaml", "json"], missing_hint: str) -> Any:
+    """Parse a YAML or JSON file, with one clear :class:`ConfigError` for a missing or malformed one.
+
+    ``missing_hint`` ends the message for a missing file (e.g. "fix datasets.prompt_path").
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"File not found: {str(path)!r}; {missing_hint}.")
+    text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text) if fmt == "json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"{str(path)!r} is not valid {fmt.upper()}: {err}") from None
 
 
 def _first_error(err: ValidationError) -> str:

@@ -5,7 +5,7 @@
 * :mod:`.tools` is the tool-calling prompt protocol (render tools and calls, parse answers);
 * :mod:`.grammar` is constrained decoding of JSON with llguidance;
 * :mod:`.controls` is the per-request logits processor (grammar, stop sequences, cancellation);
-* :mod:`.cache` keeps audio tokens by content hash;
+* :mod:`.cache` keeps audio tokens by content hash and conversations' LLM key/value caches;
 * :mod:`.engine` batches concurrent requests into one ``generate`` call;
 * :mod:`.streaming` turns generated token ids into text pieces;
 * :mod:`.messages` builds messages from paths, bytes, arrays and front-end windows.

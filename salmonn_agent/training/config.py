@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from salmonn_agent.config import read_data_file
 from salmonn_agent.errors import ConfigError
 
 
@@ -111,12 +111,7 @@ class TrainConfig(BaseModel):
 def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Read a training YAML; ``overrides`` maps dotted keys (``run.max_steps``) to values."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Training config not found: {str(path)!r}; give the path of a YAML file.")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{str(path)!r} is not valid YAML: {err}") from None
+    raw = read_data_file(path, "yaml", "give the path of a training YAML file")
     if not isinstance(raw, dict):
         raise ConfigError(f"{str(path)!r} must be a mapping with model, output_dir, datasets and run.")
     if isinstance(raw.get("model"), dict):

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from salmonn_agent.audio import SAMPLE_RATE, load_audio
+from salmonn_agent.config import read_data_file
 from salmonn_agent.errors import ConfigError, SalmonnError
 from salmonn_agent.training.prompts import PromptBank, sample_rng
 
@@ -40,12 +41,7 @@ EXPAND_SILENCE = 1600  # upstream: 0.1 s of zeros between a clip and each expand
 def load_annotations(path: str | Path) -> list[dict[str, Any]]:
     """Read ``{"annotation": [...]}``; every entry needs ``path`` and ``text`` (``task`` defaults to asr)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Annotation file not found: {str(path)!r}; fix the datasets.*_ann_path entry.")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{str(path)!r} is not valid JSON: {err}") from None
+    raw = read_data_file(path, "json", "fix the datasets.*_ann_path entry")
     items = raw.get("annotation") if isinstance(raw, dict) else None
     if not isinstance(items, list) or not items:
         raise ConfigError(f"{str(path)!r} needs a non-empty list under 'annotation' (the official format).")

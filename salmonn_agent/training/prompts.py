@@ -8,11 +8,10 @@ sample's question ``Q``. The template of a sample is drawn from a generator seed
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
-from salmonn_agent.config import AUDIO_PLACEHOLDER, AUDIO_WRAPPER
+from salmonn_agent.config import AUDIO_PLACEHOLDER, AUDIO_WRAPPER, read_data_file
 from salmonn_agent.errors import ConfigError
 
 DEFAULT_INSTRUCTIONS = {
@@ -35,13 +34,7 @@ class PromptBank:
         """Read a prompts JSON (None: a small built-in bank for asr / audiocaption / QA)."""
         if path is None:
             return cls({k: [v] for k, v in DEFAULT_INSTRUCTIONS.items()}, prompt_template)
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"Prompt file not found: {str(path)!r}; fix datasets.prompt_path.")
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{str(path)!r} is not valid JSON: {err}") from None
+        raw = read_data_file(path, "json", "fix datasets.prompt_path")
         if isinstance(raw, dict):  # the official test_prompt.json maps a task to one string
             raw = {k: [v] if isinstance(v, str) else v for k, v in raw.items()}
         if not isinstance(raw, dict) or not all(
