@@ -13,14 +13,13 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from salmonn_agent.errors import ModelNotAvailableError, SalmonnError
+from salmonn_agent.errors import SalmonnError
+from salmonn_agent.mini.default import MODEL_ENV
 from salmonn_agent.stream.commands import add_stream_commands
 from salmonn_agent.training.commands import add_training_commands
 
 logger = logging.getLogger("salmonn_agent")
 
-MODEL_ENV = "SALMONN_AGENT_MODEL"
-"""Environment variable naming a default model directory for commands that need a model."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,20 +74,14 @@ def add_model_options(parser: argparse.ArgumentParser, device_flag: str = "--dev
 
 
 def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns SALMONN, imported lazily
-    """Load the model the options name (``--model``, ``--config`` or ``$SALMONN_AGENT_MODEL``)."""
+    """Load the model the options name: ``--config``, else ``--model``, else
+    ``$SALMONN_AGENT_MODEL``, else the embedded default model (salmonn-mini)."""
+    from salmonn_agent.mini.default import load_model
     from salmonn_agent.model.checkpoint import load_official
-    from salmonn_agent.model.salmonn import SALMONN
 
     if args.config:
         return load_official(args.config, device=args.model_device, dtype=args.dtype)
-    model_dir = args.model or os.environ.get(MODEL_ENV)
-    if not model_dir:
-        raise ModelNotAvailableError(
-            "No model given, and salmonn-agent has no embedded default model yet. Pass --model DIR "
-            "(a directory from save_pretrained or tools/convert_salmonn_checkpoint.py), --config "
-            f"decode_config.yaml (official SALMONN), or set ${MODEL_ENV}."
-        )
-    return SALMONN.from_pretrained(model_dir, device=args.model_device, dtype=args.dtype)
+    return load_model(args.model, device=args.model_device, dtype=args.dtype)
 
 
 def answer_windows(windows: Iterable[Any], instruction: str, args: argparse.Namespace) -> Iterator[tuple[Any, str]]:

@@ -30,12 +30,26 @@ def test_ask_stream_prints_the_same_answer(tiny_model_dir, capsys):
     assert capsys.readouterr().out.strip() == plain.strip()
 
 
-def test_ask_without_a_model_says_so(monkeypatch, capsys):
+def test_ask_without_a_model_and_without_the_default_says_so(monkeypatch, tmp_path, capsys):
+    import salmonn_agent.mini.default as default
+
     monkeypatch.delenv(MODEL_ENV, raising=False)
+    monkeypatch.setattr(default, "WEIGHTS_FILE", tmp_path / "missing.safetensors")
     assert main(["ask", str(SPEECH), "hello"]) == 2
     err = capsys.readouterr().err
-    assert "no embedded default model yet" in err and "--model" in err
+    assert "no embedded default model" in err and "--model" in err
     assert err.count("\n") == 1
+
+
+def test_model_resolution_order(monkeypatch, tiny_model_dir, capsys):
+    from salmonn_agent.mini.default import DEFAULT_MODEL, resolve_model_name
+
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    assert resolve_model_name(None) == DEFAULT_MODEL
+    monkeypatch.setenv(MODEL_ENV, str(tiny_model_dir))
+    assert resolve_model_name(None) == str(tiny_model_dir)
+    assert resolve_model_name("other") == "other"
+    assert main(["ask", str(SPEECH), "hello", "--num-beams", "1", "--max-new-tokens", "3"]) == 0
 
 
 @pytest.mark.parametrize("content", [b"not audio", b""])

@@ -24,3 +24,28 @@ def test_readme_python_example_runs(code, tiny_model_dir, tmp_path, capsys):
     finally:
         os.chdir(cwd)
     assert capsys.readouterr().out  # the example prints its answers
+
+
+COMMANDS = [
+    line.split("  #")[0].strip()
+    for block in re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    for line in block.splitlines()
+    if line.startswith("salmonn-agent ") and " devices" not in line
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_readme_cli_example_runs(command, tiny_model_dir, tmp_path):
+    import shlex
+    import subprocess
+    import sys
+
+    shutil.copytree(tiny_model_dir.parent, tmp_path / "runs" / "tiny")
+    shutil.copytree(ROOT / "examples" / "audio", tmp_path / "examples" / "audio")
+    argv = shlex.split(command)
+    result = subprocess.run(
+        [sys.executable, "-m", "salmonn_agent.cli", *argv[1:]],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
