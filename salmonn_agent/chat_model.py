@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import queue
 import threading
 import time
@@ -38,7 +37,10 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Literal
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    CallbackManagerForLLMRun,
+)
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCall
@@ -52,7 +54,10 @@ from langchain_core.output_parsers import (
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from langchain_core.utils.function_calling import (
+    convert_to_json_schema,
+    convert_to_openai_tool,
+)
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import ConfigDict, Field, PrivateAttr
 
@@ -60,7 +65,11 @@ from salmonn_agent.chat.blocks import BlockReader
 from salmonn_agent.chat.cache import AudioTokenCache, PrefixCacheStore
 from salmonn_agent.chat.controls import RequestControl, cut_at_stop
 from salmonn_agent.chat.engine import GenerationEngine, Job
-from salmonn_agent.chat.errors import ContentBlockError, GenerationTimeout, ToolCallError
+from salmonn_agent.chat.errors import (
+    ContentBlockError,
+    GenerationTimeout,
+    ToolCallError,
+)
 from salmonn_agent.chat.grammar import GrammarFactory
 from salmonn_agent.chat.messages import audio_block, audio_message
 from salmonn_agent.chat.render import render_conversation
@@ -73,15 +82,13 @@ from salmonn_agent.chat.tools import (
     render_tools,
     tool_definitions,
 )
-from salmonn_agent.errors import ModelNotAvailableError
+from salmonn_agent.mini.default import load_model, resolve_model_name
 
 __all__ = [
     "ChatSALMONN", "ContentBlockError", "GenerationTimeout", "ToolCallError", "audio_block",
     "audio_message",
 ]
 
-MODEL_ENV = "SALMONN_AGENT_MODEL"
-"""Environment variable naming the default model directory (the CLI reads it too)."""
 
 _PER_CALL = frozenset({
     "temperature", "max_tokens", "timeout", "max_retries", "num_beams", "top_p",
@@ -93,13 +100,14 @@ _LOAD_LOCK = threading.Lock()
 
 
 def load_shared_model(path: str, device: str | None = None, dtype: str = "float32") -> Any:
-    """Load a SALMONN model once per process (per path, device and dtype) and share it."""
-    from salmonn_agent.model.salmonn import SALMONN
+    """Load a SALMONN model once per process (per path, device and dtype) and share it.
 
+    ``path`` is a model directory, a hub id, or ``salmonn-mini`` (the embedded default).
+    """
     key = (str(path), device, dtype)
     with _LOAD_LOCK:
         if key not in _LOADED:
-            _LOADED[key] = SALMONN.from_pretrained(path, device=device, dtype=dtype)
+            _LOADED[key] = load_model(path, device=device, dtype=dtype)
         return _LOADED[key]
 
 
@@ -149,8 +157,9 @@ class ChatSALMONN(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
 
-    model: str = Field(default_factory=lambda: os.environ.get(MODEL_ENV, ""))
-    """Model directory (or hub id) to load; also the ``model_name`` reported."""
+    model: str = Field(default_factory=lambda: resolve_model_name(None))
+    """Model directory or hub id to load, or ``salmonn-mini`` (the embedded default); also the
+    ``model_name`` reported. Default: ``$SALMONN_AGENT_MODEL``, else ``salmonn-mini``."""
     client: Any = Field(default=None, exclude=True)
     """An already loaded ``SALMONN`` model (then ``model`` is only its reported name)."""
     device: str | None = None
@@ -370,11 +379,6 @@ class ChatSALMONN(BaseChatModel):
             return load_shared_model(model, self.device, self.dtype)
         if self.client is not None:
             return self.client
-        if not self.model:
-            raise ModelNotAvailableError(
-                f"No SALMONN model: pass ChatSALMONN(model='path/to/model') or client=..., or set "
-                f"${MODEL_ENV}."
-            )
         return load_shared_model(self.model, self.device, self.dtype)
 
     def _prepare(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Request:

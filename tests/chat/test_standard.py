@@ -18,7 +18,8 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 
-from salmonn_agent.chat_model import MODEL_ENV, ChatSALMONN
+from salmonn_agent.chat_model import ChatSALMONN
+from salmonn_agent.mini.default import MODEL_ENV
 
 NEEDS_UNDERSTANDING = "a random tiny model cannot {}; the call itself is valid (grammar-constrained)"
 

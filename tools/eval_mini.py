@@ -1,0 +1,412 @@
+"""Held-out metrics of the embedded default model "salmonn-mini" (or any salmonn-agent model dir).
+
+    python tools/eval_mini.py [--model DIR] [--data DIR] [--limit N] [--json] [--skip-latency]
+                              [--out FILE] [--batch-size 8] [--max-new-tokens 40] [--device auto]
+
+Model: ``--model DIR`` (a salmonn-agent model directory, e.g. a training run's ``runs/x/model``),
+else the default resolution of ``salmonn_agent.mini.default.load_model(None)``:
+``$SALMONN_AGENT_MODEL``, else salmonn-mini.
+
+Data: ``--data DIR`` is a ``tools/make_mini_data.py`` output directory (its ``test.json`` and
+``prompts.json`` are read; ``path`` values are relative to DIR). Without it, the held-out split
+of the default dataset (seed 0, 600 items; ``--data-seed`` / ``--data-size`` change it) is made
+with make_mini_data's own functions into ``<cache>/eval-mini/test-seed<S>-n<N>`` (``<cache>`` as
+salmonn-mini's parts: ``$SALMONN_AGENT_CACHE`` or the user cache) once and reused: the same items,
+byte for byte, as the ``test`` split of ``make_mini_data.py OUT`` with that seed and test size.
+
+Decoding: the FIRST instruction template of each task in ``prompts.json`` (the text after
+``<Speech><SpeechHere></Speech>``, ``{}`` -> the item's ``Q``), greedy (``num_beams=1``,
+no sampling, the model's own repetition penalty), ``--max-new-tokens`` (40), batches of
+``--batch-size`` (8) items of one metric group. ``--limit N`` keeps the first N items (file
+order) of each metric group. Story items are not evaluated; captions only where their label is
+a sound class.
+
+Scoring (``salmonn_agent/mini/scoring.py`` has the details):
+
+* ``wer``: jiwer corpus WER over all asr items (errors / reference words) after normalising
+  hypothesis and ``label`` alike: lower case, punctuation removed (``'`` kept inside words),
+  digits written as words the way the labels write numbers, whitespace collapsed. Also
+  ``wer_clean`` / ``wer_noisy`` (kinds asr_clean / asr_noisy) and ``wer_ref_words``.
+* ``sound_acc``: QA items of qa_type sound_class, background_class and sound_yesno. An answer maps
+  to the sound class it names first, by keyword stems built from ``text_bank`` (each class's
+  ``label_words``, music's instrument names, "metronome"/"melody"/"tune", their inflections and
+  text_bank's compounds such as "rainfall"); every text_bank phrasing of a class maps back to it.
+  sound_yesno answers map to yes/no. Correct when the mapping equals the label. Per qa_type:
+  ``sound_class_acc``, ``background_class_acc``, ``sound_yesno_acc``.
+* ``speech_presence_acc``: yes/no read from the answer (its first word when that is a yes/no
+  word, else the first "yes"/"no" in it) equals the label.
+* ``spoken_query_acc``: speech_query items; the normalised answer equals the label or starts with
+  it followed by a space.
+* ``gender_acc`` (first gender word: man/male/he... vs woman/female/she...), ``count_acc`` (first
+  number in the answer, digits and once/twice included, equals the label), ``caption_class_acc``
+  (audiocaption items labelled with a sound class: the caption names that class).
+* Every score key has its sample count ``<key>_n``; a score without samples is null.
+
+Latency and memory (skipped with ``--skip-latency``), on the speech clip of the data closest to 5 s:
+
+* ``warm_answer_s``: model loaded and warmed up by one untimed answer, the median of 3 timed
+  answers (audio encoding included) to that clip cut or zero-padded to exactly 5.0 s, "Please
+  describe the audio.", greedy, max_new_tokens=20 (``warm_answer_tokens``: tokens generated).
+* ``cold_cli_s``: wall time of ``salmonn-agent ask CLIP "Recognize the speech and give me the
+  transcription."`` in a fresh process (``--model DIR`` passed when given; the CLI's own decoding
+  defaults), median of 2 runs; salmonn-mini's parts are already cached by then (this tool loaded
+  the model first). ``cli_peak_rss_mb``: the larger "Maximum resident set size" of the two runs
+  from ``/usr/bin/time -v`` (``rss_method``: "/usr/bin/time -v"), or, without it, from
+  ``resource.getrusage(RUSAGE_CHILDREN)`` in a small wrapper process ("getrusage(RUSAGE_CHILDREN)").
+
+Output: ``--json`` prints one JSON object on stdout (the metrics above, ``bars`` - each of the
+issue's quality bars with its value and whether it passes - and run facts: ``model``, ``data``,
+``device``, ``limit``, ``items``, ``load_s``, ``eval_s``...); otherwise a readable report.
+``--out FILE`` writes one JSON line per evaluated item (instruction, label, prediction,
+normalised prediction, what was extracted, correct). Progress goes to stderr. Exit status 0, or 2
+with one error line on stderr when the model or data cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from salmonn_agent.mini import scoring as SC  # noqa: E402
+
+SPEECH_TAG = "<Speech><SpeechHere></Speech>"
+WARM_INSTRUCTION = "Please describe the audio."
+CLI_INSTRUCTION = "Recognize the speech and give me the transcription."
+WARM_SECONDS = 5.0
+BARS = {  # metric -> (comparison, threshold): the issue's quality bars
+    "wer": ("<=", 0.25),
+    "sound_acc": (">=", 0.80),
+    "speech_presence_acc": (">=", 0.95),
+    "warm_answer_s": ("<=", 1.5),
+    "cold_cli_s": ("<=", 8.0),
+    "cli_peak_rss_mb": ("<=", 1536.0),
+}
+
+
+def log(message: str) -> None:
+    print(f"[eval_mini] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _make_mini_data():  # noqa: ANN202 - the tools/make_mini_data.py module
+    spec = importlib.util.spec_from_file_location("make_mini_data", ROOT / "tools" / "make_mini_data.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules.setdefault("make_mini_data", module)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def default_data_dir(seed: int, size: int) -> Path:
+    from salmonn_agent.mini.parts import cache_root
+
+    return cache_root() / "eval-mini" / f"test-seed{seed}-n{size}"
+
+
+def ensure_default_data(seed: int, size: int, workers: int = 2) -> Path:
+    """The held-out split (seed, size) made by make_mini_data's functions, cached and reused."""
+    out = default_data_dir(seed, size)
+    if (out / "test.json").is_file() and (out / "prompts.json").is_file():
+        return out
+    mmd = _make_mini_data()
+    if not mmd.S.espeak_available():
+        raise RuntimeError("no --data given and espeak-ng is not installed to make the held-out split "
+                           "(apt-get install espeak-ng, or pass --data DIR from tools/make_mini_data.py)")
+    tmp = out.with_name(out.name + f".partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    log(f"making the held-out split (seed {seed}, {size} items) into {out}")
+    mmd.prepare_dirs(tmp, {"test": size})
+    jobs = [mmd.Job(str(tmp), seed, "test", i, kind) for i, kind in enumerate(mmd.plan_kinds(size, seed, "test"))]
+    anns = mmd.run_jobs(jobs, workers)
+    mmd.write_json(tmp / "test.json", {"annotation": anns})
+    mmd.write_json(tmp / "prompts.json", mmd.T.PROMPTS)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def load_data(data_dir: Path) -> tuple[list[dict], dict[str, list[str]]]:
+    test = data_dir / "test.json"
+    if not test.is_file():
+        raise RuntimeError(f"{test} not found: --data takes a tools/make_mini_data.py output directory")
+    items = json.loads(test.read_text(encoding="utf-8"))["annotation"]
+    prompts_file = data_dir / "prompts.json"
+    if prompts_file.is_file():
+        prompts = json.loads(prompts_file.read_text(encoding="utf-8"))
+    else:
+        from salmonn_agent.mini.text_bank import PROMPTS as prompts
+    for item in items:
+        item["audio"] = str((data_dir / item["path"]).resolve())
+    return items, prompts
+
+
+def instruction_for(item: dict, prompts: dict[str, list[str]]) -> str:
+    """The first template of the item's task, after the speech tag, with ``{}`` -> ``Q``."""
+    template = prompts[item["task"]][0]
+    text = template.split(SPEECH_TAG, 1)[1] if SPEECH_TAG in template else template
+    return text.replace("{}", item.get("Q", "")).strip()
+
+
+def select(items: list[dict], limit: int | None) -> dict[str, list[dict]]:
+    """Items per metric group (file order), the first ``limit`` of each."""
+    groups: dict[str, list[dict]] = {g: [] for g in SC.GROUPS}
+    for item in items:
+        g = SC.group_of(item)
+        if g is not None and (limit is None or len(groups[g]) < limit):
+            groups[g].append(item)
+    return groups
+
+
+# --------------------------------------------------------------------------- model
+
+
+def check_model(model: str | None) -> None:
+    """Fail early (before minutes of data generation) when the model cannot be there."""
+    from salmonn_agent.mini.default import DEFAULT_MODEL, MODEL_ENV, default_model_available, resolve_model_name
+
+    name = resolve_model_name(model)
+    if name == DEFAULT_MODEL and not default_model_available():
+        raise RuntimeError(f"no --model given and this installation has no embedded {DEFAULT_MODEL} weights; "
+                           f"pass --model DIR or set ${MODEL_ENV}")
+    if name != DEFAULT_MODEL and not Path(name).is_dir():
+        raise RuntimeError(f"model directory {name} not found")
+
+
+def load_model(model: str | None, device: str | None):  # noqa: ANN201 - SALMONN, imported lazily
+    from salmonn_agent.mini.default import load_model as resolve_and_load
+
+    return resolve_and_load(model, device=device)
+
+
+def predict(model: Any, groups: dict[str, list[dict]], prompts: dict[str, list[str]], batch_size: int,
+            max_new_tokens: int) -> list[dict]:
+    """Greedy answers for all selected items, in batches of one group; returns scored records."""
+    import torch
+
+    total = sum(len(v) for v in groups.values())
+    records: list[dict] = []
+    start = time.perf_counter()
+    done = 0
+    with torch.inference_mode():
+        for group, items in groups.items():
+            for i in range(0, len(items), batch_size):
+                batch = items[i:i + batch_size]
+                instructions = [instruction_for(it, prompts) for it in batch]
+                answers = model.generate([it["audio"] for it in batch], instructions, num_beams=1,
+                                         do_sample=False, max_new_tokens=max_new_tokens)
+                for item, instruction, answer in zip(batch, instructions, answers):
+                    rec = {"path": item["path"], "task": item["task"], "kind": item.get("kind"),
+                           "qa_type": item.get("qa_type"), "instruction": instruction,
+                           "label": item.get("label", ""), "reference": item.get("text", ""),
+                           "prediction": answer}
+                    rec.update(SC.score_item(item, answer))
+                    records.append(rec)
+                done += len(batch)
+                log(f"{done}/{total} items ({group}), {time.perf_counter() - start:.1f} s")
+    return records
+
+
+# --------------------------------------------------------------------------- latency
+
+
+def latency_clip(items: list[dict]) -> dict:
+    """The speech clip closest to 5 s (any clip when the data has no speech)."""
+    speech = [it for it in items if it.get("transcript")] or items
+    return min(speech, key=lambda it: (abs(float(it.get("duration", 0.0)) - WARM_SECONDS), it["path"]))
+
+
+def warm_answer(model: Any, clip_path: str, repeats: int = 3) -> dict:
+    """Median seconds of ``repeats`` answers to a 5.0 s clip (after one untimed warm-up)."""
+    import numpy as np
+    import torch
+
+    samples = model.load(clip_path)
+    n = int(WARM_SECONDS * 16000)
+    clip = np.zeros(n, np.float32)
+    clip[: min(n, len(samples))] = samples[:n]
+    times, tokens, answer = [], 0, ""
+    with torch.inference_mode():
+        for i in range(repeats + 1):
+            t0 = time.perf_counter()
+            enc = model.encode_audio([clip], sample_rate=16000)
+            gen = model.generate_detailed([model.render_prompt(WARM_INSTRUCTION)], [[enc[0]]], num_beams=1,
+                                          do_sample=False, max_new_tokens=20)[0]
+            if i:
+                times.append(time.perf_counter() - t0)
+            tokens, answer = len(gen.token_ids), gen.text
+    return {"warm_answer_s": round(statistics.median(times), 3), "warm_answer_runs": [round(t, 3) for t in times],
+            "warm_answer_tokens": tokens, "warm_answer": answer}
+
+
+def cli_command() -> list[str]:
+    exe = Path(sys.executable).with_name("salmonn-agent")
+    if exe.is_file():
+        return [str(exe)]
+    found = shutil.which("salmonn-agent")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "salmonn_agent.cli"]
+
+
+_RSS_WRAPPER = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+                "sys.stderr.write('\\nMaximum resident set size (kbytes): %d\\n' % "
+                "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
+
+
+def cold_cli(clip_path: str, model: str | None, device: str | None, runs: int = 2) -> dict:
+    """Wall time and peak RSS of ``salmonn-agent ask`` in fresh processes (median / max of ``runs``)."""
+    cmd = cli_command() + ["ask", clip_path, CLI_INSTRUCTION]
+    if model:
+        cmd += ["--model", model]
+    if device:
+        cmd += ["--device", device]
+    time_bin = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else shutil.which("time")
+    if time_bin and Path(time_bin).is_file():
+        wrapped, method = [time_bin, "-v", *cmd], "/usr/bin/time -v"
+    else:
+        wrapped, method = [sys.executable, "-c", _RSS_WRAPPER, *cmd], "getrusage(RUSAGE_CHILDREN)"
+    walls, rss_kb, answer = [], [], None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        proc = subprocess.run(wrapped, capture_output=True, text=True, timeout=600, check=False)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            last = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("\t")]
+            return {"cold_cli_s": None, "cli_peak_rss_mb": None, "rss_method": method,
+                    "cold_cli_error": (last[-1] if last else f"exit status {proc.returncode}")[:500]}
+        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+        if m:
+            rss_kb.append(int(m.group(1)))
+        walls.append(wall)
+        answer = proc.stdout.strip()
+    return {"cold_cli_s": round(statistics.median(walls), 3), "cold_cli_runs": [round(w, 3) for w in walls],
+            "cli_peak_rss_mb": round(max(rss_kb) / 1024, 1) if rss_kb else None, "rss_method": method,
+            "cli_answer": answer, "cli_command": " ".join(cmd)}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def bars(metrics: dict) -> dict:
+    out = {}
+    for key, (op, bar) in BARS.items():
+        value = metrics.get(key)
+        ok = None if value is None else (value <= bar if op == "<=" else value >= bar)
+        out[key] = {"value": value, "bar": f"{op} {bar:g}", "pass": ok}
+    return out
+
+
+def human_report(result: dict) -> str:
+    lines = [f"model: {result['model']}   data: {result['data']}   device: {result['device']}",
+             f"{result['items']} items in {result['eval_s']} s (load {result['load_s']} s)", ""]
+    keys = ["wer", "wer_clean", "wer_noisy", "sound_acc", "sound_class_acc", "background_class_acc",
+            "sound_yesno_acc", "speech_presence_acc", "spoken_query_acc", "gender_acc", "count_acc",
+            "caption_class_acc"]
+    for key in keys:
+        value = result.get(key)
+        shown = "-" if value is None else f"{value:.4f}"
+        bar = result["bars"].get(key)
+        verdict = "" if not bar or bar["pass"] is None else f"   bar {bar['bar']}: {'PASS' if bar['pass'] else 'FAIL'}"
+        lines.append(f"{key:<22}{shown:>8}   n={result.get(key + '_n', 0)}{verdict}")
+    for key in ("warm_answer_s", "cold_cli_s", "cli_peak_rss_mb"):
+        if key in result:
+            value = result[key]
+            bar = result["bars"][key]
+            verdict = "" if bar["pass"] is None else f"   bar {bar['bar']}: {'PASS' if bar['pass'] else 'FAIL'}"
+            lines.append(f"{key:<22}{'-' if value is None else value:>8}{verdict}")
+    if result.get("cold_cli_error"):
+        lines.append(f"cold CLI failed: {result['cold_cli_error']}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", help="salmonn-agent model directory (default: $SALMONN_AGENT_MODEL, else salmonn-mini)")
+    p.add_argument("--data", type=Path, help="make_mini_data.py output dir (default: the held-out split, made once)")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the generated split without --data (0)")
+    p.add_argument("--data-size", type=int, default=600, help="items of the generated split without --data (600)")
+    p.add_argument("--limit", type=int, help="first N items of each metric group (default: all)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--skip-latency", action="store_true", help="skip warm_answer_s, cold_cli_s and peak RSS")
+    p.add_argument("--out", type=Path, help="write per-item predictions here (JSON Lines)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=40)
+    p.add_argument("--device", help="cpu, cuda, mps (default: auto, as the CLI)")
+    args = p.parse_args(argv)
+    if args.limit is not None and args.limit < 0:
+        p.error("--limit must be >= 0")
+    if args.batch_size < 1 or args.max_new_tokens < 1:
+        p.error("--batch-size and --max-new-tokens must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from salmonn_agent.errors import SalmonnError
+
+    try:
+        check_model(args.model)
+        data_dir = args.data if args.data else ensure_default_data(args.data_seed, args.data_size)
+        items, prompts = load_data(data_dir)
+        groups = select(items, args.limit)
+        t0 = time.perf_counter()
+        model = load_model(args.model, args.device)
+        load_s = time.perf_counter() - t0
+    except (SalmonnError, RuntimeError, OSError, KeyError, ValueError) as err:
+        print(f"eval_mini: error: {err}", file=sys.stderr)
+        return 2
+    from salmonn_agent.mini.default import resolve_model_name
+
+    log(f"model {resolve_model_name(args.model)} loaded in {load_s:.1f} s; "
+        + ", ".join(f"{g} {len(v)}" for g, v in groups.items()))
+    t0 = time.perf_counter()
+    records = predict(model, groups, prompts, args.batch_size, args.max_new_tokens)
+    eval_s = time.perf_counter() - t0
+    result: dict[str, Any] = {
+        "model": resolve_model_name(args.model), "data": str(data_dir), "device": str(model.device),
+        "limit": args.limit, "items": len(records), "batch_size": args.batch_size,
+        "max_new_tokens": args.max_new_tokens, "num_beams": 1,
+        "load_s": round(load_s, 2), "eval_s": round(eval_s, 2),
+    }
+    result.update(SC.summarize(records))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("w", encoding="utf-8") as f:
+            for rec in sorted(records, key=lambda r: r["path"]):
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    if not args.skip_latency:
+        clip = latency_clip(items)
+        result["latency_clip"] = clip["path"]
+        result["latency_clip_s"] = clip.get("duration")
+        log(f"warm answer latency on {clip['path']}")
+        result.update(warm_answer(model, clip["audio"]))
+        del model
+        log("cold CLI runs")
+        result.update(cold_cli(clip["audio"], args.model, args.device))
+    result["bars"] = bars(result)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(human_report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
