@@ -104,7 +104,7 @@ def log(message: str) -> None:
 # --------------------------------------------------------------------------- data
 
 
-def _make_mini_data():  # noqa: ANN202 - the tools/make_mini_data.py module
+def _make_mini_data():  # -> the tools/make_mini_data.py module
     spec = importlib.util.spec_from_file_location("make_mini_data", ROOT / "tools" / "make_mini_data.py")
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules.setdefault("make_mini_data", module)
@@ -179,7 +179,12 @@ def select(items: list[dict], limit: int | None) -> dict[str, list[dict]]:
 
 def check_model(model: str | None) -> None:
     """Fail early (before minutes of data generation) when the model cannot be there."""
-    from salmonn_agent.mini.default import DEFAULT_MODEL, MODEL_ENV, default_model_available, resolve_model_name
+    from salmonn_agent.mini.default import (
+        DEFAULT_MODEL,
+        MODEL_ENV,
+        default_model_available,
+        resolve_model_name,
+    )
 
     name = resolve_model_name(model)
     if name == DEFAULT_MODEL and not default_model_available():
@@ -189,7 +194,7 @@ def check_model(model: str | None) -> None:
         raise RuntimeError(f"model directory {name} not found")
 
 
-def load_model(model: str | None, device: str | None):  # noqa: ANN201 - SALMONN, imported lazily
+def load_model(model: str | None, device: str | None):  # -> SALMONN (imported lazily)
     from salmonn_agent.mini.default import load_model as resolve_and_load
 
     return resolve_and_load(model, device=device)
