@@ -30,7 +30,8 @@ Scoring (``salmonn_agent/mini/scoring.py`` has the details):
 * ``sound_acc``: QA items of qa_type sound_class, background_class and sound_yesno. An answer maps
   to the sound class it names first, by keyword stems built from ``text_bank`` (each class's
   ``label_words``, music's instrument names, "metronome"/"melody"/"tune", their inflections and
-  text_bank's compounds such as "rainfall"); every text_bank phrasing of a class maps back to it.
+  text_bank's compounds such as "rainfall"; quoted speech ignored); every text_bank phrasing of a
+  class maps back to it.
   sound_yesno answers map to yes/no. Correct when the mapping equals the label. Per qa_type:
   ``sound_class_acc``, ``background_class_acc``, ``sound_yesno_acc``.
 * ``speech_presence_acc``: yes/no read from the answer (its first word when that is a yes/no

@@ -23,7 +23,8 @@ Rules:
   (:data:`EXTRA_STEMS`: "metronome", "melody", "tune"). A stem matches a word equal to it, an
   inflection of it (``-s``, ``-es``, ``-ed``, ``-d``, ``-ing``, ``-er(s)``, ``-al``, ``-y``, e-drop
   before ``-ing``), or a compound of it that ``text_bank``'s own phrasings use (``rainfall``,
-  ``birdsong``). :func:`sound_class_of` is the class named *first* (None when none is named);
+  ``birdsong``). Quoted text ("...", the words of a speaker in a caption) is ignored.
+  :func:`sound_class_of` is the class named *first* (None when none is named);
   every phrasing ``text_bank`` uses for a class (QA answer, noun, scene, background clauses,
   every sound caption) maps back to that class (tested).
 * :func:`yes_no` - ``"yes"``/``"no"``: from the first word when it is a yes word (yes, yeah,
@@ -207,8 +208,11 @@ def _class_patterns() -> dict[str, re.Pattern[str]]:
     return patterns
 
 
+_QUOTED = re.compile(r'"[^"]*"|\u201c[^\u201d]*\u201d')
+
+
 def _class_positions(text: str) -> dict[str, int]:
-    norm = normalize(text)
+    norm = normalize(_QUOTED.sub(" , ", text))  # quoted speech is not a sound
     found = {}
     for cls, pattern in _class_patterns().items():
         m = pattern.search(norm)

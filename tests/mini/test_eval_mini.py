@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import random
 import re
 from pathlib import Path
 
@@ -86,6 +87,15 @@ def test_every_text_bank_phrasing_maps_back_to_its_class(cls: str) -> None:
     for phrase in phrasings:
         assert SC.sound_class_of(phrase) == cls, phrase
         assert SC.sound_classes_in(phrase) == {cls}, phrase  # and names no other class
+
+
+def test_quoted_speech_is_not_a_sound() -> None:
+    sentence = "A loud siren echoed through the empty streets."
+    for cls in T.SOUND_TEXT:
+        for seed in range(6):
+            caption = T.speech_caption("female", sentence, "normal", random.Random(seed), cls)
+            assert SC.sound_classes_in(caption) == {cls}, caption
+    assert SC.sound_class_of('A man says: "Someone is knocking at the back door."') is None
 
 
 def test_class_stems_come_from_text_bank_and_are_disjoint() -> None:
