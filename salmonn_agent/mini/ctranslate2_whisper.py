@@ -267,6 +267,12 @@ def ctranslate2_whisper_state_dict(model: CTranslate2Model) -> dict[str, np.ndar
         linear(f"{src}/ffn/linear_0", f"{dst}.fc1")
         linear(f"{src}/ffn/linear_1", f"{dst}.fc2")
 
+    def self_attention(src: str, dst: str) -> None:
+        norm(f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
+        split_rows(f"{src}/self_attention/linear_0",
+                   [f"{dst}.self_attn.{p}_proj" for p in "qkv"], bias_free=".k_proj")
+        linear(f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj")
+
     enc, dec = "model.encoder", "model.decoder"
     linear("encoder/conv1", f"{enc}.conv1")
     linear("encoder/conv2", f"{enc}.conv2")
@@ -274,10 +280,7 @@ def ctranslate2_whisper_state_dict(model: CTranslate2Model) -> dict[str, np.ndar
     norm("encoder/layer_norm", f"{enc}.layer_norm")
     for i in range(hp["encoder_layers"]):
         src, dst = f"encoder/layer_{i}", f"{enc}.layers.{i}"
-        norm(f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
-        split_rows(f"{src}/self_attention/linear_0",
-                   [f"{dst}.self_attn.{p}_proj" for p in "qkv"], bias_free=".k_proj")
-        linear(f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj")
+        self_attention(src, dst)
         ffn(src, dst)
 
     out[f"{dec}.embed_tokens.weight"] = take("decoder/embeddings/weight")
@@ -285,10 +288,7 @@ def ctranslate2_whisper_state_dict(model: CTranslate2Model) -> dict[str, np.ndar
     norm("decoder/layer_norm", f"{dec}.layer_norm")
     for i in range(hp["decoder_layers"]):
         src, dst = f"decoder/layer_{i}", f"{dec}.layers.{i}"
-        norm(f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
-        split_rows(f"{src}/self_attention/linear_0",
-                   [f"{dst}.self_attn.{p}_proj" for p in "qkv"], bias_free=".k_proj")
-        linear(f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj")
+        self_attention(src, dst)
         norm(f"{src}/attention/layer_norm", f"{dst}.encoder_attn_layer_norm")
         linear(f"{src}/attention/linear_0", f"{dst}.encoder_attn.q_proj")
         split_rows(f"{src}/attention/linear_1",
