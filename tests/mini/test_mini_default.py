@@ -1,0 +1,43 @@
+"""salmonn-mini as the default model: its architecture over the real base parts, and loading
+shipped weights through the default resolution (with weights made here, since none ship yet)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import salmonn_agent.mini.default as default
+from salmonn_agent.mini.model import mini_config
+from salmonn_agent.model.salmonn import SALMONN
+
+SPEECH = Path(__file__).resolve().parents[2] / "examples" / "audio" / "speech.wav"
+
+
+@pytest.mark.slow
+def test_default_model_loads_shipped_weights(mini_parts, mini_cache, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = SALMONN.from_config(mini_config(mini_parts.whisper_dir, mini_parts.llm_dir))
+    assert model.tokens_per_chunk() == 29  # 10 s context: 500 frames in windows of 17
+    assert model.render_prompt("hi").startswith("<|im_start|>system\n")
+    weights = {k: v.to(torch.float16) for k, v in model.trainable_state_dict().items()}
+    assert sum(v.numel() * 2 for v in weights.values()) < 25e6  # the shipped file's size bound
+    monkeypatch.setattr(default, "WEIGHTS_FILE", tmp_path / "salmonn-mini.safetensors")
+    save_file(weights, str(default.WEIGHTS_FILE))
+    monkeypatch.setenv("SALMONN_AGENT_CACHE", str(mini_cache))
+    monkeypatch.delenv(default.MODEL_ENV, raising=False)
+
+    loaded = default.load_model(None)
+    for name, value in weights.items():
+        assert torch.equal(loaded.trainable_state_dict()[name], value.float()), name
+    answer = loaded.generate(SPEECH, "Recognize the speech.", max_new_tokens=5)[0]
+    assert isinstance(answer, str)
+
+
+def test_missing_default_weights_name_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(default, "WEIGHTS_FILE", tmp_path / "none.safetensors")
+    monkeypatch.delenv(default.MODEL_ENV, raising=False)
+    with pytest.raises(default.ModelNotAvailableError, match="--model DIR"):
+        default.load_model(None)
