@@ -15,7 +15,13 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, WhisperConfig, WhisperFeatureExtractor, WhisperModel
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperModel,
+)
 
 from salmonn_agent.config import LoraSettings, QFormerConfig, SALMONNConfig
 

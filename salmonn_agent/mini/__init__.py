@@ -6,9 +6,17 @@ transformers directories. The two converters it uses are public too:
 :func:`convert_gguf_llama` (a llama GGUF to a transformers ``LlamaForCausalLM`` directory).
 """
 
-from salmonn_agent.mini.ctranslate2_whisper import CTranslate2FormatError, convert_ctranslate2_whisper
+from salmonn_agent.mini.ctranslate2_whisper import (
+    CTranslate2FormatError,
+    convert_ctranslate2_whisper,
+)
 from salmonn_agent.mini.gguf_llm import GGUFConversionError, convert_gguf_llama
-from salmonn_agent.mini.parts import MiniParts, MiniPartsError, mini_parts_dir, prepare_mini_parts
+from salmonn_agent.mini.parts import (
+    MiniParts,
+    MiniPartsError,
+    mini_parts_dir,
+    prepare_mini_parts,
+)
 
 __all__ = [
     "CTranslate2FormatError",

@@ -153,7 +153,14 @@ def read_gguf_llama(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
 def build_gguf_tokenizer(path: str | Path):
     """A transformers fast tokenizer rebuilt from the GGUF's byte-level BPE metadata."""
     import gguf
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+    from tokenizers import (
+        AddedToken,
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+    )
     from transformers import PreTrainedTokenizerFast
 
     reader = gguf.GGUFReader(str(path))

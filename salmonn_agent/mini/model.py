@@ -15,7 +15,12 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from salmonn_agent.config import GenerationConfig, LoraSettings, QFormerConfig, SALMONNConfig
+from salmonn_agent.config import (
+    GenerationConfig,
+    LoraSettings,
+    QFormerConfig,
+    SALMONNConfig,
+)
 
 CONTEXT_SECONDS = 10.0
 

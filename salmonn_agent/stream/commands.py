@@ -22,7 +22,12 @@ from pydantic import ValidationError
 from salmonn_agent.stream.config import SegmenterConfig
 from salmonn_agent.stream.errors import FrontendError
 from salmonn_agent.stream.listener import Listener
-from salmonn_agent.stream.sources import FileSource, MicrophoneSource, Source, list_input_devices
+from salmonn_agent.stream.sources import (
+    FileSource,
+    MicrophoneSource,
+    Source,
+    list_input_devices,
+)
 from salmonn_agent.stream.windows import AudioWindow
 
 Answerer = Callable[[Iterable[AudioWindow], str, argparse.Namespace], Iterator[tuple[AudioWindow, str]]]

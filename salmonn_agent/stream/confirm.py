@@ -34,7 +34,9 @@ def _load_model() -> Any:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
-                from silero_vad import load_silero_vad  # sets torch's thread count on import
+                from silero_vad import (
+                    load_silero_vad,  # sets torch's thread count on import
+                )
         except ImportError:
             raise FrontendError(
                 "confirm_with='silero' needs the silero-vad package: `pip install silero-vad` "

@@ -22,7 +22,13 @@ from typing import Any, NamedTuple
 import numpy as np
 from pydantic import BaseModel
 
-from salmonn_agent.audio import SAMPLE_RATE, StreamResampler, load_audio, prepare_samples, to_mono
+from salmonn_agent.audio import (
+    SAMPLE_RATE,
+    StreamResampler,
+    load_audio,
+    prepare_samples,
+    to_mono,
+)
 from salmonn_agent.stream.errors import FrontendError
 
 _HEARTBEAT_S = 0.1

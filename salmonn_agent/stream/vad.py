@@ -26,7 +26,12 @@ from salmonn_agent.audio import SAMPLE_RATE
 from salmonn_agent.stream.config import SegmenterConfig
 from salmonn_agent.stream.errors import FrontendError
 from salmonn_agent.stream.spectral import speech_score
-from salmonn_agent.stream.windows import AudioWindow, CloseReason, WindowKind, WindowMetrics
+from salmonn_agent.stream.windows import (
+    AudioWindow,
+    CloseReason,
+    WindowKind,
+    WindowMetrics,
+)
 
 QUIET, SOUND, SPEECH = 0, 1, 2
 _STATE_NAMES = {QUIET: "quiet", SOUND: "sound", SPEECH: "speech"}

@@ -31,7 +31,13 @@ from salmonn_agent.errors import CheckpointError, ConfigError
 from salmonn_agent.model.salmonn import SALMONN, EncodedAudio
 from salmonn_agent.training.config import TrainConfig
 from salmonn_agent.training.data import (
-    AnnotationDataset, Batch, FeatureCache, StreamBatchSampler, collate, eval_keys, load_annotations,
+    AnnotationDataset,
+    Batch,
+    FeatureCache,
+    StreamBatchSampler,
+    collate,
+    eval_keys,
+    load_annotations,
 )
 from salmonn_agent.training.loss import SALMONNForTraining, frozen_features
 from salmonn_agent.training.prompts import PromptBank

@@ -13,7 +13,12 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field
 
 from salmonn_agent.chat.errors import ToolCallError
-from salmonn_agent.chat.tools import ToolChoice, normalize_tool_choice, parse_tool_calls, render_tools
+from salmonn_agent.chat.tools import (
+    ToolChoice,
+    normalize_tool_choice,
+    parse_tool_calls,
+    render_tools,
+)
 from salmonn_agent.chat_model import ChatSALMONN
 
 

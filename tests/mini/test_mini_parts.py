@@ -16,9 +16,9 @@ from salmonn_agent.errors import SalmonnError
 from salmonn_agent.mini import parts as parts_module
 from salmonn_agent.mini.parts import (
     LLM_WHEEL,
+    PARTS_VERSION,
     MiniParts,
     MiniPartsError,
-    PARTS_VERSION,
     downloads_dir,
     mini_parts_dir,
     prepare_mini_parts,

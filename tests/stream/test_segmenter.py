@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from salmonn_agent.stream import SegmenterConfig, Segmenter, segment
+from salmonn_agent.stream import Segmenter, SegmenterConfig, segment
 from salmonn_agent.stream import testing as synth
 from salmonn_agent.stream.testing import SceneBuilder, speech_bounds
 

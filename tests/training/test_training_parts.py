@@ -10,7 +10,11 @@ import torch
 
 from salmonn_agent.errors import ConfigError
 from salmonn_agent.training.config import OptimSection
-from salmonn_agent.training.data import StreamBatchSampler, load_annotations, split_chunks
+from salmonn_agent.training.data import (
+    StreamBatchSampler,
+    load_annotations,
+    split_chunks,
+)
 from salmonn_agent.training.loss import IGNORE, build_inputs, target_ids
 from salmonn_agent.training.prompts import PromptBank, sample_rng
 from salmonn_agent.training.schedule import build_optimizer, lr_at
