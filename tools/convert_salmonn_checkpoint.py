@@ -2,8 +2,9 @@
 
 Reads the official decode_config.yaml (whisper_path, beats_path, llama_path, ckpt), loads the
 checkpoint strictly (every trainable parameter must be found), and writes OUT_DIR with
-salmonn_config.json and model.safetensors (trainable parts only, ~0.1 GB instead of the
-.pth's optimizer state). The frozen Whisper / BEATs / Vicuna stay referenced by path or hub id.
+salmonn_config.json and model.safetensors: the trainable parts only, 33.3 M float32 parameters
+(133 MB) for SALMONN-13B; the .pth's optimizer state is dropped. The frozen Whisper / BEATs /
+Vicuna stay referenced by path or hub id.
 
 Usage: python tools/convert_salmonn_checkpoint.py decode_config.yaml OUT_DIR [--ckpt PATH]
 """
