@@ -28,6 +28,10 @@ class OptimSection(BaseModel):
     min_lr: float = Field(1e-5, ge=0)
     weight_decay: float = Field(0.05, ge=0)
     beta2: float = Field(0.999, gt=0, lt=1)
+    # Not upstream: LoRA's learning rate is 0 for this many first optimizer steps, so only the
+    # Q-Former and projection learn. Without it, training from scratch on a small data set let
+    # the LLM learn the text prior through LoRA while the audio tokens collapsed to a constant.
+    lora_frozen_steps: int = Field(0, ge=0)
 
 
 class DatasetsSection(BaseModel):

@@ -20,21 +20,20 @@ from salmonn_agent.training.config import OptimSection
 
 
 def build_optimizer(model: nn.Module, optims: OptimSection) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters with upstream's two weight-decay groups."""
-    decay, no_decay = [], []
+    """AdamW over the trainable parameters with upstream's two weight-decay groups, each split
+    into LoRA and non-LoRA parameters (``lora_frozen_steps`` holds the LoRA groups still)."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if param.ndim < 2 or "bias" in name or "ln" in name or "bn" in name:
-            no_decay.append(param)
-        else:
-            decay.append(param)
-    groups = [
-        {"params": decay, "weight_decay": float(optims.weight_decay)},
-        {"params": no_decay, "weight_decay": 0.0},
+        decays = not (param.ndim < 2 or "bias" in name or "ln" in name or "bn" in name)
+        groups.setdefault((decays, "lora_" in name), []).append(param)
+    param_groups = [
+        {"params": params, "weight_decay": float(optims.weight_decay) if decays else 0.0, "lora": lora}
+        for (decays, lora), params in sorted(groups.items(), key=lambda item: (not item[0][0], item[0][1]))
     ]
     return torch.optim.AdamW(
-        groups, lr=float(optims.init_lr), weight_decay=float(optims.weight_decay), betas=(0.9, optims.beta2)
+        param_groups, lr=float(optims.init_lr), weight_decay=float(optims.weight_decay), betas=(0.9, optims.beta2)
     )
 
 
@@ -57,9 +56,11 @@ class WarmupCosineSchedule:
         self.step_count = 0
 
     def apply(self) -> float:
+        """Set this step's learning rate on every group (0 on LoRA groups while they are held)."""
         lr = lr_at(self.step_count, self.total_steps, self.optims)
+        lora_held = self.step_count < self.optims.lora_frozen_steps
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = 0.0 if lora_held and group.get("lora") else lr
         return lr
 
     def step(self) -> None:

@@ -172,3 +172,23 @@ def test_activation_tuning_scale_becomes_inference_default(train_model_dir, demo
     saved = json.loads((tmp_path / "act" / "model" / "salmonn_config.json").read_text())
     assert saved["generation"]["lora_scale"] == 2.0
     assert not math.isnan(SALMONN.from_pretrained(tmp_path / "act" / "model").config.generation.lora_scale)
+
+
+def test_lora_can_be_held_while_the_qformer_learns(train_model_dir, demo_data, tmp_path):
+    """optims.lora_frozen_steps: LoRA stays bit-identical for those steps, the rest trains."""
+    model = _model(train_model_dir)
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    optims = {"max_epoch": 10, "warmup_steps": 0, "warmup_start_lr": 1e-3, "init_lr": 1e-3,
+              "min_lr": 1e-4, "lora_frozen_steps": 3}
+    config = TrainConfig(**base_config(train_model_dir, demo_data, tmp_path / "held", optims=optims, max_steps=3))
+    Trainer(config, model=model).train()
+    after = dict(model.named_parameters())
+    lora = [n for n in before if "lora_" in n]
+    assert lora and all(torch.equal(after[n], before[n]) for n in lora)
+    assert not torch.equal(after["projection.weight"], before["projection.weight"])
+
+    model = _model(train_model_dir)
+    config = TrainConfig(**base_config(train_model_dir, demo_data, tmp_path / "free", optims=optims, max_steps=5))
+    Trainer(config, model=model).train()
+    after = dict(model.named_parameters())
+    assert any(not torch.equal(after[n], before[n]) for n in lora)  # LoRA learns after step 3
