@@ -59,10 +59,7 @@ class AudioTokenCache:
         if self.max_entries <= 0:
             return
         with self._lock:
-            self._entries[key] = value
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            _store_bounded(self._entries, key, value, self.max_entries)
 
     def clear(self) -> None:
         """Forget every entry (the counters stay)."""
@@ -176,15 +173,20 @@ class PrefixCacheStore:
             self.prefilled_tokens += cache.prefilled_tokens
             if not self.enabled or cache.num_tokens == 0:
                 return
-            self._entries[name] = _PrefixEntry(prompt, keys, answer, cache)
-            self._entries.move_to_end(name)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            _store_bounded(self._entries, name, _PrefixEntry(prompt, keys, answer, cache), self.max_entries)
 
     def clear(self) -> None:
         """Forget every entry (the counters stay)."""
         with self._lock:
             self._entries.clear()
+
+
+def _store_bounded(entries: OrderedDict, key: str, value: object, max_entries: int) -> None:
+    """Put ``value`` as the most recently used entry; evict the oldest beyond ``max_entries``."""
+    entries[key] = value
+    entries.move_to_end(key)
+    while len(entries) > max_entries:
+        entries.popitem(last=False)
 
 
 def _shared_length(a: str, b: str) -> int:
