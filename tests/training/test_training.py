@@ -29,7 +29,7 @@ def overfit(train_model_dir, demo_data, tmp_path_factory):
     model = _model(train_model_dir)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
-    optims = {"max_epoch": 400, "warmup_steps": 5, "warmup_start_lr": 1e-4, "init_lr": 2e-2, "min_lr": 1e-4}
+    optims = {"max_epoch": 600, "warmup_steps": 5, "warmup_start_lr": 1e-4, "init_lr": 2e-2, "min_lr": 1e-4}
     config = TrainConfig(**base_config(train_model_dir, demo_data, tmp_path_factory.mktemp("overfit"), optims=optims))
     trainer = Trainer(config, model=model)
     result = trainer.train()
