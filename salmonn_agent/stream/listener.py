@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from pydantic import BaseModel
 
@@ -46,6 +46,11 @@ class Listener:
     ``stall_timeout_s``: when the source delivers nothing for this long while a speech or
     sound event is open (a microphone that stopped, a network stream that hung), the event
     is closed and emitted with reason ``stalled`` rather than waiting forever.
+
+    ``on_onset(kind, time)``: called (in the iterating thread) when an event opens, with
+    ``"speech"`` or ``"sound"`` (the segmenter's state then; the finished window's ``kind`` may
+    differ) and its stream time, long before its window completes. A voice
+    assistant uses it for barge-in: the user starts talking while the answer still runs.
     """
 
     def __init__(
@@ -54,8 +59,10 @@ class Listener:
         config: SegmenterConfig | None = None,
         *,
         stall_timeout_s: float = 1.0,
+        on_onset: Callable[[str, float], None] | None = None,
     ) -> None:
         self.source = source
+        self.on_onset = on_onset
         self.segmenter = Segmenter(config)
         self.stall_timeout_s = stall_timeout_s
         self._stalls = 0
@@ -123,7 +130,10 @@ class Listener:
                 gap = chunk.start_sample - seg.position_samples
                 if gap > 0:  # the source lost audio: close the event, skip the hole
                     yield from seg.skip(gap)
+                was_quiet = not seg.in_event
                 yield from seg.push(chunk.samples)
+                if self.on_onset is not None and was_quiet and seg.in_event:
+                    self.on_onset(seg.state, seg.position)
             elif seg.in_event and time.monotonic() - last_audio > self.stall_timeout_s:
                 self._stalls += 1
                 yield from seg.flush("stalled")
