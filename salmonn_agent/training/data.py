@@ -1,6 +1,9 @@
 """Training data: the official annotation JSON, audio loading in workers, collation, feature cache.
 
-One annotation: ``{"path", "text", "task", "Q"?, "expand_wav"?}``. ``expand_wav`` clips are
+One annotation: ``{"path", "text", "task", "Q"?, "expand_wav"?, "prompt"?}``. ``prompt`` (not
+upstream) is a whole rendered prompt with one ``<SpeechHere>``, used as is instead of a task
+template: for conversations a template cannot express, such as a ChatSALMONN prompt with bound
+tools (salmonn-mini's voice-assistant data). ``expand_wav`` clips are
 appended after 0.1 s of silence, as upstream does. Audio goes through
 :func:`salmonn_agent.audio.load_audio` (16 kHz mono, resampled), is cut at
 ``datasets.max_audio_seconds`` (30 s upstream), split into encoder chunks and each chunk padded
@@ -51,6 +54,11 @@ def load_annotations(path: str | Path) -> list[dict[str, Any]]:
             raise ConfigError(f"{str(path)!r}: annotation #{number} needs string 'path' and 'text' fields.")
         entry = {"path": item["path"], "text": item["text"], "task": str(item.get("task", "asr")),
                  "Q": str(item.get("Q", "") or "")}
+        if item.get("prompt") is not None:
+            if not isinstance(item["prompt"], str) or item["prompt"].count("<SpeechHere>") != 1:
+                raise ConfigError(f"{str(path)!r}: annotation #{number}: 'prompt' must be a string with "
+                                  "exactly one <SpeechHere>.")
+            entry["prompt"] = item["prompt"]
         expand = item.get("expand_wav") or []
         entry["expand_wav"] = [expand] if isinstance(expand, str) else list(expand)
         base = path.parent
@@ -159,7 +167,9 @@ class AnnotationDataset(Dataset):
     def __getitem__(self, key: tuple[int, int] | int) -> dict[str, Any]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         entry = self.entries[index]
-        if self.random_prompts:
+        if "prompt" in entry:
+            prompt = entry["prompt"]
+        elif self.random_prompts:
             prompt = self.prompts.choose(entry["task"], entry["Q"], sample_rng(self.seed, epoch, index))
         else:
             prompt = self.prompts.first(entry["task"], entry["Q"])

@@ -140,7 +140,7 @@ def _dataset(config: TrainConfig, model: SALMONN, ann_path: str | None, prompt_p
         raise ConfigError(f"No {what} annotations: set datasets.{what}_ann_path in the config.")
     entries = load_annotations(path)
     bank = PromptBank.load(config.path(prompt_path), model.config.prompt_template)
-    bank.check_tasks({e["task"] for e in entries}, str(path))
+    bank.check_tasks({e["task"] for e in entries if "prompt" not in e}, str(path))
     return AnnotationDataset(
         entries, bank, model.features, chunk_samples=model.chunk_samples,
         min_samples=int(model.config.min_audio_seconds * 16_000),

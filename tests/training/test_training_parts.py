@@ -77,3 +77,22 @@ def test_annotations_and_chunks(tmp_path):
         load_annotations(tmp_path / "bad.json")
     chunks = split_chunks(np.ones(25, dtype=np.float32), 10, 8)
     assert [len(c) for c in chunks] == [10, 10, 8]
+
+
+def test_annotation_with_its_own_prompt_is_used_verbatim(tmp_path):
+    import soundfile as sf
+
+    from salmonn_agent.training.data import AnnotationDataset
+
+    sf.write(tmp_path / "a.wav", np.zeros(1600, dtype=np.float32), 16_000)
+    prompt = "SYSTEM tools...\nUSER: <Speech><SpeechHere></Speech>\nASSISTANT:"
+    (tmp_path / "ann.json").write_text(json.dumps({"annotation": [
+        {"path": "a.wav", "text": '{"name": "add_note"}', "task": "tool_call", "prompt": prompt}]}))
+    entries = load_annotations(tmp_path / "ann.json")
+    bank = PromptBank.load(None, "USER: {}\nASSISTANT:")
+    bank.check_tasks({e["task"] for e in entries if "prompt" not in e}, "ann.json")  # as the trainer does
+    dataset = AnnotationDataset(entries, bank, lambda chunks: None, chunk_samples=16_000, min_samples=16_000, max_seconds=30)
+    assert dataset[0]["prompt"] == prompt
+    (tmp_path / "bad.json").write_text(json.dumps({"annotation": [{"path": "a.wav", "text": "t", "prompt": "no audio"}]}))
+    with pytest.raises(ConfigError, match="exactly one <SpeechHere>"):
+        load_annotations(tmp_path / "bad.json")
