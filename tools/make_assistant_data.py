@@ -1,0 +1,93 @@
+"""Make salmonn-mini's voice-assistant data: spoken requests answered with tool calls or words.
+
+    python tools/make_assistant_data.py OUT [--seed 0] [--train 1200] [--valid 48] [--test 120]
+
+Each item is a request from :mod:`salmonn_agent.mini.assistant_bank` spoken by espeak-ng (a
+voice of the split; held-out voices for ``test``), sometimes over a quiet background sound, and
+its target: the JSON tool call of ChatSALMONN's tool protocol (``{"name": ..., "arguments":
+{...}}``) or the spoken question's short answer. The prompt of every item is the one the voice
+assistant really sends (:func:`salmonn_agent.agent.runtime.brain_prompt` with the default
+actions bound), stored in the annotation's ``prompt`` field, so training sees exactly what the
+assistant will render. Output: ``OUT/audio/<split>/*.wav``, ``OUT/assistant_<split>.json``
+(official annotation format plus ``prompt``, ``tool``, ``args``, ``answer``, ``transcript``) and
+``OUT/summary.json``. Deterministic in ``--seed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from salmonn_agent.mini import sounds as S
+from salmonn_agent.mini.assistant_bank import Request, sample_requests
+
+SPLIT_IDS = {"train": 0, "valid": 1, "test": 2}
+
+
+def render_clip(request: Request, split: str, index: int, seed: int) -> tuple[np.ndarray, dict]:
+    """The spoken request: a voice of the split, lead/tail silence, a quiet background half the time."""
+    rng = np.random.default_rng([seed, SPLIT_IDS[split], index, 4242])
+    held_out = split == "test"
+    voice = S.draw_voice(rng, held_out)
+    x = S.set_rms_db(S.speak(request.text, voice), float(rng.uniform(-28.0, -18.0)))
+    lead, tail = S.samples(float(rng.uniform(0.2, 0.6))), S.samples(float(rng.uniform(0.3, 0.7)))
+    clip = np.zeros(len(x) + lead + tail, np.float32)
+    S.add_at(clip, x, lead)
+    meta = {"voice": voice.name, "speed": voice.speed}
+    if rng.random() < 0.5:
+        cls = S.SOUND_CLASSES[int(rng.integers(len(S.SOUND_CLASSES)))]
+        bg = S.synth_sound(cls, rng, S.seconds(len(clip)), held_out)
+        snr = float(rng.uniform(15.0, 30.0))
+        clip = S.mix_at_snr(clip, bg.audio, snr)
+        meta.update(background=cls, snr_db=round(snr, 1))
+    return S.limit_peak(clip.astype(np.float32)), meta
+
+
+def target_of(request: Request) -> str:
+    """What the model should answer: the protocol's JSON call, or the short answer."""
+    if request.tool is None:
+        return str(request.answer)
+    return json.dumps({"name": request.tool, "arguments": request.args}, ensure_ascii=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train", type=int, default=1200)
+    parser.add_argument("--valid", type=int, default=48)
+    parser.add_argument("--test", type=int, default=120)
+    args = parser.parse_args(argv)
+    if not S.espeak_available():
+        print("error: espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
+        return 2
+    from salmonn_agent.agent.runtime import brain_prompt
+
+    prompt = brain_prompt()
+    summary: dict = {"seed": args.seed, "prompt": prompt, "splits": {}}
+    for split, n in (("train", args.train), ("valid", args.valid), ("test", args.test)):
+        folder = args.out / "audio" / split
+        folder.mkdir(parents=True, exist_ok=True)
+        items = []
+        for index, request in enumerate(sample_requests(split, n, args.seed)):
+            clip, meta = render_clip(request, split, index, args.seed)
+            path = folder / f"{split}_{index:05d}.wav"
+            sf.write(path, clip, S.SR, subtype="PCM_16")
+            items.append({"path": str(path.relative_to(args.out)), "text": target_of(request), "task": "assistant",
+                          "prompt": prompt, "tool": request.tool, "args": request.args, "answer": request.answer,
+                          "transcript": request.text, **meta})
+        (args.out / f"assistant_{split}.json").write_text(json.dumps({"annotation": items}, indent=1))
+        summary["splits"][split] = {"items": len(items), "kinds": dict(Counter(i["tool"] or "answer" for i in items))}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary["splits"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
