@@ -501,6 +501,14 @@ class ChatSALMONN(BaseChatModel):
         )
         return ChatGenerationChunk(message=message, generation_info={"finish_reason": reason})
 
+    def rendered_prompt(self, messages: list[BaseMessage], **kwargs: Any) -> str:
+        """The exact prompt string the model would get for ``messages`` (one ``<SpeechHere>`` per
+        clip), with the same per-call parameters as ``invoke`` (``tools``, ``tool_choice``...).
+
+        For debugging prompts and for making training data that matches what the model is sent.
+        """
+        return self._prepare(list(messages), None, kwargs).job.prompt
+
     # ------------------------------------------------------------------ tools and structure
     def bind_tools(
         self,

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from salmonn_agent.agent.commands import add_assistant_command
 from salmonn_agent.errors import SalmonnError
 from salmonn_agent.mini.default import MODEL_ENV
 from salmonn_agent.stream.commands import add_stream_commands
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         answer_windows=answer_windows,
         add_model_options=lambda p: add_model_options(p, device_flag="--model-device"),
     )
+    add_assistant_command(commands, add_model_options=add_model_options, load_model=load_model_from_args)
     return parser
 
 

@@ -6,9 +6,10 @@ Each item is a request from :mod:`salmonn_agent.mini.assistant_bank` spoken by e
 voice of the split; held-out voices for ``test``), sometimes over a quiet background sound, and
 its target: the JSON tool call of ChatSALMONN's tool protocol (``{"name": ..., "arguments":
 {...}}``) or the spoken question's short answer. The prompt of every item is the one the voice
-assistant really sends (:func:`salmonn_agent.agent.runtime.brain_prompt` with the default
-actions bound), stored in the annotation's ``prompt`` field, so training sees exactly what the
-assistant will render. Output: ``OUT/audio/<split>/*.wav``, ``OUT/assistant_<split>.json``
+assistant really sends on a first turn (``VoiceAgent.rendered_prompt`` with the actions that
+``salmonn-agent assistant --allow`` binds for :data:`~salmonn_agent.mini.assistant_bank.ASSISTANT_TOOLS`), stored in the annotation's
+``prompt`` field, so training sees exactly what the assistant renders. ``--model`` is any
+salmonn-mini directory (only its prompt template and tokenizer are used; default: the parts). Output: ``OUT/audio/<split>/*.wav``, ``OUT/assistant_<split>.json``
 (official annotation format plus ``prompt``, ``tool``, ``args``, ``answer``, ``transcript``) and
 ``OUT/summary.json``. Deterministic in ``--seed``.
 """
@@ -20,12 +21,13 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import soundfile as sf
 
 from salmonn_agent.mini import sounds as S
-from salmonn_agent.mini.assistant_bank import Request, sample_requests
+from salmonn_agent.mini.assistant_bank import ASSISTANT_TOOLS, Request, sample_requests
 
 SPLIT_IDS = {"train": 0, "valid": 1, "test": 2}
 
@@ -56,6 +58,26 @@ def target_of(request: Request) -> str:
     return json.dumps({"name": request.tool, "arguments": request.args}, ensure_ascii=False)
 
 
+def assistant_prompt(model_dir: str | None) -> str:
+    """The first-turn prompt of the default voice assistant on salmonn-mini."""
+    import tempfile
+
+    from salmonn_agent.agent.actions import ActionsConfig, build_actions
+    from salmonn_agent.agent.audio_refs import WindowStore
+    from salmonn_agent.agent.policy import ActionGate, ActionPolicy
+    from salmonn_agent.agent.runtime import VoiceAgent
+    from salmonn_agent.chat_model import ChatSALMONN
+    from salmonn_agent.mini.default import load_model
+
+    model = load_model(model_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        actions = [t for t in build_actions(ActionsConfig(notes_path=Path(tmp) / "notes.txt")) if t.name in ASSISTANT_TOOLS]
+        agent = VoiceAgent(ChatSALMONN(client=model, model="salmonn-mini"), actions=actions,
+                           gate=ActionGate(ActionPolicy()), store=WindowStore())
+        silence = SimpleNamespace(samples=np.zeros(S.SR // 2, np.float32), sample_rate=S.SR)
+        return agent.rendered_prompt(silence)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
@@ -63,13 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", type=int, default=1200)
     parser.add_argument("--valid", type=int, default=48)
     parser.add_argument("--test", type=int, default=120)
+    parser.add_argument("--model", help="a salmonn-mini model directory for the prompt (default: salmonn-mini)")
     args = parser.parse_args(argv)
     if not S.espeak_available():
         print("error: espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
         return 2
-    from salmonn_agent.agent.runtime import brain_prompt
-
-    prompt = brain_prompt()
+    prompt = assistant_prompt(args.model)
     summary: dict = {"seed": args.seed, "prompt": prompt, "splits": {}}
     for split, n in (("train", args.train), ("valid", args.valid), ("test", args.test)):
         folder = args.out / "audio" / split

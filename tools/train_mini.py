@@ -57,7 +57,8 @@ def _assistant_data(runs: Path) -> None:
     out = runs / "assistant"
     if not (out / "summary.json").is_file():
         _say("generating the voice-assistant requests")
-        subprocess.run([sys.executable, str(ROOT / "tools" / "make_assistant_data.py"), str(out), "--seed", "0"],
+        subprocess.run([sys.executable, str(ROOT / "tools" / "make_assistant_data.py"), str(out), "--seed", "0",
+                        "--model", str(runs / "init")],
                        check=True, stdout=subprocess.DEVNULL)
     assistant = json.loads((out / "assistant_train.json").read_text())["annotation"]
     for item in assistant:

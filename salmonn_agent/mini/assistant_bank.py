@@ -18,6 +18,10 @@ from typing import Any
 
 from salmonn_agent.mini.text_bank import SPLITS, number_words, query_bank, split_of
 
+# The actions salmonn-mini was taught to call: its training prompts bind exactly these, as
+# ``salmonn-agent assistant --allow add_note read_notes set_timer list_timers cancel_timer`` does.
+ASSISTANT_TOOLS = ["add_note", "read_notes", "set_timer", "list_timers", "cancel_timer"]
+
 TIMER_LABELS = ["pasta", "tea", "laundry", "oven", "workout", "eggs", "bread", "meeting", "pizza",
                 "rice", "nap", "cookies", "coffee", "soup", "bus", "stretching"]
 TIMER_MINUTES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 30, 40, 45]

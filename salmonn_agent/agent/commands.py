@@ -1,0 +1,265 @@
+"""The ``salmonn-agent assistant`` command: the voice assistant on the microphone or a file.
+
+The main CLI (``salmonn_agent/cli.py``) calls :func:`add_assistant_command` with its model
+options and model loader. Each turn prints one line (window, answer, actions, metrics), or one
+JSON object with ``--json``; user errors are :class:`~salmonn_agent.errors.SalmonnError` s,
+which the main CLI prints as one line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langchain_core.tools import BaseTool
+
+from salmonn_agent.agent.actions import (
+    ActionEvent,
+    ActionsConfig,
+    TimerBoard,
+    TimerInfo,
+    build_actions,
+    check_webhook_url,
+)
+from salmonn_agent.agent.audio_refs import WindowStore
+from salmonn_agent.agent.policy import ActionGate, ActionPolicy, ActionRequest, AuditLog
+from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent
+from salmonn_agent.agent.watch import Detection, SoundWatch, default_action_args
+from salmonn_agent.errors import ConfigError
+from salmonn_agent.mini.default import resolve_model_name
+from salmonn_agent.stream.listener import Listener
+from salmonn_agent.stream.sources import FileSource, MicrophoneSource, Source
+
+WATCH_MAX_TOKENS = 4
+"""The sound watch only needs a yes or a no."""
+
+
+def add_assistant_command(
+    subparsers: argparse._SubParsersAction,
+    *,
+    add_model_options: Callable[[argparse.ArgumentParser], None],
+    load_model: Callable[[argparse.Namespace], Any],
+) -> None:
+    """Register ``assistant`` on the main CLI's subparsers.
+
+    ``add_model_options`` adds the shared ``--model``/``--config``/``--device``/``--dtype``
+    flags; ``load_model(args)`` loads the SALMONN model they name.
+    """
+    p = subparsers.add_parser(
+        "assistant",
+        help="run the voice assistant: it hears requests, answers and acts (through a safety policy)",
+        description=(
+            "Listen to the microphone (or replay a file), answer each spoken request with SALMONN, "
+            "and run the actions it asks for when the policy allows them: --allow names the tools "
+            "heard audio may trigger (none by default) and the only ones the brain is told about; "
+            "risky ones are confirmed on a terminal. "
+            "One line per turn. Stop with Ctrl-C."
+        ),
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--input", type=Path, metavar="FILE", help="replay an audio file as if it were the microphone")
+    src.add_argument("--mic", metavar="DEVICE", help="microphone: index or part of the name (see `devices`)")
+    p.add_argument(
+        "--realtime", action="store_true",
+        help="with --input: pace the file like a live microphone (barge-in applies); otherwise every "
+        "request is answered in turn, as fast as possible",
+    )
+    p.add_argument(
+        "--allow", nargs="+", action="extend", default=[], metavar="TOOL",
+        help="tools heard audio may trigger: add_note read_notes delete_notes set_timer list_timers "
+        "cancel_timer send_webhook emit_event (default: none)",
+    )
+    p.add_argument("--notes", type=Path, metavar="PATH", help="the notes file (default: in the user data folder)")
+    p.add_argument("--webhook", metavar="URL", help="offer send_webhook, which POSTs JSON to this http(s) URL")
+    p.add_argument("--audit", type=Path, metavar="PATH", help="append every action request to this JSON Lines file")
+    p.add_argument(
+        "--barge-in", choices=("cancel", "queue"), default="cancel",
+        help="new speech during an answer: cancel the answer (default) or queue the new request",
+    )
+    p.add_argument(
+        "--watch", action="append", default=[], metavar="TARGET",
+        help="sound watch: report when this is heard, e.g. 'an alarm' (repeatable)",
+    )
+    p.add_argument("--watch-action", metavar="TOOL", help="run this tool once per watched event (e.g. send_webhook)")
+    p.add_argument("--watch-cooldown", type=float, default=10.0, metavar="SECONDS",
+                   help="detections closer than this are one event (default 10)")
+    p.add_argument("--max-turns", type=int, metavar="N", help="stop after N turns")
+    p.add_argument("--max-tokens", type=int, default=64, metavar="N", help="longest answer in tokens (default 64)")
+    p.add_argument("--json", action="store_true", help="JSON Lines: one object per turn and per detection")
+    add_model_options(p)
+    p.set_defaults(handler=run_assistant, load_model=load_model)
+
+
+def run_assistant(args: argparse.Namespace) -> int:
+    """``salmonn-agent assistant``: build the assistant from the options and run it."""
+    _check_numbers(args)
+    source = _source(args)  # a bad --input fails here, before the model loads
+    emit = _printer(args.json)
+    board = TimerBoard(on_fire=lambda timer: emit(_timer_line(timer), {"timer": timer.model_dump()}))
+    try:
+        actions = _actions(args, board, emit)
+        names = [tool.name for tool in actions]
+        _check_names(args, names)
+        audit = AuditLog(args.audit)
+        confirm = _ask_on_terminal if sys.stdin.isatty() else None
+        gate = ActionGate(ActionPolicy(allow=args.allow), audit, confirm=confirm)
+
+        watch_action = None
+        if args.watch_action:
+            # Naming the watch action on the command line allows it, for the watch only.
+            tool = next(t for t in actions if t.name == args.watch_action)
+            default_action_args(tool)  # a tool the watch cannot fill fails before the model loads
+            watch_action = (tool, ActionGate(ActionPolicy(allow=[tool.name]), audit, confirm=confirm))
+
+        from salmonn_agent.chat_model import ChatSALMONN
+
+        model = args.load_model(args)
+        name = args.config or resolve_model_name(args.model)
+        chat = ChatSALMONN(client=model, model=name, temperature=0, max_tokens=args.max_tokens)
+        watch = None
+        if args.watch:
+            watch = SoundWatch(
+                chat.bind(max_tokens=WATCH_MAX_TOKENS), args.watch, action=watch_action, cooldown_s=args.watch_cooldown,
+                on_detect=lambda d: emit(_detection_line(d), d.model_dump(mode="json")),
+            )
+        agent = VoiceAgent(
+            # Least privilege: the brain is offered only the allowed tools (the gate still judges
+            # every call), which also keeps the prompt short.
+            chat, actions=[t for t in actions if t.name in args.allow], gate=gate, store=WindowStore(),
+            config=AgentConfig(barge_in=args.barge_in),
+            on_turn=lambda r: emit(format_turn(r), r.model_dump(mode="json")), watch=watch,
+        )
+        live = args.input is None or args.realtime
+        listener = Listener(source, on_onset=agent.on_onset if live else None)
+        try:
+            listener.start()
+            if isinstance(source, MicrophoneSource):
+                info = source.device_info
+                print(f"Listening on {info.name if info else 'the default input'} (Ctrl-C to stop)...",
+                      file=sys.stderr, flush=True)
+            runner = agent.run if live else agent.process
+            results = asyncio.run(runner(listener, max_turns=args.max_turns))
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            listener.close()
+        _summary(results, agent, args.audit)
+    finally:
+        board.close()
+    return 0
+
+
+def format_turn(result: TurnResult) -> str:
+    """One line per turn: window, answer, actions and latencies."""
+    w, m = result.window, result.metrics
+    flags = [f for f, on in (("interrupted", result.interrupted), ("cancelled", result.cancelled),
+                             ("re-run", result.retried)) if on]
+    head = f"turn {result.turn} [{w.get('id')} {w.get('start', 0):.2f}-{w.get('end', 0):.2f} s]"
+    if flags:
+        head += f" ({', '.join(flags)})"
+    said = f"error: {result.error}" if result.error else json.dumps(result.answer, ensure_ascii=False)
+    acts = "; ".join(
+        f"{a.tool} {'ran' if a.ok else 'failed' if a.allowed else 'denied'}"
+        + ("" if a.ok else f" ({a.error or a.reason})")
+        for a in result.actions
+    ) or "none"
+    ttft = f"{m.ttft_ms:.0f} ms" if m.ttft_ms is not None else "-"
+    return (f"{head} {said} | actions: {acts} | eou {m.eou_delay_ms:.0f} ms, ttft {ttft}, "
+            f"turn {m.turn_ms:.0f} ms")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    if args.max_turns is not None and args.max_turns < 1:
+        raise ConfigError(f"--max-turns must be at least 1, got {args.max_turns}.")
+    if args.max_tokens < 1:
+        raise ConfigError(f"--max-tokens must be at least 1, got {args.max_tokens}.")
+    if args.watch_cooldown < 0:
+        raise ConfigError(f"--watch-cooldown must be 0 or more seconds, got {args.watch_cooldown}.")
+    if args.watch_action and not args.watch:
+        raise ConfigError("--watch-action needs at least one --watch TARGET (what to listen for).")
+    if args.realtime and args.input is None:
+        raise ConfigError("--realtime paces a replayed file: use it with --input FILE.")
+
+
+def _source(args: argparse.Namespace) -> Source:
+    if args.input is None:
+        return MicrophoneSource(args.mic)
+    source = FileSource(args.input, realtime=args.realtime)
+    source.start()  # decodes the file: a missing or unreadable one is reported now
+    return source
+
+
+def _actions(args: argparse.Namespace, board: TimerBoard, emit: Callable[[str, dict[str, Any]], None]) -> list[BaseTool]:
+    given: dict[str, Any] = {}
+    if args.notes is not None:
+        given["notes_path"] = args.notes
+    if args.webhook is not None:
+        given["webhook_url"] = check_webhook_url(args.webhook)
+    config = ActionsConfig(**given)
+
+    def on_event(event: ActionEvent) -> None:
+        emit(f"event {event.event}: {event.details}".rstrip(": "), {"event": event.model_dump(mode="json")})
+
+    return build_actions(config, on_event=on_event, board=board)
+
+
+def _check_names(args: argparse.Namespace, names: list[str]) -> None:
+    for flag, wanted in (("--allow", args.allow), ("--watch-action", [args.watch_action] if args.watch_action else [])):
+        unknown = [name for name in wanted if name not in names]
+        if unknown:
+            hint = " (send_webhook needs --webhook URL)" if "send_webhook" in unknown else ""
+            raise ConfigError(
+                f"{flag} names unknown tools {unknown}{hint}; the assistant's tools are: {', '.join(names)}."
+            )
+
+
+def _ask_on_terminal(request: ActionRequest) -> bool:
+    """Confirm a risky action on the terminal (y/N); anything but yes refuses it."""
+    args = json.dumps(request.args, ensure_ascii=False)
+    where = (request.window or {}).get("id", "?")
+    try:
+        reply = input(f"Heard in {where}: run {request.tool}({args})? [y/N] ")
+    except EOFError:
+        return False
+    return reply.strip().lower() in ("y", "yes")
+
+
+def _printer(as_json: bool) -> Callable[[str, dict[str, Any]], None]:
+    def emit(line: str, record: dict[str, Any]) -> None:
+        print(json.dumps(record, ensure_ascii=False) if as_json else line, flush=True)
+
+    return emit
+
+
+def _timer_line(timer: TimerInfo) -> str:
+    return f"timer {timer.id} '{timer.label}' rang ({timer.seconds:g} s)"
+
+
+def _detection_line(d: Detection) -> str:
+    w = d.window
+    line = f"heard {d.target} [{w.get('id')} {w.get('start', 0):.2f}-{w.get('end', 0):.2f} s]"
+    if d.action is not None:
+        a = d.action
+        line += f" | {a.tool} {'ran' if a.ok else 'failed' if a.allowed else 'denied'}"
+        if not a.ok:
+            line += f" ({a.error or a.reason})"
+    return line
+
+
+def _summary(results: list[TurnResult], agent: VoiceAgent, audit: Path | None) -> None:
+    outcomes = [a for r in results for a in r.actions]
+    allowed = sum(a.allowed for a in outcomes)
+    events = sum(d.new_event for d in agent.detections)
+    text = (f"{len(results)} turns; {len(outcomes)} actions ({allowed} allowed, {len(outcomes) - allowed} "
+            f"denied); {events} watched events")
+    if audit is not None:
+        text += f"; audit log: {audit}"
+    print(text + ".", file=sys.stderr)

@@ -1,0 +1,85 @@
+"""``salmonn-agent assistant``: replays a recording offline with the tiny model, errors in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from salmonn_agent.audio import load_audio
+from salmonn_agent.cli import main
+from salmonn_agent.mini.default import MODEL_ENV, default_model_available
+from salmonn_agent.stream import testing as synth
+from salmonn_agent.stream.testing import SceneBuilder
+
+SR = 16_000
+SPEECH = Path(__file__).resolve().parents[1] / "fixtures" / "stream"
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    """Two spoken requests with an alarm between them."""
+    x, _ = (SceneBuilder(noise_db=-60).silence(0.5).speech(load_audio(SPEECH / "lights.flac")).silence(1.0)
+            .sound(synth.alarm(1.0)).silence(1.0).speech(load_audio(SPEECH / "timer.flac")).silence(1.0).build())
+    path = tmp_path_factory.mktemp("cli") / "scene.wav"
+    sf.write(path, x, SR)
+    return path
+
+
+@pytest.fixture
+def base_args(tiny_model_dir, tmp_path) -> list[str]:
+    return ["--model", str(tiny_model_dir), "--max-tokens", "4", "--notes", str(tmp_path / "notes.txt"),
+            "--audit", str(tmp_path / "audit.jsonl")]
+
+
+def test_replays_a_file_with_one_line_per_turn(scene, base_args, tmp_path, capsys):
+    assert main(["assistant", "--input", str(scene), *base_args, "--allow", "add_note", "--watch", "an alarm"]) == 0
+    out, err = capsys.readouterr()
+    turns = [line for line in out.splitlines() if line.startswith("turn ")]
+    assert [line.split()[:3] for line in turns] == [["turn", "1", "[w1"], ["turn", "2", "[w3"]]  # w2: the alarm
+    assert all("| actions: " in line and "ttft" in line for line in turns)
+    assert "2 turns" in err and str(tmp_path / "audit.jsonl") in err
+
+
+def test_json_lines_and_max_turns(scene, base_args, capsys):
+    assert main(["assistant", "--input", str(scene), *base_args, "--json", "--max-turns", "1"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    [turn] = [r for r in records if "turn" in r]
+    assert turn["window"]["id"] == "w1" and turn["metrics"]["eou_delay_ms"] > 0
+    assert turn["metrics"]["turn_ms"] >= turn["metrics"]["ttft_ms"]
+
+
+def test_realtime_replay_runs_the_live_loop(tmp_path, base_args, capsys):
+    x, _ = SceneBuilder(noise_db=-60).silence(0.3).speech(load_audio(SPEECH / "yes.flac")).silence(0.9).build()
+    path = tmp_path / "yes.wav"
+    sf.write(path, x, SR)
+    assert main(["assistant", "--input", str(path), "--realtime", *base_args]) == 0
+    turns = [line for line in capsys.readouterr().out.splitlines() if line.startswith("turn ")]
+    assert len(turns) == 1 and "cancelled" not in turns[0]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--input", "{missing}"], "not found"),
+    (["--input", "{scene}", "--allow", "add_nots"], "unknown tools ['add_nots']"),
+    (["--input", "{scene}", "--allow", "send_webhook"], "needs --webhook"),
+    (["--input", "{scene}", "--webhook", "ftp://example.com/hook"], "http"),
+    (["--input", "{scene}", "--watch-action", "emit_event"], "needs at least one --watch"),
+    (["--input", "{scene}", "--watch", "an alarm", "--watch-action", "list_timers"], "action_args"),
+    (["--input", "{scene}", "--max-turns", "0"], "--max-turns"),
+])
+def test_user_errors_are_one_line_and_exit_2(extra, message, scene, base_args, tmp_path, capsys):
+    argv = [a.format(missing=tmp_path / "missing.wav", scene=scene) for a in extra]
+    assert main(["assistant", *argv, *base_args]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith("salmonn-agent: error: ") and message in err
+
+
+@pytest.mark.skipif(default_model_available(), reason="this installation ships the default model")
+def test_without_a_model_the_error_says_how_to_get_one(scene, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    assert main(["assistant", "--input", str(scene), "--notes", str(tmp_path / "n.txt")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--model DIR" in err
