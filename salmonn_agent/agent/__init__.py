@@ -6,7 +6,11 @@
   audio goes through (allowlist, argument checks, rate limits, confirmation, audit log).
 * :mod:`~salmonn_agent.agent.audio_refs` and :mod:`~salmonn_agent.agent.hearing`: hearing
   tools (transcribe, describe, ask about or listen to audio) for any LangChain agent;
-* :mod:`~salmonn_agent.agent.runtime`: :class:`VoiceAgent`, the voice-assistant loop.
+* :mod:`~salmonn_agent.agent.runtime`: :class:`VoiceAgent`, the voice-assistant loop, with
+  :mod:`~salmonn_agent.agent.memory` (bounded conversation memory) and
+  :mod:`~salmonn_agent.agent.watch` (:class:`SoundWatch`: act once per detected sound event).
+
+The names below load on first use (``salmonn-agent`` starts without importing LangChain).
 
     from salmonn_agent.agent import ActionGate, ActionPolicy, AuditLog, NotesBook, notes_tools
 
@@ -14,52 +18,51 @@
     tools = gate.guard(notes_tools(NotesBook("notes.txt")), context=lambda: {"turn": 1})
 """
 
-from salmonn_agent.agent.actions import (
-    ActionError,
-    ActionEvent,
-    ActionsConfig,
-    NotesBook,
-    TimerBoard,
-    TimerInfo,
-    build_actions,
-    event_tool,
-    notes_tools,
-    timer_tools,
-    webhook_tool,
-)
-from salmonn_agent.agent.policy import (
-    ActionDecision,
-    ActionGate,
-    ActionOutcome,
-    ActionPolicy,
-    ActionRequest,
-    AuditLog,
-    AuditRecord,
-    DecisionCode,
-    GatedTool,
-    RateLimit,
-)
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "ActionDecision",
-    "ActionError",
-    "ActionEvent",
-    "ActionGate",
-    "ActionOutcome",
-    "ActionPolicy",
-    "ActionRequest",
-    "ActionsConfig",
-    "AuditLog",
-    "AuditRecord",
-    "DecisionCode",
-    "GatedTool",
-    "NotesBook",
-    "RateLimit",
-    "TimerBoard",
-    "TimerInfo",
-    "build_actions",
-    "event_tool",
-    "notes_tools",
-    "timer_tools",
-    "webhook_tool",
-]
+_EXPORTS = {
+    "ActionError": "actions",
+    "ActionEvent": "actions",
+    "ActionsConfig": "actions",
+    "NotesBook": "actions",
+    "TimerBoard": "actions",
+    "TimerInfo": "actions",
+    "build_actions": "actions",
+    "event_tool": "actions",
+    "notes_tools": "actions",
+    "timer_tools": "actions",
+    "webhook_tool": "actions",
+    "ActionDecision": "policy",
+    "ActionGate": "policy",
+    "ActionOutcome": "policy",
+    "ActionPolicy": "policy",
+    "ActionRequest": "policy",
+    "AuditLog": "policy",
+    "AuditRecord": "policy",
+    "DecisionCode": "policy",
+    "GatedTool": "policy",
+    "RateLimit": "policy",
+    "AudioRefError": "audio_refs",
+    "AudioResolver": "audio_refs",
+    "ResolvedAudio": "audio_refs",
+    "WindowStore": "audio_refs",
+    "HearingError": "hearing",
+    "HearingTools": "hearing",
+    "ConversationMemory": "memory",
+    "AgentConfig": "runtime",
+    "TurnMetrics": "runtime",
+    "TurnResult": "runtime",
+    "VoiceAgent": "runtime",
+    "Detection": "watch",
+    "SoundWatch": "watch",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'salmonn_agent.agent' has no attribute {name!r}")
+    return getattr(import_module(f"salmonn_agent.agent.{module}"), name)

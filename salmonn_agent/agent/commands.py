@@ -16,24 +16,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from langchain_core.tools import BaseTool
+from typing import TYPE_CHECKING
 
-from salmonn_agent.agent.actions import (
-    ActionEvent,
-    ActionsConfig,
-    TimerBoard,
-    TimerInfo,
-    build_actions,
-    check_webhook_url,
-)
-from salmonn_agent.agent.audio_refs import WindowStore
-from salmonn_agent.agent.policy import ActionGate, ActionPolicy, ActionRequest, AuditLog
-from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent
-from salmonn_agent.agent.watch import Detection, SoundWatch, default_action_args
 from salmonn_agent.errors import ConfigError
-from salmonn_agent.mini.default import resolve_model_name
-from salmonn_agent.stream.listener import Listener
-from salmonn_agent.stream.sources import FileSource, MicrophoneSource, Source
+
+if TYPE_CHECKING:  # the heavy modules load when the command runs, not with every CLI start
+    from langchain_core.tools import BaseTool
+
+    from salmonn_agent.agent.actions import ActionEvent, TimerBoard, TimerInfo
+    from salmonn_agent.agent.policy import ActionRequest
+    from salmonn_agent.agent.runtime import TurnResult, VoiceAgent
+    from salmonn_agent.agent.watch import Detection
+    from salmonn_agent.stream.sources import Source
 
 WATCH_MAX_TOKENS = 4
 """The sound watch only needs a yes or a no."""
@@ -97,6 +91,15 @@ def add_assistant_command(
 
 def run_assistant(args: argparse.Namespace) -> int:
     """``salmonn-agent assistant``: build the assistant from the options and run it."""
+    from salmonn_agent.agent.actions import TimerBoard
+    from salmonn_agent.agent.audio_refs import WindowStore
+    from salmonn_agent.agent.policy import ActionGate, ActionPolicy, AuditLog
+    from salmonn_agent.agent.runtime import AgentConfig, VoiceAgent
+    from salmonn_agent.agent.watch import SoundWatch, default_action_args
+    from salmonn_agent.mini.default import resolve_model_name
+    from salmonn_agent.stream.listener import Listener
+    from salmonn_agent.stream.sources import MicrophoneSource
+
     _check_numbers(args)
     source = _source(args)  # a bad --input fails here, before the model loads
     emit = _printer(args.json)
@@ -190,6 +193,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def _source(args: argparse.Namespace) -> Source:
+    from salmonn_agent.stream.sources import FileSource, MicrophoneSource
+
     if args.input is None:
         return MicrophoneSource(args.mic)
     source = FileSource(args.input, realtime=args.realtime)
@@ -198,6 +203,8 @@ def _source(args: argparse.Namespace) -> Source:
 
 
 def _actions(args: argparse.Namespace, board: TimerBoard, emit: Callable[[str, dict[str, Any]], None]) -> list[BaseTool]:
+    from salmonn_agent.agent.actions import ActionsConfig, build_actions, check_webhook_url
+
     given: dict[str, Any] = {}
     if args.notes is not None:
         given["notes_path"] = args.notes
