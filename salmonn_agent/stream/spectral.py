@@ -29,6 +29,9 @@ _NOISE_FLOOR_GAIN_DB = 6.0
 _MAX_FRAMES = 32  # longer events are judged on evenly spread stretches (bounded cost)
 _STRETCH = 16  # frames per stretch (8 blocks)
 _CONTEXT_FRAMES = 6  # noise spectrum from at most 0.18 s before the event
+# Band power floor, far below any real noise (a full-scale tone is ~5e4 in its band): after
+# digital silence the measured noise is exactly 0, and log10(0) would turn the score into NaN.
+_ABS_FLOOR = 1e-6
 
 
 @lru_cache(maxsize=1)
@@ -92,7 +95,8 @@ def speech_score(event: np.ndarray, floor_db: float, context: np.ndarray | None 
     power = power[n_ctx:]
     b_power = power[0::2] + power[1::2]  # 60 ms blocks (sums of two frames)
     b_active = active[0::2] & active[1::2]
-    log = np.log10(np.maximum(b_power, noise * (2 * 10 ** (_NOISE_FLOOR_GAIN_DB / 10))))
+    floor = np.maximum(noise * (2 * 10 ** (_NOISE_FLOOR_GAIN_DB / 10)), _ABS_FLOOR)
+    log = np.log10(np.maximum(b_power, floor))
     change = np.abs(np.diff(log - log.mean(axis=1, keepdims=True), axis=0)).mean(axis=1)
     pairs = b_active[1:] & b_active[:-1]
     if stretched:  # no pair across two stretches

@@ -253,3 +253,17 @@ def test_silero_confirmation_rejects_steady_sounds(clips):
     assert [w.kind for w in windows] == ["sound", "speech", "sound"]
     assert windows[1].metrics.speech_prob > 0.9
     assert abs(windows[1].event_start - events[1].start) <= TOL
+
+
+def test_sound_after_digital_silence_scores_without_numeric_warnings():
+    import warnings
+
+    from salmonn_agent.stream.testing import chord
+
+    silence = np.zeros(16_000, np.float32)
+    clip = np.concatenate([silence, chord(seconds=2.0).astype(np.float32), silence])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # log10(0) used to turn the speech score into NaN
+        windows = segment(clip)
+    assert [w.kind for w in windows] == ["sound"]
+    assert np.isfinite(windows[0].metrics.speech_score)
