@@ -1,0 +1,349 @@
+"""Benchmark the voice assistant on a replayed spoken conversation: latency and right actions.
+
+Makes a conversation of ``--requests`` held-out spoken requests from
+:mod:`salmonn_agent.mini.assistant_bank` (commands for set_timer, add_note, list_timers and
+read_notes, plus ``--questions`` spoken questions), each said by a held-out espeak-ng voice
+and followed by 1.2 s of silence, as one 16 kHz WAV. The voice assistant then hears it exactly
+as ``salmonn-agent assistant --input FILE --allow add_note read_notes set_timer list_timers
+cancel_timer`` would (same actions, policy, model settings; a Listener on a FileSource), in
+this process, with its notes in a temporary file. Everything is deterministic in ``--seed``.
+
+Without ``--realtime`` the file is replayed as fast as possible and every request is answered
+in turn (the command's path): ``eou_delay_ms`` is the front-end's delay in stream time (end of
+the speech to the window) and ``ttft_ms``/``turn_ms`` are wall times from the window reaching
+the assistant. ``--realtime`` paces the file like a microphone (barge-in applies).
+
+Prints one JSON object:
+
+* ``eou_to_first_token_ms``: median over turns of ``eou_delay_ms + ttft_ms``;
+* ``turn_ms``, ``ttft_ms``, ``eou_delay_ms``: medians over turns;
+* ``actions_correct``: fraction of the spoken commands whose turn called exactly the expected
+  tool with the expected arguments (numbers equal; a note's text within a word error rate of
+  0.25 after normalising case and punctuation; strings equal after that normalisation; an
+  argument left out counts as its default, e.g. a timer's label "timer");
+* ``questions_answered`` (answered in words, no tool called) and ``questions_correct`` (the
+  answer contains the expected words), as fractions of the questions;
+* ``turns``, ``requests``, ``commands``, ``questions``, ``unmatched_turns`` (windows that
+  overlap no request), ``model``, ``device``, ``threads``...;
+  with ``--details``, ``details``: per request its text, what was expected and what was got.
+
+Windows are matched to requests by time (the request whose speech overlaps the window most).
+
+Usage: python tools/bench_agent.py --json [--model DIR] [--requests 12] [--questions 2]
+       [--seed 0] [--realtime] [--details] [--threads 2] [--save-wav conversation.wav]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import sys
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jiwer
+import numpy as np
+import soundfile as sf
+
+from salmonn_agent.agent import (
+    ActionGate,
+    ActionPolicy,
+    ActionsConfig,
+    AuditLog,
+    AuditRecord,
+    TimerBoard,
+    build_actions,
+)
+from salmonn_agent.agent.audio_refs import WindowStore
+from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent
+from salmonn_agent.audio import SAMPLE_RATE
+from salmonn_agent.errors import ConfigError, SalmonnError
+from salmonn_agent.mini import sounds as S
+from salmonn_agent.mini.assistant_bank import ASSISTANT_TOOLS, Request, sample_requests
+from salmonn_agent.stream import FileSource, Listener
+from salmonn_agent.stream.testing import SceneBuilder
+
+COMMAND_TOOLS = ("set_timer", "add_note", "list_timers", "read_notes")
+"""The actions the spoken commands ask for."""
+ALLOW = list(ASSISTANT_TOOLS)
+"""What ``--allow`` gives the assistant in the benchmark (the tools salmonn-mini was taught)."""
+GAP_S = 1.2
+LEAD_S = 0.5
+NOTE_MAX_WER = 0.25
+MAX_TOKENS = 64
+"""``salmonn-agent assistant``'s default ``--max-tokens``."""
+
+
+@dataclass(frozen=True)
+class Spoken:
+    """A request as said in the conversation: its speech spans ``start``-``end`` seconds."""
+
+    request: Request
+    start: float
+    end: float
+    voice: str
+
+
+# ---------------------------------------------------------------- the conversation
+
+
+def pick_requests(n: int, questions: int, seed: int) -> list[Request]:
+    """``n`` distinct held-out requests: ``n - questions`` commands and ``questions`` questions,
+    in the order :func:`sample_requests` draws them."""
+    want = {"command": n - questions, "question": questions}
+    chosen: list[Request] = []
+    seen: set[str] = set()
+    for request in sample_requests("test", 50 * n + 200, seed):
+        kind = "question" if request.tool is None else "command" if request.tool in COMMAND_TOOLS else None
+        if kind is None or want[kind] == 0 or request.text in seen:
+            continue
+        seen.add(request.text)
+        want[kind] -= 1
+        chosen.append(request)
+        if not any(want.values()):
+            return chosen
+    raise ConfigError(f"The held-out bank has too few distinct requests for --requests {n}: ask for fewer.")
+
+
+def speak_conversation(requests: list[Request], seed: int) -> tuple[np.ndarray, list[Spoken]]:
+    """The requests said one after another by held-out voices, with :data:`GAP_S` of silence between."""
+    scene = SceneBuilder(noise_db=-65.0, seed=seed).silence(LEAD_S)
+    voices = []
+    for index, request in enumerate(requests):
+        rng = np.random.default_rng([seed, index, 8080])
+        voice = S.draw_voice(rng, held_out=True)
+        try:
+            said = S.speak(request.text, voice)
+        except RuntimeError as err:  # espeak-ng failed: not the assistant's fault
+            raise ConfigError(f"Could not speak {request.text!r}: {err}") from None
+        speech = S.set_rms_db(said, float(rng.uniform(-28.0, -18.0)))
+        scene.speech(speech, label=request.text).silence(GAP_S)
+        voices.append(voice.name)
+    samples, events = scene.build()
+    spoken = [Spoken(r, e.start, e.end, v) for r, e, v in zip(requests, events, voices, strict=True)]
+    return samples, spoken
+
+
+# ---------------------------------------------------------------- the assistant
+
+
+async def run_assistant(
+    wav: Path, model: Any, name: str, notes: Path, *, realtime: bool, max_tokens: int
+) -> tuple[list[TurnResult], list[AuditRecord], dict[str, dict[str, Any]]]:
+    """Replay ``wav`` to the assistant built as ``salmonn-agent assistant`` builds it.
+
+    Returns the turns, the audit records (every action call with its turn) and the action
+    tools' argument defaults.
+    """
+    from salmonn_agent.chat_model import ChatSALMONN
+
+    with TimerBoard() as board:
+        # As the command does: the brain is offered only the allowed tools.
+        actions = [t for t in build_actions(ActionsConfig(notes_path=notes), board=board) if t.name in ALLOW]
+        gate = ActionGate(ActionPolicy(allow=ALLOW), AuditLog())
+        chat = ChatSALMONN(client=model, model=name, temperature=0, max_tokens=max_tokens)
+        agent = VoiceAgent(chat, actions=actions, gate=gate, store=WindowStore(), config=AgentConfig())
+        listener = Listener(FileSource(wav, realtime=realtime), on_onset=agent.on_onset if realtime else None)
+        try:
+            listener.start()
+            results = await (agent.run(listener) if realtime else agent.process(listener))
+        finally:
+            listener.close()
+    defaults = {t.name: {k: v["default"] for k, v in t.args.items() if "default" in v} for t in actions}
+    return results, gate.audit.records(), defaults
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def normalize(text: str) -> str:
+    """Lower case, punctuation to spaces, single spaces."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def value_matches(key: str, expected: Any, got: Any) -> bool:
+    """Whether one argument is right (see the module docstring for the rules)."""
+    if key == "text" and isinstance(expected, str):
+        return isinstance(got, str) and bool(normalize(got)) and jiwer.wer(normalize(expected), normalize(got)) <= NOTE_MAX_WER
+    if _number(expected) is not None:
+        return _number(got) is not None and abs(_number(expected) - _number(got)) < 1e-6
+    if isinstance(expected, str):
+        return isinstance(got, str) and normalize(expected) == normalize(got)
+    return expected == got
+
+
+def args_match(expected: dict[str, Any], got: dict[str, Any], defaults: dict[str, Any]) -> bool:
+    """Whether ``got`` equals ``expected``, arguments left out on either side taking their defaults."""
+    return all(
+        value_matches(key, expected.get(key, defaults.get(key)), got.get(key, defaults.get(key)))
+        for key in set(expected) | set(got)
+    )
+
+
+def assign_turns(spoken: list[Spoken], results: list[TurnResult]) -> list[list[TurnResult]]:
+    """The turns of each request: each turn goes to the request its window overlaps most."""
+    turns: list[list[TurnResult]] = [[] for _ in spoken]
+    for result in results:
+        start, end = float(result.window.get("start", 0.0)), float(result.window.get("end", 0.0))
+        overlaps = [min(end, s.end) - max(start, s.start) for s in spoken]
+        best = int(np.argmax(overlaps))
+        if overlaps[best] > 0:
+            turns[best].append(result)
+    return turns
+
+
+def score(
+    spoken: list[Spoken], results: list[TurnResult], records: list[AuditRecord], defaults: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Accuracy figures and per-request details."""
+    calls: dict[int, list[AuditRecord]] = defaultdict(list)
+    for record in records:
+        if record.turn is not None:
+            calls[record.turn].append(record)
+    commands = correct = questions = answered = right_answers = 0
+    details = []
+    assigned = assign_turns(spoken, results)
+    for said, turns in zip(spoken, assigned, strict=True):
+        request = said.request
+        made = [record for turn in turns for record in calls[turn.turn]]
+        answer = " ".join(turn.answer for turn in turns if turn.answer).strip()
+        if request.tool is not None:
+            commands += 1
+            ok = len(made) == 1 and made[0].tool == request.tool and args_match(
+                request.args, made[0].args, defaults.get(request.tool, {})
+            )
+            correct += ok
+            expected: dict[str, Any] = {"tool": request.tool, "args": request.args}
+        else:
+            questions += 1
+            words = not made and bool(answer)
+            ok = words and normalize(str(request.answer)) in normalize(answer)
+            answered += words
+            right_answers += ok
+            expected = {"answer": request.answer}
+        details.append({
+            "text": request.text,
+            "voice": said.voice,
+            "speech": [round(said.start, 2), round(said.end, 2)],
+            "expected": expected,
+            "got": {
+                "windows": [turn.window.get("id") for turn in turns],
+                "calls": [{"tool": r.tool, "args": r.args, "decision": r.decision} for r in made],
+                "answer": answer,
+            },
+            "correct": ok,
+        })
+    figures = {
+        "commands": commands,
+        "questions": questions,
+        "actions_correct": round(correct / commands, 3) if commands else None,
+        "questions_answered": round(answered / questions, 3) if questions else None,
+        "questions_correct": round(right_answers / questions, 3) if questions else None,
+        "unmatched_turns": len(results) - sum(len(turns) for turns in assigned),
+    }
+    return figures, details
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 1) if values else None
+
+
+# ---------------------------------------------------------------- main
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The benchmark's JSON object."""
+    import torch
+
+    from salmonn_agent.mini.default import load_model, resolve_model_name
+
+    if args.requests < 1 or not 0 <= args.questions < args.requests:
+        raise ConfigError(
+            f"--requests must be at least 1 and --questions between 0 and --requests - 1, got "
+            f"{args.requests} and {args.questions}."
+        )
+    if args.max_tokens < 1:
+        raise ConfigError(f"--max-tokens must be at least 1, got {args.max_tokens}.")
+    if not S.espeak_available():
+        raise ConfigError("espeak-ng is not installed (it speaks the requests): apt-get install espeak-ng.")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+
+    samples, spoken = speak_conversation(pick_requests(args.requests, args.questions, args.seed), args.seed)
+    model = load_model(args.model, device=args.device)
+    name = resolve_model_name(args.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = args.save_wav or Path(tmp) / "conversation.wav"
+        sf.write(wav, samples, SAMPLE_RATE, subtype="PCM_16")
+        results, records, defaults = asyncio.run(run_assistant(
+            wav, model, name, Path(tmp) / "notes.txt", realtime=args.realtime, max_tokens=args.max_tokens,
+        ))
+    figures, details = score(spoken, results, records, defaults)
+
+    metrics = [r.metrics for r in results]
+    out: dict[str, Any] = {
+        "eou_to_first_token_ms": _median([m.eou_delay_ms + m.ttft_ms for m in metrics if m.ttft_ms is not None]),
+        "turn_ms": _median([m.turn_ms for m in metrics]),
+        "ttft_ms": _median([m.ttft_ms for m in metrics if m.ttft_ms is not None]),
+        "eou_delay_ms": _median([m.eou_delay_ms for m in metrics]),
+        "actions_correct": figures.pop("actions_correct"),
+        "questions_answered": figures.pop("questions_answered"),
+        "questions_correct": figures.pop("questions_correct"),
+        "turns": len(results),
+        "requests": len(spoken),
+        **figures,
+        "actions_run": sum(r.decision == "allowed" for r in records),
+        "actions_refused": sum(r.decision == "denied" for r in records),
+        "audio_s": round(samples.size / SAMPLE_RATE, 2),
+        "realtime": args.realtime,
+        "seed": args.seed,
+        "model": name,
+        "device": str(model.device),
+        "threads": torch.get_num_threads(),
+    }
+    if args.details:
+        out["details"] = details
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; user errors are one line on stderr and exit status 2."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print JSON (the only output format)")
+    parser.add_argument("--model", help="a salmonn-agent model directory (default: the embedded model)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
+    parser.add_argument("--requests", type=int, default=12, help="spoken requests in the conversation (default 12)")
+    parser.add_argument("--questions", type=int, default=2, help="how many of them are questions (default 2)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--realtime", action="store_true", help="pace the replay like a live microphone")
+    parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help=f"longest answer (default {MAX_TOKENS})")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2; 0: torch's default)")
+    parser.add_argument("--details", action="store_true", help="add per-request details")
+    parser.add_argument("--save-wav", type=Path, metavar="PATH", help="also keep the conversation's WAV here")
+    args = parser.parse_args(argv)
+    try:
+        result = run(args)
+    except SalmonnError as err:
+        print(f"bench_agent: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
