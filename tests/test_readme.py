@@ -1,4 +1,8 @@
-"""Every Python example in README.md runs (against a tiny local model at the README's path)."""
+"""Every Python example and command in README.md runs.
+
+Examples that name ``runs/tiny/...`` get a tiny local model there; the others use the embedded
+default model, salmonn-mini, whose base parts are prepared once per session (``mini_cache``).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), fl
 
 
 @pytest.mark.parametrize("code", BLOCKS)
-def test_readme_python_example_runs(code, tiny_model_dir, tmp_path, capsys):
+def test_readme_python_example_runs(code, tiny_model_dir, mini_parts, mini_cache, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SALMONN_AGENT_CACHE", str(mini_cache))
     shutil.copytree(tiny_model_dir.parent, tmp_path / "runs" / "tiny")
     shutil.copytree(ROOT / "examples" / "audio", tmp_path / "examples" / "audio")
     cwd = os.getcwd()
@@ -35,7 +40,7 @@ COMMANDS = [
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_readme_cli_example_runs(command, tiny_model_dir, tmp_path):
+def test_readme_cli_example_runs(command, tiny_model_dir, mini_parts, mini_cache, tmp_path):
     import shlex
     import subprocess
     import sys
@@ -46,6 +51,7 @@ def test_readme_cli_example_runs(command, tiny_model_dir, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "salmonn_agent.cli", *argv[1:]],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "SALMONN_AGENT_CACHE": str(mini_cache)},
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()

@@ -14,10 +14,16 @@ Prints one JSON object:
 
 Sizes are those of tools/bench_model.py: ``small`` has Whisper tiny's encoder shape and
 SmolLM2-135M's LLM shape; ``tiny`` is the test model. Random weights run at the speed of
-trained ones; answers run to ``--tokens`` tokens (the random model rarely stops earlier).
+trained ones; answers run to ``--tokens`` tokens (the random model rarely stops earlier), so
+decoding weighs the same in both turns.
 
-Usage: python tools/bench_chat.py --json [--size small|tiny] [--tokens 16] [--repeats 3]
-       [--prefix-cache-size 4]
+``--model salmonn-mini`` (or a model directory) measures a trained model instead, on
+``examples/audio/speech.wav`` (each repeat adds a different -80 dB dither, so every first turn
+is a clip the caches have not seen); its answers end where the model ends them, at most
+``--tokens``.
+
+Usage: python tools/bench_chat.py --json [--size small|tiny | --model salmonn-mini|DIR]
+       [--tokens 16] [--repeats 3] [--prefix-cache-size 4]
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,8 +53,20 @@ SIZES = {
 }
 
 
-def _clip(seed: int, seconds: float) -> np.ndarray:
+SPEECH = Path(__file__).resolve().parent.parent / "examples" / "audio" / "speech.wav"
+
+
+def _noise_clip(seed: int, seconds: float) -> np.ndarray:
     return (np.random.default_rng(seed).standard_normal(int(seconds * SR)) * 0.1).astype(np.float32)
+
+
+def _speech_clip(seed: int, seconds: float) -> np.ndarray:
+    """The example speech with a seed-dependent dither far below hearing (a new cache key)."""
+    from salmonn_agent.audio import load_audio
+
+    speech = load_audio(SPEECH)
+    dither = np.random.default_rng(seed).standard_normal(len(speech)) * 1e-4
+    return (speech + dither).astype(np.float32)
 
 
 def _timed(fn) -> float:
@@ -60,6 +79,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print JSON (the only output format)")
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--model", help="a trained model instead: salmonn-mini or a model directory")
     parser.add_argument("--tokens", type=int, default=16, help="max tokens per answer")
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length")
     parser.add_argument("--concurrency", type=int, default=8)
@@ -71,9 +91,15 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model = SALMONN.from_pretrained(build_tiny_model(tmp, **SIZES[args.size]), device="cpu")
-    chat = ChatSALMONN(client=model, model=f"bench-{args.size}", temperature=0, max_tokens=args.tokens,
+    if args.model:
+        from salmonn_agent.mini.default import load_model
+
+        model, name, _clip = load_model(args.model, device="cpu"), args.model, _speech_clip
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            model = SALMONN.from_pretrained(build_tiny_model(tmp, **SIZES[args.size]), device="cpu")
+        name, _clip = f"bench-{args.size}", _noise_clip
+    chat = ChatSALMONN(client=model, model=name, temperature=0, max_tokens=args.tokens,
                        batch_window_ms=20, prefix_cache_size=args.prefix_cache_size)
     chat.invoke([audio_message(_clip(999, args.seconds), "warm up", sample_rate=SR)])
 
@@ -115,7 +141,7 @@ def main() -> int:
         concurrent = _timed(lambda: list(pool.map(one, requests)))
 
     result = {
-        "size": args.size,
+        "model": name,
         "threads": torch.get_num_threads(),
         "clip_seconds": args.seconds,
         "answer_tokens": round(statistics.mean(answer_tokens), 1),
