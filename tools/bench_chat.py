@@ -143,7 +143,7 @@ def main() -> int:
     result = {
         "model": name,
         "threads": torch.get_num_threads(),
-        "clip_seconds": args.seconds,
+        "clip_seconds": round(len(_clip(0, args.seconds)) / SR, 2),
         "answer_tokens": round(statistics.mean(answer_tokens), 1),
         "first_turn_ms": round(statistics.median(first) * 1000, 1),
         "second_turn_ms": round(statistics.median(second) * 1000, 1),
