@@ -15,7 +15,7 @@ Steps (each skipped when its output already exists, so an interrupted run resume
 
 Usage: python tools/train_mini.py [--skip-export]
 On a 2-core CPU the whole run takes about two hours (stage 1: 400 steps, stage 2: 500 steps,
-about 5-6 s each at batch 8; the assistant stage: 50 steps at about 15 s).
+about 6 s and 5 s a step at batch 8; the assistant stage: 50 steps at about 16 s).
 """
 
 from __future__ import annotations
