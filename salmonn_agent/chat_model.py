@@ -165,7 +165,8 @@ class ChatSALMONN(BaseChatModel):
     device: str | None = None
     """Where to load the model (``cpu``, ``cuda``, ...; None picks the best available)."""
     dtype: str = "float32"
-    """Weights' dtype when loading: ``float32``, ``bfloat16`` or ``float16``."""
+    """Weights' dtype when loading: ``float32``, ``bfloat16``, ``float16`` or ``int8`` (CPU: the LLM's
+    linear layers quantized to 8 bits, see ``SALMONN.quantize_llm``)."""
 
     temperature: float | None = None
     """0 (or None): greedy decoding; above 0: sampling at that temperature."""

@@ -72,7 +72,9 @@ def add_model_options(parser: argparse.ArgumentParser, device_flag: str = "--dev
     group.add_argument(
         device_flag, dest="model_device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)"
     )
-    group.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
+    group.add_argument("--dtype", default="float32",
+                       help="float32 (default), bfloat16, float16, or int8 (CPU only: the LLM's linear layers "
+                            "in 8 bits, about 2x faster answers)")
 
 
 def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns SALMONN, imported lazily

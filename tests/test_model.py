@@ -175,6 +175,26 @@ def test_bfloat16_model_generates(tiny_model_dir, noise_clips):
     assert isinstance(model.generate(audio, "hello", num_beams=2, max_new_tokens=4)[0], str)
 
 
+def test_int8_model_quantizes_the_llm_only_and_keeps_its_outputs(tiny_model, tiny_model_dir, noise_clips):
+    from salmonn_agent.model.salmonn import SALMONN, place_model
+
+    model = SALMONN.from_pretrained(tiny_model_dir, dtype="int8")
+    assert model.quantized and model.dtype == torch.float32
+    layer = model.llm.get_base_model().model.layers[0]
+    assert "quantized" in type(layer.mlp.down_proj).__module__
+    assert "quantized" in type(layer.self_attn.q_proj.base_layer).__module__  # under LoRA
+    assert layer.self_attn.q_proj.lora_A["default"].weight.dtype == torch.float32  # LoRA stays float
+    (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    inputs = tiny_model.embed_prompts([tiny_model.render_prompt("hello")], [[audio]])
+    with torch.no_grad():
+        exact = tiny_model.llm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask).logits
+        approx = model.llm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask).logits
+    assert torch.nn.functional.cosine_similarity(exact.flatten(), approx.flatten(), dim=0) > 0.99
+    assert isinstance(model.generate(audio, "hello", max_new_tokens=4)[0], str)
+    with pytest.raises(ConfigError, match="CPU"):
+        place_model(model, "cuda", "int8")
+
+
 # --------------------------------------------------------------------- prefix KV cache
 def _next_turn(prompt: str, answer: str, question: str) -> str:
     return f"{prompt} {answer}\nUSER: {question}\nASSISTANT:"

@@ -5,11 +5,14 @@ Steps (each skipped when its output already exists, so an interrupted run resume
 2. generate the synthetic dataset (``tools/make_mini_data.py``, seed 0) into ``runs/mini/data``
    plus the small validation subsets the stage configs use;
 3. build the untrained model (``runs/mini/init``, seed 0);
-4. train the stages with ``salmonn-agent train``: ``examples/mini/stage1.yaml`` (Q-Former and
-   projection alone on ASR + captions), ``stage2.yaml`` (instruction tuning with LoRA),
-   ``stage_assistant.yaml`` (the voice assistant's spoken requests, answered with tool calls; its
-   data comes from ``tools/make_assistant_data.py`` into ``runs/mini/assistant``) and
-   ``stage3.yaml`` (activation tuning);
+4. train the stages with ``salmonn-agent train``: ``examples/mini/stage_align.yaml`` (the Q-Former
+   and projection alone, CTC-aligned to the LLM's input embeddings of what each clip says and
+   sounds like: ``run.objective: ctc``, see ``salmonn_agent/training/alignment.py``; it replaces
+   SALMONN's LLM-driven pretraining stage, which did not teach a small Q-Former to hear words on a
+   CPU budget), ``stage2.yaml`` (instruction tuning with LoRA), ``stage_assistant.yaml`` (the voice
+   assistant's spoken requests, answered with tool calls; its data comes from
+   ``tools/make_assistant_data.py`` into ``runs/mini/assistant``) and ``stage3.yaml`` (activation
+   tuning);
 5. export the trained parts (float16) to ``salmonn_agent/mini/weights/salmonn-mini.safetensors``,
    the file the package ships.
 
@@ -53,6 +56,43 @@ def _validation_subsets(data: Path) -> None:
     (data / "valid_mix.json").write_text(json.dumps({"annotation": mix}))
 
 
+# The word each sound class is aligned to (one or few SmolLM2 tokens, see training/alignment.py).
+ALIGN_WORDS = {"alarm": "alarm", "siren": "siren", "knocking": "knocking", "ticking": "ticking", "rain": "rain",
+               "dog_bark": "dog", "doorbell": "doorbell", "music": "music", "birdsong": "birds", "engine": "engine"}
+
+
+def alignment_target(entry: dict) -> tuple[str, str]:
+    """The CTC target text and task name of one clip, from its synthesis metadata.
+
+    ``man``/``woman`` for a speaker, the class word of a sound (once per event when the events
+    were counted, else once), then the transcript: everything the questions ask about, in words.
+    """
+    words = []
+    if entry.get("speaker_gender") in ("male", "female"):
+        words.append("man" if entry["speaker_gender"] == "male" else "woman")
+    if entry.get("sound_class"):
+        words.extend([ALIGN_WORDS[entry["sound_class"]]] * int(entry.get("count") or 1))
+    if entry.get("transcript"):
+        words.append(entry["transcript"])
+        task = "align_speech"
+    else:
+        task = "align_sound" if entry.get("sound_class") else "align_silence"
+    return " ".join(words), task
+
+
+def _alignment_data(data: Path) -> None:
+    """``train_align.json`` / ``valid_align.json``: every distinct clip once, with its CTC target."""
+    for split in ("train", "valid"):
+        entries, seen = [], set()
+        for entry in json.loads((data / f"{split}.json").read_text())["annotation"]:
+            if entry["path"] in seen or entry["task"] == "audio_story_telling":
+                continue
+            seen.add(entry["path"])
+            text, task = alignment_target(entry)
+            entries.append({"path": entry["path"], "text": text, "task": task, "prompt": "<SpeechHere>"})
+        (data / f"{split}_align.json").write_text(json.dumps({"annotation": entries}))
+
+
 def _assistant_data(runs: Path) -> None:
     """The voice-assistant items, mixed with ordinary instruction items (one per two)."""
     out = runs / "assistant"
@@ -89,11 +129,12 @@ def main() -> int:
         subprocess.run([sys.executable, str(ROOT / "tools" / "make_mini_data.py"), str(data), "--seed", "0"],
                        check=True, stdout=subprocess.DEVNULL)
     _validation_subsets(data)
+    _alignment_data(data)
     init = runs / "init"
     if not (init / "model.safetensors").is_file():
         torch.manual_seed(0)
         SALMONN.from_config(mini_config(parts.whisper_dir, parts.llm_dir), device="cpu").save_pretrained(init)
-    for stage in ("stage1", "stage2", "stage_assistant", "stage3"):
+    for stage in ("stage_align", "stage2", "stage_assistant", "stage3"):
         if (runs / stage / "model" / "model.safetensors").is_file():
             continue
         if stage == "stage_assistant":

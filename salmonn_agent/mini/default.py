@@ -50,7 +50,7 @@ def load_default_model(
     from salmonn_agent.mini.model import mini_config
     from salmonn_agent.mini.parts import prepare_mini_parts
     from salmonn_agent.model.checkpoint import load_trainable
-    from salmonn_agent.model.salmonn import SALMONN, resolve_device, resolve_dtype
+    from salmonn_agent.model.salmonn import SALMONN, place_model
 
     if not default_model_available():
         raise ModelNotAvailableError(
@@ -63,7 +63,7 @@ def load_default_model(
     model = SALMONN.from_config(mini_config(parts.whisper_dir, parts.llm_dir), device="cpu")
     state = {k: v.float() for k, v in load_file(str(WEIGHTS_FILE)).items()}
     load_trainable(model, state, DEFAULT_MODEL)
-    return model.to(device=resolve_device(device), dtype=resolve_dtype(dtype))
+    return place_model(model, device, dtype)
 
 
 def load_model(

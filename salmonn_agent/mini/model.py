@@ -1,10 +1,13 @@
 """salmonn-mini's architecture: SALMONN's design at a size a 2-core CPU runs.
 
 - Whisper tiny.en's encoder (384 wide), Whisper-only (no BEATs), with a 10 s context:
-  500 encoder frames → 29 windows of 17 frames (0.34 s each) → 29 audio tokens per 10 s.
+  500 encoder frames → 29 windows of 17 frames (0.34 s each) → 58 audio tokens per 10 s.
   Longer audio is chunked in 10 s pieces, so long clips keep working; 10 s instead of 30 s
   cuts encoder work and prompt length by two thirds for the short windows a voice assistant hears.
-- A window-level Q-Former sized to the encoder: 384 wide, 2 layers, 6 heads, 1 query per window.
+- A window-level Q-Former sized to the encoder: 384 wide, 2 layers, 6 heads, 2 queries per window.
+  One query per 0.34 s gives about 3 tokens a second, no more than the LLM tokens of the speech
+  itself; two leave room for the CTC alignment stage (see ``salmonn_agent/training/alignment.py``)
+  to place one word per token with blanks between.
 - SmolLM2-135M-Instruct with LoRA (r=8, alpha=32 on q_proj/v_proj, SALMONN's setting), prompted
   with its own ChatML chat template; answers end at ``<|im_end|>``.
 """
@@ -42,7 +45,8 @@ def mini_config(whisper_dir: str | Path, llm_dir: str | Path) -> SALMONNConfig:
         llm=str(llm_dir),
         beats=None,
         qformer=QFormerConfig(
-            hidden_size=384, num_hidden_layers=2, num_attention_heads=6, intermediate_size=1536
+            hidden_size=384, num_hidden_layers=2, num_attention_heads=6, intermediate_size=1536,
+            num_query_tokens=2,
         ),
         lora=LoraSettings(rank=8, alpha=32, dropout=0.1),
         prompt_template=chat_prompt_template(llm_dir),

@@ -153,7 +153,7 @@ def load_official(
     dtype: torch.dtype | str = torch.float32,
 ) -> SALMONN:
     """Build SALMONN from an official decode YAML (or its parsed form) and load ``model.ckpt``."""
-    from salmonn_agent.model.salmonn import SALMONN, resolve_device, resolve_dtype
+    from salmonn_agent.model.salmonn import SALMONN, place_model
 
     official = config if isinstance(config, OfficialConfig) else OfficialConfig.from_yaml(config)
     if not official.model.ckpt:
@@ -166,7 +166,7 @@ def load_official(
         )
     report = load_official_state(model, official.model.ckpt)
     logger.info("loaded %d trainable tensors from %s", report.loaded, report.source)
-    return model.to(device=resolve_device(device), dtype=resolve_dtype(dtype))
+    return place_model(model, device, dtype)
 
 
 def save_pretrained(model: SALMONN, path: str | Path) -> None:
@@ -202,7 +202,7 @@ def load_pretrained(
     dtype: torch.dtype | str = torch.float32,
 ) -> SALMONN:
     """Load a model directory written by :func:`save_pretrained` (or download one by hub id)."""
-    from salmonn_agent.model.salmonn import resolve_device, resolve_dtype
+    from salmonn_agent.model.salmonn import place_model
 
     directory = _local_model_dir(path)
     try:
@@ -211,7 +211,7 @@ def load_pretrained(
         raise ConfigError(f"{str(directory / CONFIG_FILE)!r} is not a valid SALMONN config: {err}") from None
     model = cls.from_config(config, base_dir=directory, device="cpu")
     load_trainable(model, load_file(str(directory / WEIGHTS_FILE)), repr(str(directory)))
-    return model.to(device=resolve_device(device), dtype=resolve_dtype(dtype))
+    return place_model(model, device, dtype)
 
 
 def _local_model_dir(path: str | Path) -> Path:

@@ -66,6 +66,9 @@ class RunSection(BaseModel):
     max_grad_norm: float | None = Field(1.0, gt=0)
     max_txt_len: int = Field(300, ge=1)
     lora_scale: float | None = Field(None, ge=0)  # activation tuning: train at this LoRA scale
+    # Not upstream: "ctc" trains only the Q-Former and projection to align audio tokens with the
+    # LLM's input embeddings of each annotation's text (see training/alignment.py); "lm" is SALMONN's.
+    objective: Literal["lm", "ctc"] = "lm"
     save_every_steps: int | None = Field(None, ge=1)  # optimizer steps; None: every epoch
     keep_checkpoints: int = Field(2, ge=1)
     valid_every_epochs: int = Field(1, ge=1)

@@ -124,9 +124,10 @@ class FeatureCache:
     def put(self, key: str, speech: torch.Tensor, beats: list[torch.Tensor] | None, seconds: float) -> None:
         file = self.directory / f"{key}.pt"
         tmp = file.with_suffix(f".tmp{os.getpid()}")
-        payload: dict[str, Any] = {"speech": speech.detach().float().cpu().contiguous(), "seconds": float(seconds)}
+        # clone(): the tensors are slices of a batch, and torch.save writes a view's whole storage.
+        payload: dict[str, Any] = {"speech": speech.detach().float().cpu().clone(), "seconds": float(seconds)}
         if beats is not None:
-            payload["beats"] = [b.detach().float().cpu().contiguous() for b in beats]
+            payload["beats"] = [b.detach().float().cpu().clone() for b in beats]
         torch.save(payload, tmp)
         os.replace(tmp, file)
 

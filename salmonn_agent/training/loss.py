@@ -69,6 +69,7 @@ class StepOutput:
     correct: torch.Tensor  # [B] argmax hits on target tokens
     count: torch.Tensor  # [B] target tokens
     tokens: list[torch.Tensor]
+    hyps: list[str] | None = None  # per-sample transcripts when the objective decodes for free (CTC)
 
 
 class SALMONNForTraining(nn.Module):

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from salmonn_agent.errors import CheckpointError, ConfigError
 from salmonn_agent.model.salmonn import SALMONN, EncodedAudio
+from salmonn_agent.training.alignment import SALMONNForAlignment
 from salmonn_agent.training.config import TrainConfig
 from salmonn_agent.training.data import (
     AnnotationDataset,
@@ -201,10 +202,15 @@ class Trainer:
             source = config.path(config.model)
             model_ref = str(source) if source is not None and source.exists() else config.model
             model = SALMONN.from_pretrained(model_ref, device=self.acc.device)
+        if getattr(model, "quantized", False):
+            raise ConfigError("This model's LLM is quantized to int8 (inference only); train a float32 model.")
         self.model = model.to(self.acc.device)
         self.model.freeze_base_models()
         self.cache = _feature_cache(config, self.model)
-        self.module = SALMONNForTraining(self.model, self.run.max_txt_len)
+        if self.run.objective == "ctc":
+            self.module = SALMONNForAlignment(self.model, self.run.max_txt_len)
+        else:
+            self.module = SALMONNForTraining(self.model, self.run.max_txt_len)
         self.progress = self.run.progress and self.acc.is_local_main_process
 
     # ------------------------------------------------------------------ training
@@ -369,7 +375,8 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def validate(self, dataset: AnnotationDataset, *, decode: bool = True) -> dict[str, Any]:
-        """Loss and token accuracy per task; WER (jiwer) for ``asr*`` tasks from greedy decoding."""
+        """Loss and token accuracy per task; WER (jiwer) for ``asr*`` tasks from greedy decoding
+        (for ``run.objective: ctc``, every task, from the CTC output)."""
         from accelerate.utils import gather_object
 
         run, acc, model = self.run, self.acc, self.model
@@ -387,8 +394,9 @@ class Trainer:
             with acc.autocast():
                 out = self.module(speech, beats, [s["prompt"] for s in batch.samples],
                                   [s["text"] for s in batch.samples])
-            hyps: list[str | None] = [None] * len(batch)
-            todo = [i for i, s in enumerate(batch.samples) if decode and s["task"].lower().startswith("asr")]
+            hyps: list[str | None] = list(out.hyps) if out.hyps is not None else [None] * len(batch)
+            todo = [i for i, s in enumerate(batch.samples)
+                    if decode and out.hyps is None and s["task"].lower().startswith("asr")]
             if todo:
                 encoded = [[EncodedAudio(out.tokens[i].float(), 0.0)] for i in todo]
                 texts = model.generate_from_prompts([batch.samples[i]["prompt"] for i in todo], encoded,
@@ -416,11 +424,13 @@ def summarize(rows: list[dict[str, Any]], skipped: list[tuple[str, str]]) -> dic
         tokens = sum(r["tokens"] for r in items)
         out: dict[str, Any] = {"samples": len(items), "loss": sum(r["loss_sum"] for r in items) / max(tokens, 1),
                                "token_acc": sum(r["correct"] for r in items) / max(tokens, 1)}
-        decoded = [r for r in items if r["hyp"] is not None]
+        decoded = [r for r in items if r["hyp"] is not None and _normalize(r["ref"])]
         if decoded:
-            refs = [_normalize(r["ref"]) or "<empty>" for r in decoded]
-            hyps = [_normalize(r["hyp"]) for r in decoded]
-            out["wer"] = float(jiwer.wer(refs, hyps))
+            out["wer"] = float(jiwer.wer([_normalize(r["ref"]) for r in decoded],
+                                         [_normalize(r["hyp"]) for r in decoded]))
+        wordless = [r for r in items if r["hyp"] is not None and not _normalize(r["ref"])]
+        if wordless:  # no words to hear (silence): WER is undefined; count the empty answers
+            out["empty_acc"] = sum(not _normalize(r["hyp"]) for r in wordless) / len(wordless)
         return out
 
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
