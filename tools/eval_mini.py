@@ -195,10 +195,10 @@ def check_model(model: str | None) -> None:
         raise RuntimeError(f"model directory {name} not found")
 
 
-def load_model(model: str | None, device: str | None):  # -> SALMONN (imported lazily)
+def load_model(model: str | None, device: str | None, dtype: str):  # -> SALMONN (imported lazily)
     from salmonn_agent.mini.default import load_model as resolve_and_load
 
-    return resolve_and_load(model, device=device)
+    return resolve_and_load(model, device=device, dtype=dtype)
 
 
 def predict(model: Any, groups: dict[str, list[dict]], prompts: dict[str, list[str]], batch_size: int,
@@ -276,13 +276,14 @@ _RSS_WRAPPER = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1
                 "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
 
 
-def cold_cli(clip_path: str, model: str | None, device: str | None, runs: int = 2) -> dict:
+def cold_cli(clip_path: str, model: str | None, device: str | None, dtype: str, runs: int = 2) -> dict:
     """Wall time and peak RSS of ``salmonn-agent ask`` in fresh processes (median / max of ``runs``)."""
     cmd = cli_command() + ["ask", clip_path, CLI_INSTRUCTION]
     if model:
         cmd += ["--model", model]
     if device:
         cmd += ["--device", device]
+    cmd += ["--dtype", dtype]
     time_bin = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else shutil.which("time")
     if time_bin and Path(time_bin).is_file():
         wrapped, method = [time_bin, "-v", *cmd], "/usr/bin/time -v"
@@ -355,6 +356,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=40)
     p.add_argument("--device", help="cpu, cuda, mps (default: auto, as the CLI)")
+    p.add_argument("--dtype", default="auto", help="the model's precision, as the CLI's --dtype (default: auto)")
     args = p.parse_args(argv)
     if args.limit is not None and args.limit < 0:
         p.error("--limit must be >= 0")
@@ -373,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         items, prompts = load_data(data_dir)
         groups = select(items, args.limit)
         t0 = time.perf_counter()
-        model = load_model(args.model, args.device)
+        model = load_model(args.model, args.device, args.dtype)
         load_s = time.perf_counter() - t0
     except (SalmonnError, RuntimeError, OSError, KeyError, ValueError) as err:
         print(f"eval_mini: error: {err}", file=sys.stderr)
@@ -405,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         result.update(warm_answer(model, clip["audio"]))
         del model
         log("cold CLI runs")
-        result.update(cold_cli(clip["audio"], args.model, args.device))
+        result.update(cold_cli(clip["audio"], args.model, args.device, args.dtype))
     result["bars"] = bars(result)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))

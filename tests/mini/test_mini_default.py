@@ -20,7 +20,7 @@ SPEECH = Path(__file__).resolve().parents[2] / "examples" / "audio" / "speech.wa
 def test_default_model_loads_shipped_weights(mini_parts, mini_cache, tmp_path, monkeypatch):
     torch.manual_seed(0)
     model = SALMONN.from_config(mini_config(mini_parts.whisper_dir, mini_parts.llm_dir))
-    assert model.tokens_per_chunk() == 29  # 10 s context: 500 frames in windows of 17
+    assert model.tokens_per_chunk() == 58  # 10 s context: 500 frames in 29 windows of 17, 2 queries each
     assert model.render_prompt("hi").startswith("<|im_start|>system\n")
     weights = {k: v.to(torch.float16) for k, v in model.trainable_state_dict().items()}
     assert sum(v.numel() * 2 for v in weights.values()) < 25e6  # the shipped file's size bound
@@ -41,3 +41,10 @@ def test_missing_default_weights_name_the_fix(tmp_path, monkeypatch):
     monkeypatch.delenv(default.MODEL_ENV, raising=False)
     with pytest.raises(default.ModelNotAvailableError, match="--model DIR"):
         default.load_model(None)
+
+
+def test_auto_precision_is_int8_only_for_salmonn_mini_on_a_cpu():
+    assert default.resolve_auto_dtype("auto", default.DEFAULT_MODEL, "cpu") == "int8"
+    assert default.resolve_auto_dtype("auto", default.DEFAULT_MODEL, "cuda") == "float32"
+    assert default.resolve_auto_dtype("auto", "runs/some/model", "cpu") == "float32"
+    assert default.resolve_auto_dtype("bfloat16", default.DEFAULT_MODEL, "cpu") == "bfloat16"
