@@ -99,7 +99,7 @@ _LOADED: dict[tuple[str, str | None, str], Any] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def load_shared_model(path: str, device: str | None = None, dtype: str = "auto") -> Any:
+def load_shared_model(path: str, device: str | None = None, dtype: str = "float32") -> Any:
     """Load a SALMONN model once per process (per path, device and dtype) and share it.
 
     ``path`` is a model directory, a hub id, or ``salmonn-mini`` (the embedded default).
@@ -164,10 +164,9 @@ class ChatSALMONN(BaseChatModel):
     """An already loaded ``SALMONN`` model (then ``model`` is only its reported name)."""
     device: str | None = None
     """Where to load the model (``cpu``, ``cuda``, ...; None picks the best available)."""
-    dtype: str = "auto"
-    """Weights' dtype when loading: ``float32``, ``bfloat16``, ``float16``, ``int8`` (CPU: the LLM's
-    linear layers quantized to 8 bits, see ``SALMONN.quantize_llm``) or ``auto`` (int8 for
-    salmonn-mini on a CPU, else float32)."""
+    dtype: str = "float32"
+    """Weights' dtype when loading: ``float32``, ``bfloat16``, ``float16`` or ``int8`` (CPU: the LLM's
+    linear layers quantized to 8 bits, see ``SALMONN.quantize_llm``)."""
 
     temperature: float | None = None
     """0 (or None): greedy decoding; above 0: sampling at that temperature."""

@@ -72,10 +72,9 @@ def add_model_options(parser: argparse.ArgumentParser, device_flag: str = "--dev
     group.add_argument(
         device_flag, dest="model_device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)"
     )
-    group.add_argument("--dtype", default="auto",
-                       help="float32, bfloat16, float16, int8 (CPU only: the LLM's linear layers in 8 bits, "
-                            "about 2x faster answers) or auto (default: int8 for salmonn-mini on a CPU, "
-                            "else float32)")
+    group.add_argument("--dtype", default="float32",
+                       help="float32 (default), bfloat16, float16, or int8 (CPU only: the LLM's linear layers "
+                            "in 8 bits; faster decoding, at a cost in accuracy that depends on the model)")
 
 
 def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns SALMONN, imported lazily
@@ -85,8 +84,7 @@ def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns SA
     from salmonn_agent.model.checkpoint import load_official
 
     if args.config:
-        return load_official(args.config, device=args.model_device,
-                             dtype="float32" if args.dtype == "auto" else args.dtype)
+        return load_official(args.config, device=args.model_device, dtype=args.dtype)
     return load_model(args.model, device=args.model_device, dtype=args.dtype)
 
 

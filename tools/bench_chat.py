@@ -23,7 +23,7 @@ is a clip the caches have not seen); its answers end where the model ends them, 
 ``--tokens``.
 
 Usage: python tools/bench_chat.py --json [--size small|tiny | --model salmonn-mini|DIR]
-       [--tokens 16] [--repeats 3] [--prefix-cache-size 4] [--dtype auto|float32|int8]
+       [--tokens 16] [--repeats 3] [--prefix-cache-size 4] [--dtype float32|int8]
 """
 
 from __future__ import annotations
@@ -87,8 +87,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--prefix-cache-size", type=int, default=ChatSALMONN.model_fields["prefix_cache_size"].default,
                         help="conversations whose key/value cache is kept (0: off)")
-    parser.add_argument("--dtype", default="auto",
-                        help="float32, int8 (CPU), bfloat16, or auto (default: int8 for salmonn-mini, else float32)")
+    parser.add_argument("--dtype", default="float32", help="float32 (default), int8 (CPU) or bfloat16")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -100,7 +99,7 @@ def main() -> int:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             model = SALMONN.from_pretrained(build_tiny_model(tmp, **SIZES[args.size]), device="cpu",
-                                            dtype="float32" if args.dtype == "auto" else args.dtype)
+                                            dtype=args.dtype)
         name, _clip = f"bench-{args.size}", _noise_clip
     chat = ChatSALMONN(client=model, model=name, temperature=0, max_tokens=args.tokens,
                        batch_window_ms=20, prefix_cache_size=args.prefix_cache_size)

@@ -28,20 +28,6 @@ DEFAULT_MODEL = "salmonn-mini"
 WEIGHTS_FILE = Path(__file__).resolve().parent / "weights" / "salmonn-mini.safetensors"
 
 
-AUTO_DTYPE = "auto"
-
-
-def resolve_auto_dtype(dtype: torch.dtype | str, resolved_name: str, device: str | torch.device | None) -> torch.dtype | str:
-    """``auto`` → ``int8`` for salmonn-mini on a CPU (its LLM's linear layers in 8 bits: answers
-    about twice as fast at the held-out accuracy of float32, see the README's model card),
-    else ``float32``. Any other value passes through."""
-    from salmonn_agent.model.salmonn import INT8, resolve_device
-
-    if dtype != AUTO_DTYPE:
-        return dtype
-    return INT8 if resolved_name == DEFAULT_MODEL and resolve_device(device).type == "cpu" else "float32"
-
-
 def resolve_model_name(explicit: str | None) -> str:
     """The model to load: ``explicit``, else ``$SALMONN_AGENT_MODEL``, else ``salmonn-mini``."""
     return explicit or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
@@ -84,14 +70,12 @@ def load_model(
     name: str | None,
     *,
     device: str | torch.device | None = None,
-    dtype: torch.dtype | str = AUTO_DTYPE,
+    dtype: torch.dtype | str = torch.float32,
 ) -> SALMONN:
-    """Load the model ``name`` resolves to (see :func:`resolve_model_name`), in ``dtype``
-    (``auto``: see :func:`resolve_auto_dtype`)."""
+    """Load the model ``name`` resolves to (see :func:`resolve_model_name`)."""
     from salmonn_agent.model.salmonn import SALMONN
 
     resolved = resolve_model_name(name)
-    dtype = resolve_auto_dtype(dtype, resolved, device)
     if resolved == DEFAULT_MODEL:
         return load_default_model(device=device, dtype=dtype)
     return SALMONN.from_pretrained(resolved, device=device, dtype=dtype)

@@ -209,8 +209,10 @@ class SALMONN(nn.Module):
 
         For CPU inference: decoding one token reads every LLM weight, so it is bound by memory
         bandwidth, and 8-bit weights read a quarter of the bytes (salmonn-mini on 2 cores:
-        about 2x faster answers). The model can no longer be trained. Uses PyTorch's own dynamic
-        quantization (``torch.ao.quantization.quantize_dynamic``, fbgemm kernels on x86).
+        answers about 2x faster). Accuracy can suffer: on salmonn-mini's held-out split it cost
+        far too much (see the README), so nothing uses it by default. The model can no longer
+        be trained. Uses PyTorch's own dynamic quantization
+        (``torch.ao.quantization.quantize_dynamic``, fbgemm kernels on x86).
         """
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 

@@ -42,9 +42,3 @@ def test_missing_default_weights_name_the_fix(tmp_path, monkeypatch):
     with pytest.raises(default.ModelNotAvailableError, match="--model DIR"):
         default.load_model(None)
 
-
-def test_auto_precision_is_int8_only_for_salmonn_mini_on_a_cpu():
-    assert default.resolve_auto_dtype("auto", default.DEFAULT_MODEL, "cpu") == "int8"
-    assert default.resolve_auto_dtype("auto", default.DEFAULT_MODEL, "cuda") == "float32"
-    assert default.resolve_auto_dtype("auto", "runs/some/model", "cpu") == "float32"
-    assert default.resolve_auto_dtype("bfloat16", default.DEFAULT_MODEL, "cpu") == "bfloat16"
