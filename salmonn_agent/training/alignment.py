@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salmonn_agent.training.loss import StepOutput
+from salmonn_agent.training.loss import StepOutput, audio_tokens
 
 BLANK_TEXT = " "
 LOGIT_SCALE = 30.0  # cosine similarities in [-1, 1] → logits; SmolLM2's nearest embeddings are ~0.65 apart
@@ -74,10 +74,7 @@ class SALMONNForAlignment(nn.Module):
     def forward(self, speech: list[torch.Tensor], beats: list[list[torch.Tensor]] | None,
                 prompts: list[str], texts: list[str]) -> StepOutput:
         model = self.model
-        counts = [s.shape[0] for s in speech]
-        flat_beats = [b for per in beats for b in per] if beats is not None else None
-        tokens_all = model.tokens_from_features(torch.cat(speech), flat_beats)
-        tokens = [t.reshape(-1, t.shape[-1]) for t in torch.split(tokens_all, counts)]
+        tokens = audio_tokens(model, speech, beats)
         lengths = torch.tensor([t.shape[0] for t in tokens], dtype=torch.long)
         padded = nn.utils.rnn.pad_sequence(tokens, batch_first=True).float()  # [B, T, H]
         valid = torch.arange(padded.shape[1])[None, :] < lengths[:, None]

@@ -83,14 +83,19 @@ class SALMONNForTraining(nn.Module):
     def forward(self, speech: list[torch.Tensor], beats: list[list[torch.Tensor]] | None,
                 prompts: list[str], texts: list[str]) -> StepOutput:
         model = self.model
-        counts = [s.shape[0] for s in speech]
-        flat_beats = [b for per in beats for b in per] if beats is not None else None
-        tokens_all = model.tokens_from_features(torch.cat(speech), flat_beats)
-        tokens = [t.reshape(-1, t.shape[-1]) for t in torch.split(tokens_all, counts)]
+        tokens = audio_tokens(model, speech, beats)
         embeds, mask, labels = build_inputs(model, prompts, tokens, [target_ids(model, t, self.max_txt_len) for t in texts])
         lm = causal_lm(model.llm)
         hidden = lm.get_decoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
         return lm_loss(hidden, labels, lm.get_output_embeddings(), tokens)
+
+
+def audio_tokens(model: nn.Module, speech: list[torch.Tensor], beats: list[list[torch.Tensor]] | None) -> list[torch.Tensor]:
+    """Each sample's audio tokens ``[tokens, hidden]`` (all chunks of the batch in one Q-Former pass)."""
+    counts = [s.shape[0] for s in speech]
+    flat_beats = [b for per in beats for b in per] if beats is not None else None
+    tokens_all = model.tokens_from_features(torch.cat(speech), flat_beats)
+    return [t.reshape(-1, t.shape[-1]) for t in torch.split(tokens_all, counts)]
 
 
 def causal_lm(llm: nn.Module) -> nn.Module:
