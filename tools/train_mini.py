@@ -17,10 +17,10 @@ Steps (each skipped when its output already exists, so an interrupted run resume
    the file the package ships.
 
 Usage: python tools/train_mini.py [--skip-export]
-On a 2-core CPU the whole run takes about 2.2 hours: alignment 1,200 steps at batch 16 (62 min;
-the first 375 steps also fill the encoder-feature cache, about 3 s a step, then about 1.2 s),
-stage 2 400 steps at batch 8 (41 min, about 6.2 s a step), the assistant stage 50 steps at
-batch 4 (16 min), stage 3 12 steps.
+On a 2-core CPU the whole run took about two hours (second run, on a machine shared with other
+jobs): alignment 1,200 steps at batch 16 (62 min; its first epoch also fills the encoder-feature
+cache), stage 2 400 steps at batch 8 (41 min, about 6.2 s a step), the assistant stage 50 steps
+at batch 4 (16 min), stage 3 12 steps.
 """
 
 from __future__ import annotations

@@ -11,14 +11,16 @@ tokens then point at the embeddings of the words heard, so the LLM reads them mu
 A norm penalty holds their length at the embeddings' mean norm, the scale the LLM expects.
 
 CTC blank is the token a lone space encodes to when words do not use it (SmolLM2's ``Ġ``; its
-embedding stands for "nothing here"), else the end symbol (SentencePiece's ``▁`` starts words). ``torch.nn.functional.ctc_loss`` does the alignment; no library
-offers a CTC head tied to a frozen embedding matrix, hence this module.
+embedding stands for "nothing here"), else the end symbol (SentencePiece's ``▁`` starts words).
+``torch.nn.functional.ctc_loss`` does the alignment and rapidfuzz the token edit distance; no
+library offers a CTC head tied to a frozen embedding matrix, hence this module.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from rapidfuzz.distance import Levenshtein
 from torch import nn
 
 from salmonn_agent.training.loss import StepOutput, audio_tokens
@@ -41,13 +43,8 @@ def ctc_greedy(ids: torch.Tensor, blank: int) -> list[int]:
 
 
 def token_errors(reference: list[int], hypothesis: list[int]) -> int:
-    """Levenshtein distance between two token-id sequences."""
-    row = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, 1):
-        previous_diagonal, row[0] = row[0], i
-        for j, hyp in enumerate(hypothesis, 1):
-            previous_diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous_diagonal + (ref != hyp))
-    return row[-1]
+    """Levenshtein distance between two token-id sequences (rapidfuzz)."""
+    return Levenshtein.distance(reference, hypothesis)
 
 
 class SALMONNForAlignment(nn.Module):
