@@ -88,6 +88,10 @@ class Generation:
 AudioLike = AudioInput | EncodedAudio
 
 
+# The SALMONN parts that training changes (besides LoRA); everything else is a frozen base model.
+TRAINED_PREFIXES = ("window_qformer.", "ln_speech.", "ln_audio.", "projection.")
+
+
 class SALMONN(nn.Module):
     """SALMONN: hears 16 kHz audio through Whisper (+ BEATs) and answers with an LLM.
 
@@ -227,11 +231,15 @@ class SALMONN(nn.Module):
         self.quantized = True
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """The parameters SALMONN trains (Q-Former, queries, layer norms, projection, LoRA)."""
+        """The parameters SALMONN trains (Q-Former, queries, layer norms, projection, LoRA).
+
+        Chosen by name, not by ``requires_grad``: a stage that holds the Q-Former fixed
+        (``run.freeze_qformer``) still saves it.
+        """
         return {
             name: param.detach()
             for name, param in self.named_parameters()
-            if param.requires_grad
+            if name.startswith(TRAINED_PREFIXES) or "lora_" in name
         }
 
     @property

@@ -66,6 +66,11 @@ class RunSection(BaseModel):
     max_grad_norm: float | None = Field(1.0, gt=0)
     max_txt_len: int = Field(300, ge=1)
     lora_scale: float | None = Field(None, ge=0)  # activation tuning: train at this LoRA scale
+    # Upstream's model.freeze_speech_QFormer / freeze_speech_llama_proj: keep the window Q-Former
+    # (with its queries and input layer norms) or the projection fixed, so a later stage that only
+    # teaches the LLM (through LoRA) a new kind of answer cannot disturb what the audio tokens carry.
+    freeze_qformer: bool = False
+    freeze_projection: bool = False
     # Not upstream: "ctc" trains only the Q-Former and projection to align audio tokens with the
     # LLM's input embeddings of each annotation's text (see training/alignment.py); "lm" is SALMONN's.
     objective: Literal["lm", "ctc"] = "lm"

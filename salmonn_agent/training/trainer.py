@@ -174,7 +174,7 @@ def _latest_checkpoint(output_dir: Path) -> Path | None:
 def load_trainable(model: SALMONN, file: Path) -> None:
     """Load a checkpoint's trainable parameters, refusing a mismatch (names or shapes)."""
     state = load_file(str(file))
-    expected = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    expected = model.trainable_state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -206,6 +206,11 @@ class Trainer:
             raise ConfigError("This model's LLM is quantized to int8 (inference only); train a float32 model.")
         self.model = model.to(self.acc.device)
         self.model.freeze_base_models()
+        frozen = [self.model.projection] if self.run.freeze_projection else []
+        if self.run.freeze_qformer:
+            frozen += [m for m in (self.model.window_qformer, self.model.ln_speech, self.model.ln_audio) if m is not None]
+        for module in frozen:
+            module.requires_grad_(False)
         self.cache = _feature_cache(config, self.model)
         if self.run.objective == "ctc":
             self.module = SALMONNForAlignment(self.model, self.run.max_txt_len)

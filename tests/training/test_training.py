@@ -196,3 +196,19 @@ def test_lora_can_be_held_while_the_qformer_learns(train_model_dir, demo_data, t
     Trainer(config, model=model).train()
     after = dict(model.named_parameters())
     assert any(not torch.equal(after[n], before[n]) for n in lora)  # LoRA learns after step 3
+
+
+def test_frozen_qformer_and_projection_stay_fixed_and_are_still_saved(train_model_dir, demo_data, tmp_path):
+    """run.freeze_qformer / freeze_projection: only LoRA learns, and the saved model is complete."""
+    model = _model(train_model_dir)
+    before = {n: p.detach().clone() for n, p in model.trainable_state_dict().items()}
+    optims = {"max_epoch": 10, "warmup_steps": 0, "warmup_start_lr": 1e-3, "init_lr": 1e-3, "min_lr": 1e-4}
+    config = TrainConfig(**base_config(train_model_dir, demo_data, tmp_path / "frozen", optims=optims, max_steps=3,
+                                       freeze_qformer=True, freeze_projection=True))
+    Trainer(config, model=model).train()
+    after = model.trainable_state_dict()
+    audio_side = [n for n in before if "lora_" not in n]
+    assert audio_side and all(torch.equal(after[n], before[n]) for n in audio_side)
+    assert any(not torch.equal(after[n], before[n]) for n in before if "lora_" in n)
+    reloaded = SALMONN.from_pretrained(tmp_path / "frozen" / "model", device="cpu")
+    assert torch.equal(reloaded.window_qformer.query_tokens, before["window_qformer.query_tokens"])
