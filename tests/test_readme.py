@@ -1,4 +1,4 @@
-"""Every Python example in README.md runs (against a tiny local model at the README's path)."""
+"""Every example in README.md runs, with the embedded default model (salmonn-mini)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,21 @@ from pathlib import Path
 
 import pytest
 
+from salmonn_agent.mini.default import MODEL_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
 
 
+@pytest.fixture
+def default_model(mini_parts, mini_cache, monkeypatch):
+    """salmonn-mini as the model no argument names: its base parts prepared in the test cache."""
+    monkeypatch.setenv("SALMONN_AGENT_CACHE", str(mini_cache))
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+
+
 @pytest.mark.parametrize("code", BLOCKS)
-def test_readme_python_example_runs(code, tiny_model_dir, tmp_path, capsys):
-    shutil.copytree(tiny_model_dir.parent, tmp_path / "runs" / "tiny")
+def test_readme_python_example_runs(code, default_model, tmp_path, capsys):
     shutil.copytree(ROOT / "examples" / "audio", tmp_path / "examples" / "audio")
     cwd = os.getcwd()
     os.chdir(tmp_path)
@@ -35,12 +43,11 @@ COMMANDS = [
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_readme_cli_example_runs(command, tiny_model_dir, tmp_path):
+def test_readme_cli_example_runs(command, default_model, tmp_path):
     import shlex
     import subprocess
     import sys
 
-    shutil.copytree(tiny_model_dir.parent, tmp_path / "runs" / "tiny")
     shutil.copytree(ROOT / "examples" / "audio", tmp_path / "examples" / "audio")
     argv = shlex.split(command)
     result = subprocess.run(

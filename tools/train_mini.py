@@ -9,18 +9,18 @@ Steps (each skipped when its output already exists, so an interrupted run resume
    and projection alone, CTC-aligned to the LLM's input embeddings of what each clip says and
    sounds like: ``run.objective: ctc``, see ``salmonn_agent/training/alignment.py``; it replaces
    SALMONN's LLM-driven pretraining stage, which did not teach a small Q-Former to hear words on a
-   CPU budget), ``stage2.yaml`` (instruction tuning with LoRA), ``stage_assistant.yaml`` (the voice
-   assistant's spoken requests, answered with tool calls; its data comes from
-   ``tools/make_assistant_data.py`` into ``runs/mini/assistant``) and ``stage3.yaml`` (activation
-   tuning);
+   CPU budget), ``stage2.yaml`` and ``stage2b.yaml`` (instruction tuning with LoRA, two passes),
+   ``stage_assistant.yaml`` (the voice assistant's spoken requests, answered with tool calls; its
+   data comes from ``tools/make_assistant_data.py`` into ``runs/mini/assistant``; LoRA only) and
+   ``stage3.yaml`` (activation tuning; LoRA only);
 5. export the trained parts (float16) to ``salmonn_agent/mini/weights/salmonn-mini.safetensors``,
    the file the package ships.
 
 Usage: python tools/train_mini.py [--skip-export]
-On a 2-core CPU the whole run took about two hours (second run, on a machine shared with other
-jobs): alignment 1,200 steps at batch 16 (62 min; its first epoch also fills the encoder-feature
-cache), stage 2 400 steps at batch 8 (41 min, about 6.2 s a step), the assistant stage 50 steps
-at batch 4 (16 min), stage 3 12 steps.
+On a 2-core CPU the shipped run took about three hours, on a machine shared with other jobs:
+alignment 1,200 steps at batch 16 (62 min; its first epoch also fills the encoder-feature cache),
+stage 2 400 steps at batch 8 (41 min, about 6.2 s a step), stage 2b 400 more (53 min; about 5.7 s a
+step when nothing else ran), the assistant stage 50 steps at batch 4 (15 min), stage 3 12 steps (1.3 min).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def _alignment_data(data: Path) -> None:
 
 
 def _assistant_data(runs: Path) -> None:
-    """The voice-assistant items, mixed with ordinary instruction items (one per two)."""
+    """The voice-assistant items, mixed with as many ordinary instruction items."""
     out = runs / "assistant"
     if not (out / "summary.json").is_file():
         _say("generating the voice-assistant requests")
@@ -111,7 +111,7 @@ def _assistant_data(runs: Path) -> None:
     ordinary = json.loads((runs / "data" / "train.json").read_text())["annotation"]
     rng = random.Random(3)
     mixed = assistant + [dict(item, path=os.path.abspath(runs / "data" / item["path"]))
-                         for item in rng.sample(ordinary, len(assistant) // 2)]
+                         for item in rng.sample(ordinary, len(assistant))]
     rng.shuffle(mixed)
     (out / "assistant_mix.json").write_text(json.dumps({"annotation": mixed}))
 
@@ -138,7 +138,7 @@ def main() -> int:
     if not (init / "model.safetensors").is_file():
         torch.manual_seed(0)
         SALMONN.from_config(mini_config(parts.whisper_dir, parts.llm_dir), device="cpu").save_pretrained(init)
-    for stage in ("stage_align", "stage2", "stage_assistant", "stage3"):
+    for stage in ("stage_align", "stage2", "stage2b", "stage_assistant", "stage3"):
         if (runs / stage / "model" / "model.safetensors").is_file():
             continue
         if stage == "stage_assistant":

@@ -88,6 +88,11 @@ class Generation:
 AudioLike = AudioInput | EncodedAudio
 
 
+# SALMONN's prompt reaches the LLM as embeddings only, so a repetition penalty can only count the
+# generated tokens: that is upstream's behaviour too, and transformers' warning about it on every
+# call would only clutter answers.
+warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`", category=UserWarning)
+
 # The SALMONN parts that training changes (besides LoRA); everything else is a frozen base model.
 TRAINED_PREFIXES = ("window_qformer.", "ln_speech.", "ln_audio.", "projection.")
 
