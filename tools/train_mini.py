@@ -10,8 +10,9 @@ Steps (each skipped when its output already exists, so an interrupted run resume
    sounds like: ``run.objective: ctc``, see ``salmonn_agent/training/alignment.py``; it replaces
    SALMONN's LLM-driven pretraining stage, which did not teach a small Q-Former to hear words on a
    CPU budget), ``stage2.yaml`` and ``stage2b.yaml`` (instruction tuning with LoRA, two passes),
-   ``stage_assistant.yaml`` (the voice assistant's spoken requests, answered with tool calls; its
-   data comes from ``tools/make_assistant_data.py`` into ``runs/mini/assistant``; LoRA only) and
+   ``stage_assistant.yaml`` and ``stage_assistant2.yaml`` (the voice assistant's spoken requests,
+   answered with tool calls, two passes; the data comes from ``tools/make_assistant_data.py`` into
+   ``runs/mini/assistant``; LoRA only) and
    ``stage3.yaml`` (activation tuning; LoRA only);
 5. export the trained parts (float16) to ``salmonn_agent/mini/weights/salmonn-mini.safetensors``,
    the file the package ships.
@@ -20,7 +21,8 @@ Usage: python tools/train_mini.py [--skip-export]
 On a 2-core CPU the shipped run took about three hours, on a machine shared with other jobs:
 alignment 1,200 steps at batch 16 (62 min; its first epoch also fills the encoder-feature cache),
 stage 2 400 steps at batch 8 (41 min, about 6.2 s a step), stage 2b 400 more (53 min; about 5.7 s a
-step when nothing else ran), the assistant stage 50 steps at batch 4 (15 min), stage 3 12 steps (1.3 min).
+step when nothing else ran), the assistant stage 50 steps at batch 4 (15 min) and 100 more (28 min),
+stage 3 12 steps (1.3 min).
 """
 
 from __future__ import annotations
@@ -138,10 +140,10 @@ def main() -> int:
     if not (init / "model.safetensors").is_file():
         torch.manual_seed(0)
         SALMONN.from_config(mini_config(parts.whisper_dir, parts.llm_dir), device="cpu").save_pretrained(init)
-    for stage in ("stage_align", "stage2", "stage2b", "stage_assistant", "stage3"):
+    for stage in ("stage_align", "stage2", "stage2b", "stage_assistant", "stage_assistant2", "stage3"):
         if (runs / stage / "model" / "model.safetensors").is_file():
             continue
-        if stage == "stage_assistant":
+        if stage == "stage_assistant":  # its data also serves stage_assistant2
             _assistant_data(runs)
         _say(f"training {stage}")
         subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train",
