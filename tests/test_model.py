@@ -195,6 +195,54 @@ def test_int8_model_quantizes_the_llm_only_and_keeps_its_outputs(tiny_model, tin
         place_model(model, "cuda", "int8")
 
 
+
+def test_half_weight_linear_matches_float32_for_decoding_and_prefill_rows():
+    from salmonn_agent.model.half_weights import HALF_ROWS, HalfWeightLinear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 48)
+    half = HalfWeightLinear(linear)
+    assert half.weight.dtype == torch.float16 and half.bias.dtype == torch.float32
+    for rows in (1, HALF_ROWS, HALF_ROWS + 1, 40):  # the float16 kernel, then the widened weight
+        x = torch.randn(1, rows, 64)
+        out = half(x)
+        assert out.dtype == torch.float32 and out.shape == (1, rows, 48)
+        torch.testing.assert_close(out, linear(x), atol=5e-3, rtol=5e-3)
+
+
+def test_float16_weights_model_halves_the_llm_linears_only_and_keeps_its_outputs(
+    tiny_model, tiny_model_dir, noise_clips
+):
+    from salmonn_agent.model.half_weights import HalfWeightLinear
+    from salmonn_agent.model.salmonn import SALMONN, place_model
+
+    model = SALMONN.from_pretrained(tiny_model_dir, dtype="float16-weights")
+    assert model.half_weights and model.dtype == torch.float32
+    base = model.llm.get_base_model()
+    layer = base.model.layers[0]
+    assert isinstance(layer.mlp.down_proj, HalfWeightLinear)
+    assert isinstance(layer.self_attn.q_proj.base_layer, HalfWeightLinear)  # under LoRA
+    assert layer.self_attn.q_proj.lora_A["default"].weight.dtype == torch.float32  # LoRA stays float32
+    assert base.get_input_embeddings().weight.dtype == torch.float32  # audio tokens join float32 text
+    (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    inputs = tiny_model.embed_prompts([tiny_model.render_prompt("hello")], [[audio]])
+    with torch.no_grad():
+        exact = tiny_model.llm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask).logits
+        approx = model.llm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask).logits
+    assert torch.nn.functional.cosine_similarity(exact.flatten(), approx.flatten(), dim=0) > 0.999
+    assert isinstance(model.generate(audio, "hello", max_new_tokens=4)[0], str)
+    with pytest.raises(ConfigError, match="CPU"):
+        place_model(model, "cuda", "float16-weights")
+
+
+def test_auto_precision_is_float16_weights_on_cpu(tiny_model_dir):
+    from salmonn_agent.model.salmonn import SALMONN
+
+    model = SALMONN.from_pretrained(tiny_model_dir, device="cpu", dtype="auto")
+    assert model.half_weights and not model.quantized
+    assert not SALMONN.from_pretrained(tiny_model_dir, device="cpu").half_weights  # the library default stays float32
+
+
 # --------------------------------------------------------------------- prefix KV cache
 def _next_turn(prompt: str, answer: str, question: str) -> str:
     return f"{prompt} {answer}\nUSER: {question}\nASSISTANT:"

@@ -23,7 +23,7 @@ is a clip the caches have not seen); its answers end where the model ends them, 
 ``--tokens``.
 
 Usage: python tools/bench_chat.py --json [--size small|tiny | --model salmonn-mini|DIR]
-       [--tokens 16] [--repeats 3] [--prefix-cache-size 4] [--dtype float32|int8]
+       [--tokens 16] [--repeats 3] [--prefix-cache-size 4] [--dtype auto|float32|float16-weights|int8]
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--prefix-cache-size", type=int, default=ChatSALMONN.model_fields["prefix_cache_size"].default,
                         help="conversations whose key/value cache is kept (0: off)")
-    parser.add_argument("--dtype", default="float32", help="float32 (default), int8 (CPU) or bfloat16")
+    parser.add_argument("--dtype", default="auto", help="as the CLI's --dtype: auto (default), float32, float16-weights, int8 or bfloat16")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -147,6 +147,7 @@ def main() -> int:
         "model": name,
         "threads": torch.get_num_threads(),
         "int8": bool(getattr(model, "quantized", False)),
+        "float16_weights": bool(getattr(model, "half_weights", False)),
         "clip_seconds": round(len(heard_clip) / SR, 2),
         "answer_tokens": round(statistics.mean(answer_tokens), 1),
         "first_turn_ms": round(statistics.median(first) * 1000, 1),

@@ -6,7 +6,10 @@ same speed as trained ones. Prints one JSON object:
 encode_ms (30 s clip → audio tokens), first_token_ms (prompt with audio tokens → first
 streamed text), tokens_per_s (greedy decoding, forced length), peak_rss_mb.
 
-Usage: python tools/bench_model.py --json [--size small|tiny] [--tokens 32] [--threads N]
+``--dtype`` is the CLI's precision (default ``auto``: float16-weights on a CPU); run it twice
+(``--dtype float32`` and the default) to compare in one session.
+
+Usage: python tools/bench_model.py --json [--size small|tiny] [--tokens 32] [--threads N] [--dtype auto]
 """
 
 from __future__ import annotations
@@ -46,12 +49,13 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=32, help="tokens to decode for tokens_per_s")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--dtype", default="auto", help="as the CLI's --dtype (default: auto)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = SALMONN.from_pretrained(build_tiny_model(tmp, **SIZES[args.size]), device="cpu")
+        model = SALMONN.from_pretrained(build_tiny_model(tmp, **SIZES[args.size]), device="cpu", dtype=args.dtype)
     clip = (np.random.default_rng(0).standard_normal(30 * 16000) * 0.1).astype(np.float32)
     samples = model.load(clip, 16000)
     model.encode_samples([samples])  # warm-up
@@ -82,6 +86,8 @@ def main() -> int:
     result = {
         "size": args.size,
         "threads": torch.get_num_threads(),
+        "dtype": args.dtype,
+        "float16_weights": model.half_weights,
         "audio_tokens": encoded.num_tokens,
         "prompt_positions": int(inputs.embeds.shape[1]),
         "encode_ms": round(encode_ms, 1),

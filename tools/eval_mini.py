@@ -356,7 +356,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=40)
     p.add_argument("--device", help="cpu, cuda, mps (default: auto, as the CLI)")
-    p.add_argument("--dtype", default="float32", help="the model's precision, as the CLI's --dtype (default: float32)")
+    p.add_argument("--dtype", default="auto", help="the model's precision, as the CLI's --dtype (default: auto)")
     args = p.parse_args(argv)
     if args.limit is not None and args.limit < 0:
         p.error("--limit must be >= 0")

@@ -41,7 +41,7 @@ def default_model_available() -> bool:
 def load_default_model(
     *,
     device: str | torch.device | None = None,
-    dtype: torch.dtype | str = torch.float32,
+    dtype: torch.dtype | str = "auto",
     progress: Callable[[str], None] | None = None,
 ) -> SALMONN:
     """Load salmonn-mini: base parts from the user cache (prepared on first use) + shipped weights."""
@@ -70,7 +70,7 @@ def load_model(
     name: str | None,
     *,
     device: str | torch.device | None = None,
-    dtype: torch.dtype | str = torch.float32,
+    dtype: torch.dtype | str = "auto",
 ) -> SALMONN:
     """Load the model ``name`` resolves to (see :func:`resolve_model_name`)."""
     from salmonn_agent.model.salmonn import SALMONN

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 import salmonn_agent.mini.default as default
-from salmonn_agent.mini.model import mini_config
+from salmonn_agent.mini.model import PROMPT_TEMPLATE, chat_prompt_template, mini_config
 from salmonn_agent.model.salmonn import SALMONN
 
 SPEECH = Path(__file__).resolve().parents[2] / "examples" / "audio" / "speech.wav"
@@ -34,6 +34,10 @@ def test_default_model_loads_shipped_weights(mini_parts, mini_cache, tmp_path, m
         assert torch.equal(loaded.trainable_state_dict()[name], value.float()), name
     answer = loaded.generate(SPEECH, "Recognize the speech.", max_new_tokens=5)[0]
     assert isinstance(answer, str)
+
+
+def test_prompt_template_is_the_llms_own_chat_template(mini_parts):
+    assert PROMPT_TEMPLATE == chat_prompt_template(mini_parts.llm_dir)
 
 
 def test_missing_default_weights_name_the_fix(tmp_path, monkeypatch):

@@ -212,3 +212,11 @@ def test_frozen_qformer_and_projection_stay_fixed_and_are_still_saved(train_mode
     assert any(not torch.equal(after[n], before[n]) for n in before if "lora_" in n)
     reloaded = SALMONN.from_pretrained(tmp_path / "frozen" / "model", device="cpu")
     assert torch.equal(reloaded.window_qformer.query_tokens, before["window_qformer.query_tokens"])
+
+
+@pytest.mark.parametrize("dtype", ["int8", "float16-weights"])
+def test_inference_only_precisions_are_refused_for_training(train_model_dir, demo_data, tmp_path, dtype):
+    model = SALMONN.from_pretrained(train_model_dir, device="cpu", dtype=dtype)
+    config = TrainConfig(**base_config(train_model_dir, demo_data, tmp_path / "refused", max_steps=1))
+    with pytest.raises(ConfigError, match="inference only.*train a float32 model"):
+        Trainer(config, model=model)

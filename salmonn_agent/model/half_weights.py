@@ -1,0 +1,66 @@
+"""float16 storage for the LLM's linear weights, float32 everywhere else (CPU decoding).
+
+Decoding one token multiplies a single row by every weight matrix of the LLM, so on a CPU it
+is bound by memory bandwidth: with the weights stored in float16 there are half the bytes to
+read, and PyTorch's float16 matrix-vector kernels (F16C conversion, float32 accumulation) ran a
+few rows 3-4x faster than float32 on our 2-core AVX2 machine. A prompt's prefill is the
+opposite case (many rows, compute bound) and float16 matrix products have no fast CPU kernel
+there (about 4x slower), so with more than ``HALF_ROWS`` rows the weight is widened to
+float32 for that one product. Norms, attention, the residual stream and LoRA stay float32.
+
+Written here because no library offers it for CPUs without native half-precision arithmetic:
+torch's own float16 model is slow to prefill, ``quantize_dynamic`` quantizes activations too
+(accuracy), and weight-only int8 (``_weight_int8pack_mm``) was 20-40x slower on this CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HALF_ROWS = 8
+"""Products with at most this many rows use the float16 kernel; larger ones widen the weight
+(measured crossover on 2 AVX2 cores: float16 wins up to 8 rows, ties at 16)."""
+
+
+class HalfWeightLinear(nn.Module):
+    """A frozen ``nn.Linear`` whose weight is kept in float16; inputs and outputs stay float32."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight = nn.Parameter(linear.weight.detach().to(torch.float16), requires_grad=False)
+        bias = linear.bias
+        self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ W.T + b`` in ``x``'s dtype (float16 kernel for few rows, float32 for many)."""
+        weight = self.weight
+        rows = x.numel() // max(x.shape[-1], 1)
+        if rows <= HALF_ROWS or weight.dtype == x.dtype:
+            # The input is rounded to float16 too (3 significant digits, range 6.5e4): the
+            # activations entering salmonn-mini's linear layers stay well inside that range.
+            out = F.linear(x.to(weight.dtype), weight).to(x.dtype)
+        else:
+            out = F.linear(x, weight.to(x.dtype))
+        return out if self.bias is None else out + self.bias.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, weight=float16"
+
+
+def halve_linear_weights(module: nn.Module, skip: tuple[str, ...] = ("lora_",)) -> int:
+    """Replace every ``nn.Linear`` inside ``module`` (except names containing ``skip``) with a
+    :class:`HalfWeightLinear`; returns how many were replaced. Tied weights are untied: the
+    embedding table stays float32, the output layer gets its own float16 copy."""
+    targets = [
+        (name, child)
+        for name, child in module.named_modules()
+        if type(child) is nn.Linear and not any(s in name for s in skip)
+    ]
+    for name, linear in targets:
+        parent_name, _, attribute = name.rpartition(".")
+        parent = module.get_submodule(parent_name) if parent_name else module
+        setattr(parent, attribute, HalfWeightLinear(linear))
+    return len(targets)
