@@ -21,7 +21,8 @@ and ``with_structured_output`` decode under a JSON grammar (llguidance), so even
 returns a valid call. Audio tokens are cached by content hash, and concurrent requests are
 batched into one ``generate`` (:mod:`salmonn_agent.chat.engine`). The LLM's key/value cache of
 the last few conversations is kept (``prefix_cache_size``), so a follow-up turn (the earlier
-messages, the answer, a new question) that runs alone only prefills the new part.
+messages, the answer, a new question) that runs alone only prefills the new part, and a new
+conversation that begins like a kept one (the same system prompt and tools) reuses that part.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ _LOADED: dict[tuple[str, str | None, str], Any] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def load_shared_model(path: str, device: str | None = None, dtype: str = "float32") -> Any:
+def load_shared_model(path: str, device: str | None = None, dtype: str = "auto") -> Any:
     """Load a SALMONN model once per process (per path, device and dtype) and share it.
 
     ``path`` is a model directory, a hub id, or ``salmonn-mini`` (the embedded default).
@@ -164,9 +165,11 @@ class ChatSALMONN(BaseChatModel):
     """An already loaded ``SALMONN`` model (then ``model`` is only its reported name)."""
     device: str | None = None
     """Where to load the model (``cpu``, ``cuda``, ...; None picks the best available)."""
-    dtype: str = "float32"
-    """Weights' dtype when loading: ``float32``, ``bfloat16``, ``float16`` or ``int8`` (CPU: the LLM's
-    linear layers quantized to 8 bits, see ``SALMONN.quantize_llm``)."""
+    dtype: str = "auto"
+    """Precision when loading: ``auto`` (``float16-weights`` on a CPU, ``float32`` elsewhere),
+    ``float32``, ``float16-weights`` (CPU: float32 compute with the LLM's linear weights stored
+    in float16, see ``SALMONN.halve_llm_weights``), ``bfloat16``, ``float16`` or ``int8`` (CPU:
+    the LLM's linear layers quantized to 8 bits, see ``SALMONN.quantize_llm``)."""
 
     temperature: float | None = None
     """0 (or None): greedy decoding; above 0: sampling at that temperature."""

@@ -35,6 +35,7 @@ class AudioTokenCache:
         self._entries: OrderedDict[str, EncodedAudio] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
+        self.shared = 0
         self.misses = 0
         self.encoded = 0
 
@@ -108,12 +109,15 @@ class PrefixCacheStore:
     one sharing the longest text with it (prompt + answer): the previous turn of the same
     conversation, whose prompt + answer the new prompt renders back. The entry leaves the store
     while its request runs (no two requests share a cache) and comes back under the new prompt
-    and answer (:meth:`put`). The model then reuses the longest exactly equal prefix of
-    embeddings, so a wrong guess only costs reuse, never correctness.
+    and answer (:meth:`put`). When no entry's prompt begins the new one, the request gets a copy
+    of the entry sharing the longest beginning with it (the same system prompt and tools, say a
+    voice assistant whose bounded memory dropped its oldest turn) and the entry stays. The model
+    then reuses the longest exactly equal prefix of embeddings, so a wrong guess only costs
+    reuse, never correctness.
 
     Memory: each entry holds layers x 2 x positions x key/value width values (plus the
     positions' embeddings); ``PrefixCache.nbytes`` tells. Counters: ``hits`` (a request found an
-    entry), ``misses``, ``reused_tokens`` and ``prefilled_tokens`` (prompt positions taken from
+    entry that begins it), ``shared`` (it got a copy of one sharing a beginning), ``misses``, ``reused_tokens`` and ``prefilled_tokens`` (prompt positions taken from
     caches / computed, over all requests that went through the store).
     """
 
@@ -122,6 +126,7 @@ class PrefixCacheStore:
         self._entries: OrderedDict[str, _PrefixEntry] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
+        self.shared = 0
         self.misses = 0
         self.reused_tokens = 0
         self.prefilled_tokens = 0
@@ -150,18 +155,20 @@ class PrefixCacheStore:
             return None
         keys = tuple(clip_keys)
         with self._lock:
-            best, best_score = None, -1
+            best, best_rank = None, (False, 0)
             for name, entry in self._entries.items():
-                if not prompt.startswith(entry.prompt) or keys[: len(entry.clips)] != entry.clips:
-                    continue
-                score = _shared_length(f"{entry.prompt} {entry.answer}", prompt)
-                if score > best_score:
-                    best, best_score = name, score
+                continues = prompt.startswith(entry.prompt) and keys[: len(entry.clips)] == entry.clips
+                rank = (continues, _shared_length(f"{entry.prompt} {entry.answer}", prompt))
+                if rank > best_rank:
+                    best, best_rank = name, rank
             if best is None:
                 self.misses += 1
                 return PrefixCache()
-            self.hits += 1
-            return self._entries.pop(best).cache
+            if best_rank[0]:
+                self.hits += 1
+                return self._entries.pop(best).cache
+            self.shared += 1
+            return self._entries[best].cache.copy()
 
     def put(self, prompt: str, clip_keys: Sequence[str], answer: str, cache: PrefixCache) -> None:
         """Store ``cache`` (after generating ``answer`` to ``prompt``), evicting the least

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Iterator
 
@@ -61,6 +62,14 @@ class PrefixCache:
                 if isinstance(tensor, torch.Tensor):
                     total += tensor.numel() * tensor.element_size()
         return total
+
+    def copy(self) -> PrefixCache:
+        """An independent copy (its own tensors), for another conversation that begins the same way."""
+        twin = PrefixCache()
+        twin.embeds = None if self.embeds is None else self.embeds.clone()
+        twin.cache = None if self.cache is None else copy.deepcopy(self.cache)
+        twin.key = self.key
+        return twin
 
     def reset(self) -> None:
         """Forget the cached positions (the next call prefills its whole prompt)."""

@@ -71,11 +71,33 @@ def test_size_zero_turns_it_off(tiny_model, question, monkeypatch):
 
 def test_store_is_bounded_and_beam_search_skips_it(tiny_model, noise_clips):
     chat = ChatSALMONN(client=tiny_model, temperature=0, max_tokens=2, prefix_cache_size=2)
+    store = chat.prefix_cache
     for seconds in (1, 2, 3):
         chat.invoke([audio_message(noise_clips["30s"][: seconds * SR], "hi", sample_rate=SR)])
-    assert len(chat.prefix_cache) == 2 and chat.prefix_cache.misses == 3
+    # three conversations: the later two copied the first's cache for the shared prompt start
+    assert len(store) == 2 and (store.hits, store.shared, store.misses) == (0, 2, 1)
     chat.invoke([audio_message(noise_clips["30s"][: 3 * SR], "hi", sample_rate=SR)], num_beams=2)
-    assert chat.prefix_cache.hits == 0 and chat.prefix_cache.misses == 3
+    assert (store.hits, store.shared, store.misses) == (0, 2, 1)
+
+
+def test_another_conversation_with_the_same_start_reuses_a_copy(tiny_model, noise_clips):
+    """A voice assistant's prompts share the system text; when its bounded memory drops the
+    oldest turn, the new prompt no longer continues the stored one, but its start is reused."""
+    from langchain_core.messages import SystemMessage
+
+    chat = ChatSALMONN(client=tiny_model, temperature=0, max_tokens=4)
+    plain = ChatSALMONN(client=tiny_model, temperature=0, max_tokens=4, prefix_cache_size=0)
+    system = SystemMessage("You are a careful assistant. " * 20)
+    store = chat.prefix_cache
+    first = [system, audio_message(noise_clips["30s"][:SR], "hi", sample_rate=SR)]
+    second = [system, audio_message(noise_clips["30s"][SR: 3 * SR], "hello", sample_rate=SR)]
+    chat.invoke(first)
+    answer = chat.invoke(second)
+    assert answer.content == plain.invoke(second).content
+    assert (store.hits, store.shared, store.misses, len(store)) == (0, 1, 1, 2)  # the first entry stays
+    assert store.reused_tokens >= 40  # at least the system text's positions
+    again = chat.invoke(first + [chat.invoke(first), HumanMessage("And?")])
+    assert store.hits >= 1 and isinstance(again.content, str)
 
 
 def test_batched_requests_run_without_it(tiny_model, noise_clips, monkeypatch):
