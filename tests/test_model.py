@@ -243,6 +243,28 @@ def test_auto_precision_is_float16_weights_on_cpu(tiny_model_dir):
     assert not SALMONN.from_pretrained(tiny_model_dir, device="cpu").half_weights  # the library default stays float32
 
 
+
+def test_min_length_counts_new_tokens_so_an_answer_is_not_empty(tiny_model, noise_clips):
+    """Upstream's decode config has min_length=1; with only embeddings as the prompt, current
+    transformers would subtract the prompt's length and let the end token come first."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class PreferEnd(LogitsProcessor):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            scores[:, tiny_model._eos_id] += 1e4
+            return scores
+
+    (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    prompt = tiny_model.render_prompt("hello")
+
+    def answer(min_length: int):
+        return tiny_model.generate_detailed([prompt], [[audio]], logits_processor=LogitsProcessorList([PreferEnd()]),
+                                            max_new_tokens=4, min_length=min_length)[0]
+
+    assert len(answer(1).token_ids) == 1 and len(answer(3).token_ids) == 3
+    assert answer(0).token_ids == []
+
+
 # --------------------------------------------------------------------- prefix KV cache
 def _next_turn(prompt: str, answer: str, question: str) -> str:
     return f"{prompt} {answer}\nUSER: {question}\nASSISTANT:"

@@ -541,7 +541,11 @@ class SALMONN(nn.Module):
             "max_new_tokens": config.max_new_tokens,
             "num_beams": config.num_beams,
             "do_sample": config.do_sample,
-            "min_length": config.min_length,
+            # Given only inputs_embeds, current transformers subtracts the prompt's length from
+            # min_length, so upstream's min_length=1 would allow an empty answer (seen:
+            # salmonn-mini ended "hello / hello / how are you" at once). Counting new tokens
+            # keeps the config's intent: at least this many tokens before the end.
+            "min_new_tokens": config.min_length,
             "repetition_penalty": config.repetition_penalty,
             "length_penalty": config.length_penalty,
             "eos_token_id": self._eos_id,
