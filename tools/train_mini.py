@@ -12,8 +12,10 @@ Steps (each skipped when its output already exists, so an interrupted run resume
    CPU budget), ``stage2.yaml`` and ``stage2b.yaml`` (instruction tuning with LoRA, two passes),
    ``stage_assistant.yaml`` and ``stage_assistant2.yaml`` (the voice assistant's spoken requests,
    answered with tool calls, two passes; the data comes from ``tools/make_assistant_data.py`` into
-   ``runs/mini/assistant``; LoRA only) and
-   ``stage3.yaml`` (activation tuning; LoRA only);
+   ``runs/mini/assistant``; LoRA only), ``stage2c.yaml`` (instruction tuning again, weighted to
+   the sound, background and speech-presence questions: :data:`SOUND_FOCUS`),
+   ``stage_assistant3.yaml`` (the spoken requests again, LoRA only) and ``stage3.yaml``
+   (activation tuning; LoRA only);
 5. export the trained parts (float16) to ``salmonn_agent/mini/weights/salmonn-mini.safetensors``,
    the file the package ships.
 
@@ -99,6 +101,28 @@ def _alignment_data(data: Path) -> None:
         (data / f"{split}_align.json").write_text(json.dumps({"annotation": entries}))
 
 
+# Stage 2c's items per kind: every sound, background and speech-presence question (the skills
+# below their bars after the assistant stages), with enough of the rest to keep them.
+SOUND_FOCUS = {"qa_sound": None, "qa_background": None, "qa_presence": None, "asr_clean": 250, "asr_noisy": 250,
+               "cap_sound": 150, "cap_mix": 150, "query": 200, "qa_gender": 100, "qa_count": 100}
+
+
+def _sound_focus_data(data: Path) -> None:
+    """``train_2c.json`` (see :data:`SOUND_FOCUS`; ``None``: all of a kind) and ``valid_sound.json``
+    (the validation split's sound, background and presence questions)."""
+    by_kind: dict[str, list[dict]] = {}
+    for entry in json.loads((data / "train.json").read_text())["annotation"]:
+        by_kind.setdefault(entry.get("kind") or entry["task"], []).append(entry)
+    rng = random.Random(5)
+    chosen = [e for kind, n in SOUND_FOCUS.items()
+              for e in (by_kind[kind] if n is None else rng.sample(by_kind[kind], n))]
+    rng.shuffle(chosen)
+    (data / "train_2c.json").write_text(json.dumps({"annotation": chosen}))
+    valid = [e for e in json.loads((data / "valid.json").read_text())["annotation"]
+             if e.get("kind") in ("qa_sound", "qa_background", "qa_presence")]
+    (data / "valid_sound.json").write_text(json.dumps({"annotation": valid}))
+
+
 def _assistant_data(runs: Path) -> None:
     """The voice-assistant items, mixed with as many ordinary instruction items."""
     out = runs / "assistant"
@@ -136,11 +160,13 @@ def main() -> int:
                        check=True, stdout=subprocess.DEVNULL)
     _validation_subsets(data)
     _alignment_data(data)
+    _sound_focus_data(data)
     init = runs / "init"
     if not (init / "model.safetensors").is_file():
         torch.manual_seed(0)
         SALMONN.from_config(mini_config(parts.whisper_dir, parts.llm_dir), device="cpu").save_pretrained(init)
-    for stage in ("stage_align", "stage2", "stage2b", "stage_assistant", "stage_assistant2", "stage3"):
+    for stage in ("stage_align", "stage2", "stage2b", "stage_assistant", "stage_assistant2", "stage2c",
+                  "stage_assistant3", "stage3"):
         if (runs / stage / "model" / "model.safetensors").is_file():
             continue
         if stage == "stage_assistant":  # its data also serves stage_assistant2
