@@ -61,7 +61,7 @@ from salmonn_agent.agent import (
     build_actions,
 )
 from salmonn_agent.agent.audio_refs import WindowStore
-from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent
+from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent, memory_turns_for
 from salmonn_agent.audio import SAMPLE_RATE
 from salmonn_agent.errors import ConfigError, SalmonnError
 from salmonn_agent.mini import sounds as S
@@ -134,7 +134,8 @@ def speak_conversation(requests: list[Request], seed: int) -> tuple[np.ndarray, 
 
 
 async def run_assistant(
-    wav: Path, model: Any, name: str, notes: Path, *, realtime: bool, max_tokens: int
+    wav: Path, model: Any, name: str, notes: Path, *, realtime: bool, max_tokens: int,
+    memory_turns: int | None = None,
 ) -> tuple[list[TurnResult], list[AuditRecord], dict[str, dict[str, Any]]]:
     """Replay ``wav`` to the assistant built as ``salmonn-agent assistant`` builds it.
 
@@ -148,7 +149,9 @@ async def run_assistant(
         actions = [t for t in build_actions(ActionsConfig(notes_path=notes), board=board) if t.name in ALLOW]
         gate = ActionGate(ActionPolicy(allow=ALLOW), AuditLog())
         chat = ChatSALMONN(client=model, model=name, temperature=0, max_tokens=max_tokens)
-        agent = VoiceAgent(chat, actions=actions, gate=gate, store=WindowStore(), config=AgentConfig())
+        memory = memory_turns_for(name) if memory_turns is None else memory_turns  # as the command does
+        config = AgentConfig(max_memory_turns=memory)
+        agent = VoiceAgent(chat, actions=actions, gate=gate, store=WindowStore(), config=config)
         listener = Listener(FileSource(wav, realtime=realtime), on_onset=agent.on_onset if realtime else None)
         try:
             listener.start()
@@ -292,6 +295,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sf.write(wav, samples, SAMPLE_RATE, subtype="PCM_16")
         results, records, defaults = asyncio.run(run_assistant(
             wav, model, name, Path(tmp) / "notes.txt", realtime=args.realtime, max_tokens=args.max_tokens,
+            memory_turns=args.memory_turns,
         ))
     figures, details = score(spoken, results, records, defaults)
 
@@ -312,6 +316,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "audio_s": round(samples.size / SAMPLE_RATE, 2),
         "realtime": args.realtime,
         "seed": args.seed,
+        "memory_turns": args.memory_turns,
         "model": name,
         "device": str(model.device),
         "threads": torch.get_num_threads(),
@@ -334,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help=f"longest answer (default {MAX_TOKENS})")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2; 0: torch's default)")
     parser.add_argument("--details", action="store_true", help="add per-request details")
+    parser.add_argument("--memory-turns", type=int,
+                        help="turns the assistant remembers (default: as `salmonn-agent assistant`, 0 with salmonn-mini)")
     parser.add_argument("--save-wav", type=Path, metavar="PATH", help="also keep the conversation's WAV here")
     args = parser.parse_args(argv)
     try:

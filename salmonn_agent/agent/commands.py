@@ -84,6 +84,8 @@ def add_assistant_command(
                    help="detections closer than this are one event (default 10)")
     p.add_argument("--max-turns", type=int, metavar="N", help="stop after N turns")
     p.add_argument("--max-tokens", type=int, default=64, metavar="N", help="longest answer in tokens (default 64)")
+    p.add_argument("--memory-turns", type=int, metavar="N",
+                   help="earlier turns the assistant remembers (default: 0 with salmonn-mini, 6 otherwise)")
     p.add_argument("--json", action="store_true", help="JSON Lines: one object per turn and per detection")
     add_model_options(p)
     p.set_defaults(handler=run_assistant, load_model=load_model)
@@ -94,7 +96,7 @@ def run_assistant(args: argparse.Namespace) -> int:
     from salmonn_agent.agent.actions import TimerBoard
     from salmonn_agent.agent.audio_refs import WindowStore
     from salmonn_agent.agent.policy import ActionGate, ActionPolicy, AuditLog
-    from salmonn_agent.agent.runtime import AgentConfig, VoiceAgent
+    from salmonn_agent.agent.runtime import AgentConfig, VoiceAgent, memory_turns_for
     from salmonn_agent.agent.watch import SoundWatch, default_action_args
     from salmonn_agent.mini.default import resolve_model_name
     from salmonn_agent.stream.listener import Listener
@@ -134,7 +136,10 @@ def run_assistant(args: argparse.Namespace) -> int:
             # Least privilege: the brain is offered only the allowed tools (the gate still judges
             # every call), which also keeps the prompt short.
             chat, actions=[t for t in actions if t.name in args.allow], gate=gate, store=WindowStore(),
-            config=AgentConfig(barge_in=args.barge_in),
+            config=AgentConfig(
+                barge_in=args.barge_in,
+                max_memory_turns=memory_turns_for(name) if args.memory_turns is None else args.memory_turns,
+            ),
             on_turn=lambda r: emit(format_turn(r), r.model_dump(mode="json")), watch=watch,
         )
         live = args.input is None or args.realtime
@@ -184,6 +189,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise ConfigError(f"--max-turns must be at least 1, got {args.max_turns}.")
     if args.max_tokens < 1:
         raise ConfigError(f"--max-tokens must be at least 1, got {args.max_tokens}.")
+    if args.memory_turns is not None and args.memory_turns < 0:
+        raise ConfigError(f"--memory-turns must be 0 or more, got {args.memory_turns}.")
     if args.watch_cooldown < 0:
         raise ConfigError(f"--watch-cooldown must be 0 or more seconds, got {args.watch_cooldown}.")
     if args.watch_action and not args.watch:

@@ -82,6 +82,19 @@ TOOLS_BRAIN_NOTE = (
 _RUNTIME_SKIPS_HEARING = frozenset({"listen"})
 
 
+def memory_turns_for(model_name: str) -> int:
+    """How many turns the assistant remembers with the brain ``model_name`` by default: none for
+    salmonn-mini, :class:`AgentConfig`'s default otherwise.
+
+    salmonn-mini learned the assistant's requests as first turns only. With remembered turns it
+    repeated an earlier answer on every later request; without them it picked the right tool
+    for 7 of 10 spoken commands of ``tools/bench_agent.py`` (1 of them with the right arguments).
+    """
+    from salmonn_agent.mini.default import DEFAULT_MODEL
+
+    return 0 if model_name == DEFAULT_MODEL else AgentConfig.model_fields["max_memory_turns"].default
+
+
 class AgentConfig(BaseModel):
     """How the voice assistant behaves (see the module docstring)."""
 

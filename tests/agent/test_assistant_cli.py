@@ -68,6 +68,7 @@ def test_realtime_replay_runs_the_live_loop(tmp_path, base_args, capsys):
     (["--input", "{scene}", "--watch-action", "emit_event"], "needs at least one --watch"),
     (["--input", "{scene}", "--watch", "an alarm", "--watch-action", "list_timers"], "action_args"),
     (["--input", "{scene}", "--max-turns", "0"], "--max-turns"),
+    (["--input", "{scene}", "--memory-turns", "-1"], "--memory-turns"),
 ])
 def test_user_errors_are_one_line_and_exit_2(extra, message, scene, base_args, tmp_path, capsys):
     argv = [a.format(missing=tmp_path / "missing.wav", scene=scene) for a in extra]
@@ -83,3 +84,11 @@ def test_without_a_model_the_error_says_how_to_get_one(scene, tmp_path, monkeypa
     assert main(["assistant", "--input", str(scene), "--notes", str(tmp_path / "n.txt")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--model DIR" in err
+
+
+def test_salmonn_mini_brain_remembers_no_turns_by_default():
+    """salmonn-mini learned spoken requests as first turns only (see memory_turns_for)."""
+    from salmonn_agent.agent.runtime import AgentConfig, memory_turns_for
+
+    assert memory_turns_for("salmonn-mini") == 0
+    assert memory_turns_for("models/salmonn-13b") == AgentConfig().max_memory_turns > 0
