@@ -175,6 +175,17 @@ def test_bfloat16_model_generates(tiny_model_dir, noise_clips):
     assert isinstance(model.generate(audio, "hello", num_beams=2, max_new_tokens=4)[0], str)
 
 
+def _logits_similarity(reference, model, noise_clips) -> float:
+    """Cosine similarity of two models' logits on one audio prompt; ``model`` must still answer."""
+    (audio,) = reference.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    inputs = reference.embed_prompts([reference.render_prompt("hello")], [[audio]])
+    with torch.no_grad():
+        exact = reference.llm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask).logits
+        approx = model.llm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask).logits
+    assert isinstance(model.generate(audio, "hello", max_new_tokens=4)[0], str)
+    return float(torch.nn.functional.cosine_similarity(exact.flatten(), approx.flatten(), dim=0))
+
+
 def test_int8_model_quantizes_the_llm_only_and_keeps_its_outputs(tiny_model, tiny_model_dir, noise_clips):
     from salmonn_agent.model.salmonn import SALMONN, place_model
 
@@ -184,13 +195,7 @@ def test_int8_model_quantizes_the_llm_only_and_keeps_its_outputs(tiny_model, tin
     assert "quantized" in type(layer.mlp.down_proj).__module__
     assert "quantized" in type(layer.self_attn.q_proj.base_layer).__module__  # under LoRA
     assert layer.self_attn.q_proj.lora_A["default"].weight.dtype == torch.float32  # LoRA stays float
-    (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
-    inputs = tiny_model.embed_prompts([tiny_model.render_prompt("hello")], [[audio]])
-    with torch.no_grad():
-        exact = tiny_model.llm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask).logits
-        approx = model.llm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask).logits
-    assert torch.nn.functional.cosine_similarity(exact.flatten(), approx.flatten(), dim=0) > 0.99
-    assert isinstance(model.generate(audio, "hello", max_new_tokens=4)[0], str)
+    assert _logits_similarity(tiny_model, model, noise_clips) > 0.99
     with pytest.raises(ConfigError, match="CPU"):
         place_model(model, "cuda", "int8")
 
@@ -224,13 +229,7 @@ def test_float16_weights_model_halves_the_llm_linears_only_and_keeps_its_outputs
     assert isinstance(layer.self_attn.q_proj.base_layer, HalfWeightLinear)  # under LoRA
     assert layer.self_attn.q_proj.lora_A["default"].weight.dtype == torch.float32  # LoRA stays float32
     assert base.get_input_embeddings().weight.dtype == torch.float32  # audio tokens join float32 text
-    (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
-    inputs = tiny_model.embed_prompts([tiny_model.render_prompt("hello")], [[audio]])
-    with torch.no_grad():
-        exact = tiny_model.llm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask).logits
-        approx = model.llm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask).logits
-    assert torch.nn.functional.cosine_similarity(exact.flatten(), approx.flatten(), dim=0) > 0.999
-    assert isinstance(model.generate(audio, "hello", max_new_tokens=4)[0], str)
+    assert _logits_similarity(tiny_model, model, noise_clips) > 0.999
     with pytest.raises(ConfigError, match="CPU"):
         place_model(model, "cuda", "float16-weights")
 
