@@ -35,7 +35,6 @@ class AudioTokenCache:
         self._entries: OrderedDict[str, EncodedAudio] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
-        self.shared = 0
         self.misses = 0
         self.encoded = 0
 
@@ -117,8 +116,9 @@ class PrefixCacheStore:
 
     Memory: each entry holds layers x 2 x positions x key/value width values (plus the
     positions' embeddings); ``PrefixCache.nbytes`` tells. Counters: ``hits`` (a request found an
-    entry that begins it), ``shared`` (it got a copy of one sharing a beginning), ``misses``, ``reused_tokens`` and ``prefilled_tokens`` (prompt positions taken from
-    caches / computed, over all requests that went through the store).
+    entry that begins it), ``shared`` (it got a copy of one sharing a beginning), ``misses``,
+    ``reused_tokens`` and ``prefilled_tokens`` (prompt positions taken from caches / computed,
+    over all requests that went through the store).
     """
 
     def __init__(self, max_entries: int = 4) -> None:
