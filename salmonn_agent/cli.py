@@ -75,7 +75,7 @@ def add_model_options(parser: argparse.ArgumentParser, device_flag: str = "--dev
     group.add_argument("--dtype", default="auto",
                        help="auto (default: float16-weights on a CPU, float32 elsewhere), float32, "
                             "float16-weights (CPU: float32 compute, the LLM's linear weights stored in "
-                            "float16; about 2x faster decoding), bfloat16, float16, or int8 (CPU: the "
+                            "float16; decoding up to about 2x faster), bfloat16, float16, or int8 (CPU: the "
                             "LLM's linear layers in 8 bits; faster decoding, at a cost in accuracy that "
                             "depends on the model)")
 

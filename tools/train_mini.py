@@ -20,11 +20,12 @@ Steps (each skipped when its output already exists, so an interrupted run resume
    the file the package ships.
 
 Usage: python tools/train_mini.py [--skip-export]
-On a 2-core CPU the shipped run took about three hours, on a machine shared with other jobs:
+On a 2-core CPU the shipped run took about four hours, on a machine shared with other jobs:
 alignment 1,200 steps at batch 16 (62 min; its first epoch also fills the encoder-feature cache),
 stage 2 400 steps at batch 8 (41 min, about 6.2 s a step), stage 2b 400 more (53 min; about 5.7 s a
 step when nothing else ran), the assistant stage 50 steps at batch 4 (15 min) and 100 more (28 min),
-stage 3 12 steps (1.3 min).
+stage 2c 250 steps at batch 8 (32 min; about 6 s a step alone), the third assistant pass 50 steps
+(17 min), stage 3 12 steps (2 min).
 """
 
 from __future__ import annotations

@@ -2,15 +2,15 @@
 
 Decoding one token multiplies a single row by every weight matrix of the LLM, so on a CPU it
 is bound by memory bandwidth: with the weights stored in float16 there are half the bytes to
-read, and PyTorch's float16 matrix-vector kernels (F16C conversion, float32 accumulation) ran a
-few rows 3-4x faster than float32 on our 2-core AVX2 machine. A prompt's prefill is the
-opposite case (many rows, compute bound) and float16 matrix products have no fast CPU kernel
-there (about 4x slower), so with more than ``HALF_ROWS`` rows the weight is widened to
-float32 for that one product. Norms, attention, the residual stream and LoRA stay float32.
+read, and PyTorch's float16 kernels ran one or two rows 3.5-3.9x faster than float32 on our
+2-core AVX2 machine (8 rows: 1.2x). A prompt's prefill is the opposite case (many rows,
+compute bound) and float16 matrix products have no fast CPU kernel there (about 4x slower),
+so with more than ``HALF_ROWS`` rows the weight is widened to float32 for that one product. Norms, attention, the residual stream and LoRA stay float32.
 
 Written here because no library offers it for CPUs without native half-precision arithmetic:
 torch's own float16 model is slow to prefill, ``quantize_dynamic`` quantizes activations too
-(accuracy), and weight-only int8 (``_weight_int8pack_mm``) was 20-40x slower on this CPU.
+(accuracy), and weight-only int8 (``_weight_int8pack_mm``) was 20-40x slower on this CPU
+(measured in an earlier session).
 """
 
 from __future__ import annotations
