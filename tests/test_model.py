@@ -242,6 +242,49 @@ def test_auto_precision_is_float16_weights_on_cpu(tiny_model_dir):
     assert not SALMONN.from_pretrained(tiny_model_dir, device="cpu").half_weights  # the library default stays float32
 
 
+def _prompt_logits(model, audio, lora_scale=None) -> torch.Tensor:
+    from salmonn_agent.config import GenerationConfig
+
+    inputs = model.embed_prompts([model.render_prompt("hello")], [[audio]])
+    with model._generation_scope(GenerationConfig(lora_scale=lora_scale)):
+        return model.llm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask).logits.flatten()
+
+
+def test_float16_weights_fold_lora_into_the_weights_at_each_calls_scale(tiny_model, tiny_model_dir, noise_clips):
+    from salmonn_agent.model.salmonn import SALMONN
+
+    model = SALMONN.from_pretrained(tiny_model_dir, dtype="float16-weights")
+    q_proj = model.llm.get_base_model().model.layers[0].self_attn.q_proj
+    merged = q_proj.base_layer.weight.clone()
+    assert q_proj.merged and not torch.equal(merged, q_proj.base_layer.unmerged)  # LoRA is in the weight
+    (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    for scale in (None, 2.0, 0.0, None):  # the merged weight follows the call's scale
+        similarity = torch.nn.functional.cosine_similarity(
+            _prompt_logits(tiny_model, audio, scale), _prompt_logits(model, audio, scale), dim=0)
+        assert similarity > 0.999, scale
+    assert torch.equal(q_proj.base_layer.weight, merged)  # back to the default scale, without drift
+    default = model.generate(audio, "hello", **GREEDY)
+    assert model.generate(audio, "hello", lora_scale=0.0, **GREEDY) != default  # the tiny LoRA matters
+    assert model.generate(audio, "hello", **GREEDY) == default
+
+
+def test_single_requests_reuse_the_prompt_head_and_answer_the_same(tiny_model_dir, noise_clips):
+    from salmonn_agent.model.salmonn import SALMONN
+
+    model = SALMONN.from_pretrained(tiny_model_dir)
+    five, half = model.encode_audio([noise_clips["5s"], noise_clips["half"]], sample_rate=SR)
+    first = model.generate(five, "Please describe the audio.", **GREEDY)
+    assert model.head_hits == 0
+    second = model.generate(half, "What do you hear?", **GREEDY)
+    assert model.head_hits == 1  # the template's text before the clip came from the first request
+    fresh = SALMONN.from_pretrained(tiny_model_dir)
+    assert second == fresh.generate(half, "What do you hear?", **GREEDY)
+    assert first == fresh.generate(five, "Please describe the audio.", **GREEDY)
+    model.generate([five, half], "hello", **GREEDY)  # batches and beam search prefill everything
+    model.generate(five, "hello", num_beams=2, max_new_tokens=4)
+    assert model.head_hits == 1
+
+
 
 def test_min_length_counts_new_tokens_so_an_answer_is_not_empty(tiny_model, noise_clips):
     """Upstream's decode config has min_length=1; with only embeddings as the prompt, current

@@ -11,6 +11,12 @@ Written here because no library offers it for CPUs without native half-precision
 torch's own float16 model is slow to prefill, ``quantize_dynamic`` quantizes activations too
 (accuracy), and weight-only int8 (``_weight_int8pack_mm``) was 20-40x slower on this CPU
 (measured in an earlier session).
+
+LoRA is folded into the float16 weights it adapts (:func:`merge_lora`): decoding then skips
+the two small LoRA products per adapted layer. peft's own ``merge`` adds the update in place, so
+each change of scale (a call's ``lora_scale``) would round the weight again and drift; here
+the unmerged float16 weight is kept (for q_proj and v_proj only: 27 MB for SmolLM2-135M) and
+every merge starts from it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ class HalfWeightLinear(nn.Module):
         self.weight = nn.Parameter(linear.weight.detach().to(torch.float16), requires_grad=False)
         bias = linear.bias
         self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
+        self.unmerged: torch.Tensor | None = None
+        """The weight before a LoRA update was merged into it (set by :func:`merge_lora`)."""
+        self.merged_key: tuple[object, ...] | None = None
+        """The LoRA state (scales, active adapters) the current weight was merged with."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x @ W.T + b`` in ``x``'s dtype (float16 kernel for few rows, float32 for many)."""
@@ -64,3 +74,35 @@ def halve_linear_weights(module: nn.Module, skip: tuple[str, ...] = ("lora_",)) 
         parent = module.get_submodule(parent_name) if parent_name else module
         setattr(parent, attribute, HalfWeightLinear(linear))
     return len(targets)
+
+
+def lora_state(layer: nn.Module) -> tuple[object, ...]:
+    """What a peft LoRA layer's merged weight depends on: its scales, active and disabled adapters."""
+    return (tuple(sorted(layer.scaling.items())), tuple(layer.active_adapters), bool(layer.disable_adapters))
+
+
+def merge_lora(layer: nn.Module) -> bool:
+    """Fold a peft LoRA layer's update, at its current scale, into its :class:`HalfWeightLinear`
+    base, so its forward is the base product alone; returns whether the weight was rewritten.
+
+    The merge starts from the unmerged weight (kept on the first call), so repeated changes of
+    scale do not accumulate rounding. A layer whose adapters are disabled gets the unmerged
+    weight back. peft's ``merged_adapters`` tells its forward to skip the LoRA products.
+    """
+    base = layer.get_base_layer()
+    if not isinstance(base, HalfWeightLinear):
+        raise TypeError(f"merge_lora needs a HalfWeightLinear base layer, not {type(base).__name__}.")
+    state = lora_state(layer)
+    active = [] if layer.disable_adapters else [name for name in layer.active_adapters if name in layer.lora_A]
+    if base.merged_key == state and list(layer.merged_adapters) == active:
+        return False
+    if base.unmerged is None:
+        base.unmerged = base.weight.detach().clone()
+    with torch.no_grad():
+        weight = base.unmerged.float()
+        for name in active:
+            weight = weight + layer.get_delta_weight(name).float()
+        base.weight.copy_(weight.to(base.weight.dtype))
+    layer.merged_adapters = active
+    base.merged_key = state
+    return True
