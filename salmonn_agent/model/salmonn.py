@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import transformers
 import torch.nn.functional as F
+from packaging.version import Version
 from torch import nn
 from transformers import (
     AutoModelForCausalLM,
@@ -595,7 +597,7 @@ class SALMONN(nn.Module):
             # ``generate`` slices inputs_embeds to the positions the cache lacks; the full
             # attention mask gives those positions their absolute position ids.
             output = self.llm.generate(
-                inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, cache=cache, **kwargs
+                inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **{_CACHE_KWARG: cache}, **kwargs
             )
         except BaseException:
             prefix_cache.reset()
@@ -701,6 +703,10 @@ class SALMONN(nn.Module):
 
 
 # --------------------------------------------------------------------- helpers
+_CACHE_KWARG = "cache" if Version(transformers.__version__).release >= (5, 24) else "past_key_values"
+"""``generate``'s name for a key/value cache to start from: transformers 5.24 renamed
+``past_key_values`` to ``cache`` (the old name is deprecated there); earlier 5.x know only the old."""
+
 INT8 = "int8"
 """The precision name for float32 weights with the LLM's linear layers quantized to 8 bits (CPU)."""
 HALF_WEIGHTS = "float16-weights"
