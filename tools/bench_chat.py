@@ -1,4 +1,4 @@
-"""Benchmark ChatSALMONN on the CPU with a locally built, randomly initialised model.
+"""Benchmark ChatSALMONN (CPU by default) with a locally built, randomly initialised model.
 
 Prints one JSON object:
 
@@ -8,7 +8,9 @@ Prints one JSON object:
 * ``concurrent_speedup``: throughput of ``--concurrency`` requests invoked at once from threads
   (batched into shared ``generate`` calls) / the same requests one after another; target >= 2;
 * ``ttft_ms``: time from ``stream()`` to the first text chunk (clip already heard);
-* the raw latencies behind them, the sizes, and ``answer_tokens`` (tokens per answer);
+* the raw latencies behind them, the sizes, and ``first_answer_tokens`` / ``answer_tokens``
+  (mean tokens of the first / second turns' answers: a turn's decoding, which no cache
+  shortens, grows with them);
 * ``prefix_cache_*``: the conversations' key/value cache (``--prefix-cache-size``, 0 turns it
   off): hits, prompt positions reused from it and prefilled.
 
@@ -22,8 +24,11 @@ decoding weighs the same in both turns.
 is a clip the caches have not seen); its answers end where the model ends them, at most
 ``--tokens``.
 
+``--device cuda`` runs it on a GPU (``auto`` is float32 there).
+
 Usage: python tools/bench_chat.py --json [--size small|tiny | --model salmonn-mini|DIR]
        [--tokens 16] [--repeats 3] [--prefix-cache-size 4] [--dtype auto|float32|float16-weights|int8]
+       [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import json
 import statistics
 import tempfile
 import threading
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -88,6 +94,7 @@ def main() -> int:
     parser.add_argument("--prefix-cache-size", type=int, default=ChatSALMONN.model_fields["prefix_cache_size"].default,
                         help="conversations whose key/value cache is kept (0: off)")
     parser.add_argument("--dtype", default="auto", help="as the CLI's --dtype: auto (default), float32, float16-weights, int8 or bfloat16")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,10 +102,10 @@ def main() -> int:
     if args.model:
         from salmonn_agent.mini.default import load_model
 
-        model, name, _clip = load_model(args.model, device="cpu", dtype=args.dtype), args.model, _speech_clip
+        model, name, _clip = load_model(args.model, device=args.device, dtype=args.dtype), args.model, _speech_clip
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            model = SALMONN.from_pretrained(build_tiny_model(tmp, **SIZES[args.size]), device="cpu",
+            model = SALMONN.from_pretrained(build_tiny_model(tmp, **SIZES[args.size]), device=args.device,
                                             dtype=args.dtype)
         name, _clip = f"bench-{args.size}", _noise_clip
     chat = ChatSALMONN(client=model, model=name, temperature=0, max_tokens=args.tokens,
@@ -106,7 +113,7 @@ def main() -> int:
     chat.invoke([audio_message(_clip(999, args.seconds), "warm up", sample_rate=SR)])
 
     # first turn (clip encoded) vs second turn (clip from the cache), a fresh clip each time
-    first, second, answer_tokens = [], [], []
+    first, second, first_tokens, answer_tokens = [], [], [], []
     for repeat in range(args.repeats):
         question = audio_message(_clip(repeat, args.seconds), "Please describe the audio.", sample_rate=SR)
         answer = None
@@ -116,6 +123,7 @@ def main() -> int:
             answer = chat.invoke([question])
 
         first.append(_timed(turn_one))
+        first_tokens.append(answer.usage_metadata["output_tokens"])
         follow_up = [question, answer, HumanMessage("Is there speech in it?")]
         second.append(_timed(lambda: answer_tokens.append(chat.invoke(follow_up).usage_metadata["output_tokens"])))
 
@@ -149,6 +157,8 @@ def main() -> int:
         "int8": bool(getattr(model, "quantized", False)),
         "float16_weights": bool(getattr(model, "half_weights", False)),
         "clip_seconds": round(len(heard_clip) / SR, 2),
+        "device": str(model.device),
+        "first_answer_tokens": round(statistics.mean(first_tokens), 1),
         "answer_tokens": round(statistics.mean(answer_tokens), 1),
         "first_turn_ms": round(statistics.median(first) * 1000, 1),
         "second_turn_ms": round(statistics.median(second) * 1000, 1),
@@ -170,4 +180,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from salmonn_agent.errors import SalmonnError
+
+    try:
+        raise SystemExit(main())
+    except SalmonnError as err:  # a bad option (device, dtype, model): one line, not a traceback
+        print(f"bench_chat: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

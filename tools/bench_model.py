@@ -1,4 +1,4 @@
-"""Benchmark SALMONN inference on the CPU with a locally built, randomly initialised model.
+"""Benchmark SALMONN inference (CPU by default) with a locally built, randomly initialised model.
 
 Sizes: ``small`` has Whisper tiny's encoder shape (384 wide, 4 layers) and SmolLM2-135M's LLM
 shape (576 wide, 30 layers, 9 heads); ``tiny`` is the test model. Random weights run at the
@@ -9,7 +9,10 @@ streamed text), tokens_per_s (greedy decoding, forced length), peak_rss_mb.
 ``--dtype`` is the CLI's precision (default ``auto``: float16-weights on a CPU); run it twice
 (``--dtype float32`` and the default) to compare in one session.
 
+``--device cuda`` measures on a GPU (``auto`` is float32 there; try ``--dtype bfloat16``).
+
 Usage: python tools/bench_model.py --json [--size small|tiny] [--tokens 32] [--threads N] [--dtype auto]
+       [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import json
 import resource
 import tempfile
+import sys
 import time
 
 import numpy as np
@@ -33,11 +37,13 @@ SIZES = {
 }
 
 
-def _median_ms(fn, repeats: int) -> float:
+def _median_ms(fn, repeats: int, device: torch.device) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         times.append((time.perf_counter() - start) * 1000)
     return float(np.median(times))
 
@@ -50,17 +56,19 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--dtype", default="auto", help="as the CLI's --dtype (default: auto)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = SALMONN.from_pretrained(build_tiny_model(tmp, **SIZES[args.size]), device="cpu", dtype=args.dtype)
+        model = SALMONN.from_pretrained(build_tiny_model(tmp, **SIZES[args.size]), device=args.device,
+                                      dtype=args.dtype)
     clip = (np.random.default_rng(0).standard_normal(30 * 16000) * 0.1).astype(np.float32)
     samples = model.load(clip, 16000)
     model.encode_samples([samples])  # warm-up
     with torch.no_grad():
-        encode_ms = _median_ms(lambda: model.encode_samples([samples]), args.repeats)
+        encode_ms = _median_ms(lambda: model.encode_samples([samples]), args.repeats, model.device)
         encoded = model.encode_samples([samples])[0]
     prompt = model.render_prompt("Please describe the audio.")
 
@@ -70,7 +78,7 @@ def main() -> int:
         stream.close()
 
     first_token()  # warm-up
-    first_token_ms = _median_ms(first_token, args.repeats)
+    first_token_ms = _median_ms(first_token, args.repeats, model.device)
 
     inputs = model.embed_prompts([prompt], [[encoded]])
 
@@ -82,9 +90,10 @@ def main() -> int:
                 num_beams=1, pad_token_id=model.tokenizer.tokenizer.pad_token_id,
             )
 
-    decode_ms = _median_ms(decode, args.repeats)
+    decode_ms = _median_ms(decode, args.repeats, model.device)
     result = {
         "size": args.size,
+        "device": str(model.device),
         "threads": torch.get_num_threads(),
         "dtype": args.dtype,
         "float16_weights": model.half_weights,
@@ -101,4 +110,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from salmonn_agent.errors import SalmonnError
+
+    try:
+        raise SystemExit(main())
+    except SalmonnError as err:  # a bad option (device, dtype, model): one line, not a traceback
+        print(f"bench_model: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
