@@ -247,9 +247,10 @@ class SALMONN(nn.Module):
         """Store the frozen LLM's linear weights in float16, computing in float32 (CPU inference).
 
         Decoding reads every LLM weight per token, so half the bytes decode faster: salmonn-mini's
-        LLM on 2 cores took 58-73 ms a token instead of 117-126 ms, and its held-out results
-        stayed within one item per metric (see the README). Prefill widens each weight back to float32. LoRA, the
-        embedding table, the encoders and the Q-Former stay float32. See
+        LLM on 2 cores took 55-66 ms a token instead of 126-130 ms, and its held-out results
+        stayed within one item per metric (see the README). Prefill widens each weight back to
+        float32. LoRA is folded into the weights it adapts (:meth:`_sync_merged_lora`); its own
+        matrices, the embedding table, the encoders and the Q-Former stay float32. See
         :mod:`salmonn_agent.model.half_weights`. The model can no longer be trained.
         """
         from salmonn_agent.model.half_weights import halve_linear_weights
@@ -265,7 +266,7 @@ class SALMONN(nn.Module):
         """With float16 weights, fold each LoRA layer into its weight at the layer's current
         scale (again only where the scale or adapters changed); see
         :func:`salmonn_agent.model.half_weights.merge_lora`. Decoding then skips the LoRA
-        products: 5 ms of salmonn-mini's 60-70 ms a token on 2 cores."""
+        products: salmonn-mini went from about 68 to 54-58 ms a token on 2 cores."""
         if self.half_weights:
             from salmonn_agent.model.half_weights import merge_lora
 
