@@ -206,7 +206,8 @@ class ChatSALMONN(BaseChatModel):
     max_batch_size: int = Field(default=8, ge=1)
     """Most concurrent requests decoded together in one ``generate`` call."""
     batch_window_ms: float = Field(default=5.0, ge=0)
-    """How long the first waiting request waits for others to batch with."""
+    """How long the first waiting request waits for others to batch with; each newcomer restarts
+    the wait, up to 4 windows in all."""
 
     _runtimes: dict[int, _Runtime] = PrivateAttr(default_factory=dict)
     _runtime_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)

@@ -1,8 +1,10 @@
 """One generation worker per model: concurrent requests are batched into one ``generate`` call.
 
 Callers (threads or the event loop) :meth:`GenerationEngine.submit` a :class:`Job` and get a
-``concurrent.futures.Future``. A worker thread takes the oldest waiting job, waits up to
-``batch_window_s`` for company, and runs every waiting job with the same generation options
+``concurrent.futures.Future``. A worker thread takes the oldest waiting job, waits
+``batch_window_s`` for company (each newcomer restarts the wait, up to ``MAX_WINDOWS`` windows
+in all, so a burst of requests is not split by a straggler into a second full decoding pass),
+and runs every waiting job with the same generation options
 (up to ``max_batch_size``) as one batch: the clips nobody has encoded yet go through the
 encoders together (:class:`~salmonn_agent.chat.cache.AudioTokenCache`), then
 ``SALMONN.generate_detailed`` decodes all prompts at once, each row under its own
@@ -49,6 +51,10 @@ class Job:
     def batch_key(self) -> tuple[tuple[str, Any], ...]:
         """Jobs with equal keys can share one ``generate`` call."""
         return tuple(sorted(self.options.items()))
+
+
+MAX_WINDOWS = 4
+"""The longest a batch waits for company, in batch windows (see the module docstring)."""
 
 
 class GenerationEngine:
@@ -102,12 +108,17 @@ class GenerationEngine:
                     self._worker = None
                     return None
                 self._cond.wait(remaining)
-            window_end = time.monotonic() + self.batch_window_s
+            start = time.monotonic()
+            window_end = start + self.batch_window_s
             while len(self._queue) < self.max_batch_size:
                 remaining = window_end - time.monotonic()
                 if remaining <= 0:
                     break
+                waiting = len(self._queue)
                 self._cond.wait(remaining)
+                if len(self._queue) > waiting:  # a newcomer: wait a window for the rest of its burst
+                    window_end = min(time.monotonic() + self.batch_window_s,
+                                     start + MAX_WINDOWS * self.batch_window_s)
             first = self._queue[0]
             batch = [job for job in self._queue if job.batch_key == first.batch_key][: self.max_batch_size]
             for job in batch:

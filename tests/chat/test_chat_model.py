@@ -169,6 +169,27 @@ def test_eight_concurrent_invocations_equal_eight_sequential_ones(tiny_model, no
     assert engine.batches_run - before < 8  # batched into fewer generate calls
 
 
+def test_a_burst_of_staggered_requests_is_decoded_in_one_batch(tiny_model, noise_clips):
+    # Requests 100 ms apart, a 200 ms window: each newcomer restarts the wait (up to 4 windows),
+    # so the last one is not left for a second decoding pass of its own.
+    chat = ChatSALMONN(client=tiny_model, temperature=0, max_tokens=4, batch_window_ms=200)
+    requests = [[audio_message(noise_clips["5s"], f"Question {i}?", sample_rate=SR)] for i in range(4)]
+    chat.invoke(requests[0])  # the clip is encoded and the engine started
+    engine = chat._runtime(None).engine
+    before = engine.batches_run
+    barrier = threading.Barrier(4)
+
+    def run(index):
+        barrier.wait()
+        time.sleep(0.1 * index)
+        return chat.invoke(requests[index]).content
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(run, range(4)))
+    assert engine.batches_run - before == 1
+    assert answers == [chat.invoke(r).content for r in requests]
+
+
 def test_model_is_loaded_lazily_once_per_path(tiny_model_dir):
     a = ChatSALMONN(model=str(tiny_model_dir), max_tokens=2)
     b = ChatSALMONN(model=str(tiny_model_dir), max_tokens=2)
