@@ -21,6 +21,8 @@ Prints one JSON object:
   tool with the expected arguments (numbers equal; a note's text within a word error rate of
   0.25 after normalising case and punctuation; strings equal after that normalisation; an
   argument left out counts as its default, e.g. a timer's label "timer");
+* ``tools_correct``: fraction of the spoken commands whose turn called exactly the expected
+  tool, whatever its arguments;
 * ``questions_answered`` (answered in words, no tool called) and ``questions_correct`` (the
   answer contains the expected words), as fractions of the questions;
 * ``turns``, ``requests``, ``commands``, ``questions``, ``unmatched_turns`` (windows that
@@ -218,7 +220,7 @@ def score(
     for record in records:
         if record.turn is not None:
             calls[record.turn].append(record)
-    commands = correct = questions = answered = right_answers = 0
+    commands = correct = right_tools = questions = answered = right_answers = 0
     details = []
     assigned = assign_turns(spoken, results)
     for said, turns in zip(spoken, assigned, strict=True):
@@ -227,9 +229,9 @@ def score(
         answer = " ".join(turn.answer for turn in turns if turn.answer).strip()
         if request.tool is not None:
             commands += 1
-            ok = len(made) == 1 and made[0].tool == request.tool and args_match(
-                request.args, made[0].args, defaults.get(request.tool, {})
-            )
+            right_tool = len(made) == 1 and made[0].tool == request.tool
+            ok = right_tool and args_match(request.args, made[0].args, defaults.get(request.tool, {}))
+            right_tools += right_tool
             correct += ok
             expected: dict[str, Any] = {"tool": request.tool, "args": request.args}
         else:
@@ -255,6 +257,7 @@ def score(
         "commands": commands,
         "questions": questions,
         "actions_correct": round(correct / commands, 3) if commands else None,
+        "tools_correct": round(right_tools / commands, 3) if commands else None,
         "questions_answered": round(answered / questions, 3) if questions else None,
         "questions_correct": round(right_answers / questions, 3) if questions else None,
         "unmatched_turns": len(results) - sum(len(turns) for turns in assigned),
@@ -306,6 +309,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ttft_ms": _median([m.ttft_ms for m in metrics if m.ttft_ms is not None]),
         "eou_delay_ms": _median([m.eou_delay_ms for m in metrics]),
         "actions_correct": figures.pop("actions_correct"),
+        "tools_correct": figures.pop("tools_correct"),
         "questions_answered": figures.pop("questions_answered"),
         "questions_correct": figures.pop("questions_correct"),
         "turns": len(results),

@@ -208,13 +208,16 @@ def test_bench_agent_prints_its_json(tiny_model_dir):
     assert result["requests"] == 10 and result["commands"] == 8 and result["questions"] == 2
     for key in ("eou_to_first_token_ms", "turn_ms", "ttft_ms", "eou_delay_ms"):
         assert isinstance(result[key], float) and result[key] > 0
-    assert 0.0 <= result["actions_correct"] <= 1.0
+    assert 0.0 <= result["actions_correct"] <= result["tools_correct"] <= 1.0
     assert result["model"] == str(tiny_model_dir) and result["threads"] == 1
     # Clean speech 1.2 s apart: every request is its own window, matched by time.
     assert result["turns"] == 10 and result["unmatched_turns"] == 0
     assert [len(d["got"]["windows"]) for d in result["details"]] == [1] * 10
     commands = [d for d in result["details"] if "tool" in d["expected"]]
     assert {d["expected"]["tool"] for d in commands} <= {"set_timer", "add_note", "list_timers", "read_notes"}
+    right_tools = [len(d["got"]["calls"]) == 1 and d["got"]["calls"][0]["tool"] == d["expected"]["tool"]
+                   for d in commands]
+    assert result["tools_correct"] == round(sum(right_tools) / len(commands), 3)
 
 
 def test_bench_agent_user_errors_are_one_line(tiny_model_dir):
