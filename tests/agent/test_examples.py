@@ -298,5 +298,14 @@ def test_bench_scores_each_request_from_the_turns_its_speech_overlaps(bench):
     figures, details = bench.score(said, turns, records, defaults)
     assert [d["correct"] for d in details] == [True, False, False, True, False]
     assert [d["got"]["windows"] for d in details] == [["w1"], ["w2", "w3"], ["w4"], ["w5"], []]
-    assert figures == {"commands": 4, "questions": 1, "actions_correct": 0.25,
+    # tools_correct: only the timer called exactly one tool, the right one (two notes, two
+    # calls for "read my notes", nothing for "list my timers")
+    assert figures == {"commands": 4, "questions": 1, "actions_correct": 0.25, "tools_correct": 0.25,
                        "questions_answered": 1.0, "questions_correct": 1.0, "unmatched_turns": 1}
+
+
+def test_bench_counts_the_right_tool_with_wrong_arguments_as_a_right_tool_only(bench):
+    said = [bench.Spoken(Request("Set a timer for five minutes.", "set_timer", {"seconds": 300}), 0.5, 2.0, "v")]
+    records = [_call(1, "set_timer", seconds=30, label="timer")]
+    figures, _ = bench.score(said, [_turn(1, 0.3, 2.4)], records, {"set_timer": {"label": "timer"}})
+    assert figures["actions_correct"] == 0.0 and figures["tools_correct"] == 1.0
