@@ -178,12 +178,9 @@ def test_bfloat16_model_generates(tiny_model_dir, noise_clips):
 def _logits_similarity(reference, model, noise_clips) -> float:
     """Cosine similarity of two models' logits on one audio prompt; ``model`` must still answer."""
     (audio,) = reference.encode_audio([noise_clips["5s"]], sample_rate=SR)
-    inputs = reference.embed_prompts([reference.render_prompt("hello")], [[audio]])
-    with torch.no_grad():
-        exact = reference.llm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask).logits
-        approx = model.llm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask).logits
+    exact, approx = _prompt_logits(reference, audio), _prompt_logits(model, audio)
     assert isinstance(model.generate(audio, "hello", max_new_tokens=4)[0], str)
-    return float(torch.nn.functional.cosine_similarity(exact.flatten(), approx.flatten(), dim=0))
+    return float(torch.nn.functional.cosine_similarity(exact, approx, dim=0))
 
 
 def test_int8_model_quantizes_the_llm_only_and_keeps_its_outputs(tiny_model, tiny_model_dir, noise_clips):

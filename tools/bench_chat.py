@@ -36,9 +36,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import threading
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,12 +51,9 @@ from salmonn_agent.chat_model import ChatSALMONN, audio_message
 from salmonn_agent.model.salmonn import SALMONN
 from salmonn_agent.tiny import build_tiny_model
 
+from bench_model import SIZES  # the sibling script: tools/ is on sys.path when a tool runs
+
 SR = 16_000
-SIZES = {
-    "tiny": {},
-    "small": {"llm_hidden": 576, "llm_layers": 30, "llm_heads": 9, "whisper_width": 384,
-              "whisper_layers": 4, "qformer_hidden": 768},
-}
 
 
 SPEECH = Path(__file__).resolve().parent.parent / "examples" / "audio" / "speech.wav"

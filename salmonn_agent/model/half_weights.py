@@ -5,7 +5,8 @@ is bound by memory bandwidth: with the weights stored in float16 there are half 
 read, and PyTorch's float16 kernels ran one or two rows 3.5-3.9x faster than float32 on our
 2-core AVX2 machine (8 rows: 1.2x). A prompt's prefill is the opposite case (many rows,
 compute bound) and float16 matrix products have no fast CPU kernel there (about 4x slower),
-so with more than ``HALF_ROWS`` rows the weight is widened to float32 for that one product. Norms, attention, the residual stream and LoRA stay float32.
+so with more than ``HALF_ROWS`` rows the weight is widened to float32 for that one product.
+Norms, attention, the residual stream and LoRA stay float32.
 
 Written here because no library offers it for CPUs without native half-precision arithmetic:
 torch's own float16 model is slow to prefill, ``quantize_dynamic`` quantizes activations too
@@ -81,9 +82,9 @@ def lora_state(layer: nn.Module) -> tuple[object, ...]:
     return (tuple(sorted(layer.scaling.items())), tuple(layer.active_adapters), bool(layer.disable_adapters))
 
 
-def merge_lora(layer: nn.Module) -> bool:
+def merge_lora(layer: nn.Module) -> None:
     """Fold a peft LoRA layer's update, at its current scale, into its :class:`HalfWeightLinear`
-    base, so its forward is the base product alone; returns whether the weight was rewritten.
+    base, so its forward is the base product alone (nothing to do if already merged so).
 
     The merge starts from the unmerged weight (kept on the first call), so repeated changes of
     scale do not accumulate rounding. A layer whose adapters are disabled gets the unmerged
@@ -95,7 +96,7 @@ def merge_lora(layer: nn.Module) -> bool:
     state = lora_state(layer)
     active = [] if layer.disable_adapters else [name for name in layer.active_adapters if name in layer.lora_A]
     if base.merged_key == state and list(layer.merged_adapters) == active:
-        return False
+        return
     if base.unmerged is None:
         base.unmerged = base.weight.detach().clone()
     with torch.no_grad():
@@ -105,4 +106,3 @@ def merge_lora(layer: nn.Module) -> bool:
         base.weight.copy_(weight.to(base.weight.dtype))
     layer.merged_adapters = active
     base.merged_key = state
-    return True

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import transformers
 import torch.nn.functional as F
+import transformers
 from packaging.version import Version
 from torch import nn
 from transformers import (
@@ -620,9 +620,8 @@ class SALMONN(nn.Module):
         cache = self._head_cache.copy()
         output = self._llm_generate(inputs, kwargs, cache)
         self.head_hits += cache.reused_tokens == head
-        if cache.cache is not None and cache.num_tokens >= head and (
-            self._head_cache.num_tokens != head or self._head_cache.key != cache.key or cache.reused_tokens < head
-        ):
+        # A head not reused in full was missing, stale (another LoRA state) or another template's.
+        if cache.reused_tokens < head and cache.cache is not None and cache.num_tokens >= head:
             cache.cache.crop(head - cache.cache.get_seq_length())
             cache.embeds = cache.embeds[:head]
             self._head_cache = cache
