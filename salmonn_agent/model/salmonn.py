@@ -266,7 +266,7 @@ class SALMONN(nn.Module):
         """With float16 weights, fold each LoRA layer into its weight at the layer's current
         scale (again only where the scale or adapters changed); see
         :func:`salmonn_agent.model.half_weights.merge_lora`. Decoding then skips the LoRA
-        products: salmonn-mini went from about 68 to 54-58 ms a token on 2 cores."""
+        products: salmonn-mini went from about 68 to 54-59 ms a token on 2 cores."""
         if self.half_weights:
             from salmonn_agent.model.half_weights import merge_lora
 
@@ -614,8 +614,9 @@ class SALMONN(nn.Module):
     def _generate_with_head(self, inputs: PromptInputs, kwargs: dict[str, object]) -> torch.Tensor:
         """Generate one prompt reusing the keys/values of its head: the text before its first
         clip, which the prompt template makes the same for every single-turn request (for
-        salmonn-mini, the system prompt: 25 of a 5 s clip's 99 prompt positions). Then keep this
-        prompt's head for the next call. Only the head is kept, never audio or an answer."""
+        salmonn-mini, the system prompt and the start of the user turn: 27 of a 5 s clip's 99
+        prompt positions). Then keep this prompt's head for the next call. Only the head is kept,
+        never audio or an answer."""
         head = inputs.head_tokens[0]
         cache = self._head_cache.copy()
         output = self._llm_generate(inputs, kwargs, cache)
