@@ -1,6 +1,6 @@
 """Make salmonn-mini's voice-assistant data: spoken requests answered with tool calls or words.
 
-    python tools/make_assistant_data.py OUT [--seed 0] [--train 1200] [--valid 48] [--test 120]
+    python tools/make_assistant_data.py OUT [--seed 0] [--train 1200] [--valid 48] [--test 120] [--workers 1]
 
 Each item is a request from :mod:`salmonn_agent.mini.assistant_bank` spoken by espeak-ng (a
 voice of the split; held-out voices for ``test``), sometimes over a quiet background sound, and
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import sys
 from collections import Counter
 from pathlib import Path
@@ -49,6 +50,14 @@ def render_clip(request: Request, split: str, index: int, seed: int) -> tuple[np
         clip = S.mix_at_snr(clip, bg.audio, snr)
         meta.update(background=cls, snr_db=round(snr, 1))
     return S.limit_peak(clip.astype(np.float32)), meta
+
+
+def write_clip(job: tuple[Request, str, int, int, str]) -> dict:
+    """Render one request (``render_clip``) into its WAV file; its metadata."""
+    request, split, index, seed, path = job
+    clip, meta = render_clip(request, split, index, seed)
+    sf.write(path, clip, S.SR, subtype="PCM_16")
+    return meta
 
 
 def target_of(request: Request) -> str:
@@ -86,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--valid", type=int, default=48)
     parser.add_argument("--test", type=int, default=120)
     parser.add_argument("--model", help="a salmonn-mini model directory for the prompt (default: salmonn-mini)")
+    parser.add_argument("--workers", type=int, default=1, help="processes that render the clips (1)")
     args = parser.parse_args(argv)
     if not S.espeak_available():
         print("error: espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
@@ -95,14 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     for split, n in (("train", args.train), ("valid", args.valid), ("test", args.test)):
         folder = args.out / "audio" / split
         folder.mkdir(parents=True, exist_ok=True)
-        items = []
-        for index, request in enumerate(sample_requests(split, n, args.seed)):
-            clip, meta = render_clip(request, split, index, args.seed)
-            path = folder / f"{split}_{index:05d}.wav"
-            sf.write(path, clip, S.SR, subtype="PCM_16")
-            items.append({"path": str(path.relative_to(args.out)), "text": target_of(request), "task": "assistant",
-                          "prompt": prompt, "tool": request.tool, "args": request.args, "answer": request.answer,
-                          "transcript": request.text, **meta})
+        jobs = [(request, split, index, args.seed, str(folder / f"{split}_{index:05d}.wav"))
+                for index, request in enumerate(sample_requests(split, n, args.seed))]
+        if args.workers > 1 and len(jobs) > 1:
+            context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            with context.Pool(args.workers) as pool:
+                metas = pool.map(write_clip, jobs, chunksize=8)
+        else:
+            metas = [write_clip(job) for job in jobs]
+        items = [{"path": str(Path(path).relative_to(args.out)), "text": target_of(request), "task": "assistant",
+                  "prompt": prompt, "tool": request.tool, "args": request.args, "answer": request.answer,
+                  "transcript": request.text, **meta}
+                 for (request, _, _, _, path), meta in zip(jobs, metas)]
         (args.out / f"assistant_{split}.json").write_text(json.dumps({"annotation": items}, indent=1))
         summary["splits"][split] = {"items": len(items), "kinds": dict(Counter(i["tool"] or "answer" for i in items))}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
