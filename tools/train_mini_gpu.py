@@ -28,10 +28,12 @@ cached base parts) with more data:
    ``tool`` (the expected tool) and ``answers`` (a spoken question answered with its answer);
 4. the result's trainable parameters, float16, to ``--export`` (default: not written).
 
-The shipped weights come from this script on one H200 (16 cores): a schedule of 1,003 steps at
-batch 32 on 26,400 items, of which the step-500 checkpoint (the run was stopped at step 570 by
-an outside time limit), i.e. ``--steps 1003 --stop-after 500 --workers 12``. The start-up took
-about 140 s, then 0.23-0.25 s a step.
+The shipped weights used this script on one H200 (16 cores), from the CPU recipe's stage 3: a
+schedule of 1,003 steps at batch 32 on 26,400 items, of which the step-500 checkpoint (the run
+was stopped at step 570 by an outside time limit), i.e. ``--start runs/mini/stage3/model --steps
+1003 --stop-after 500 --workers 12``; then ``tools/train_mini.py --export-from
+runs/mini/stage_gpu/model --blend-with runs/mini/stage3/model`` averaged it with its start. The
+start-up took about 140 s, then 0.23-0.25 s a step.
 
 Prints one JSON object (also to ``--json-out``): data sizes, probe and training times, steps,
 the metrics of both models. Needs espeak-ng (data), a CUDA GPU (``--device``), the base parts.

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -69,3 +71,24 @@ def test_mix_takes_every_training_item_with_absolute_paths(tmp_path: Path) -> No
     assert all(Path(p).is_absolute() for p in paths)
     assert sorted(paths) == sorted(str(tmp_path / name / f"audio/train/{name}_{i}.wav")
                                    for number, name in enumerate(sets) for i in range(number + 1))
+
+
+def test_exported_weights_can_average_two_trainings(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    spec = importlib.util.spec_from_file_location("train_mini_tool", ROOT / "tools" / "train_mini.py")
+    train_mini = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_mini)
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_file({"q.weight": torch.full((2, 2), 1.0), "lora.B": torch.zeros(3)}, str(a))
+    save_file({"q.weight": torch.full((2, 2), 3.0), "lora.B": torch.ones(3)}, str(b))
+    out = tmp_path / "out.safetensors"
+    train_mini.export_weights(a, out, (b, 0.75))
+    got = load_file(str(out))
+    assert got["q.weight"].dtype == torch.float16
+    assert torch.equal(got["q.weight"], torch.full((2, 2), 1.5, dtype=torch.float16))
+    assert torch.equal(got["lora.B"], torch.full((3,), 0.25, dtype=torch.float16))
+    save_file({"q.weight": torch.zeros(2, 3)}, str(b))
+    with pytest.raises(SystemExit, match="cannot be averaged"):
+        train_mini.export_weights(a, out, (b, 0.5))
