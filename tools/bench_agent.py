@@ -160,8 +160,12 @@ async def run_assistant(
             results = await (agent.run(listener) if realtime else agent.process(listener))
         finally:
             listener.close()
-    defaults = {t.name: {k: v["default"] for k, v in t.args.items() if "default" in v} for t in actions}
-    return results, gate.audit.records(), defaults
+    return results, gate.audit.records(), tool_defaults(actions)
+
+
+def tool_defaults(actions: list[Any]) -> dict[str, dict[str, Any]]:
+    """Each action tool's argument defaults (an argument left out is scored as its default)."""
+    return {t.name: {k: v["default"] for k, v in t.args.items() if "default" in v} for t in actions}
 
 
 # ---------------------------------------------------------------- scoring

@@ -28,10 +28,10 @@ cached base parts) with more data:
    ``tool`` (the expected tool) and ``answers`` (a spoken question answered with its answer);
 4. the result's trainable parameters, float16, to ``--export`` (default: not written).
 
-The shipped weights used this script on one H200 (16 cores), from the CPU recipe's stage 3: a
-schedule of 1,003 steps at batch 32 on 26,400 items, of which the step-500 checkpoint (the run
-was stopped at step 570 by an outside time limit), i.e. ``--start runs/mini/stage3/model --steps
-1003 --stop-after 500 --workers 12``; then ``tools/train_mini.py --export-from
+The shipped weights used this script on one H200 (16 cores), from the weights shipped until
+then (the CPU recipe's stage 3, in float16): a schedule of 1,003 steps at batch 32 on 26,400
+items, of which the step-500 checkpoint (the run was stopped at step 570 by an outside time
+limit), i.e. about ``--start runs/mini/stage3/model --steps 1003 --stop-after 500 --workers 12``; then ``tools/train_mini.py --export-from
 runs/mini/stage_gpu/model --blend-with runs/mini/stage3/model`` averaged it with its start. The
 start-up took about 140 s, then 0.23-0.25 s a step.
 
@@ -54,6 +54,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs" / "mini"  # the default --runs, where the CPU recipe works too
+TRAIN_SETS = {"data": "train.json", "data_seed1": "train.json", "assistant": "assistant_train.json",
+              "assistant_seed1": "assistant_train.json"}
+"""The four data sets under ``--runs`` and their training annotation files."""
 STAGE = ROOT / "examples" / "mini" / "stage_gpu.yaml"
 PROBE_STEPS = 20
 # The least start-up time (loading, data-loader workers, final save) counted against --minutes;
@@ -86,14 +89,14 @@ def _run(args: list[str], log: Path) -> str:
 
 def make_data(args: argparse.Namespace, start_dir: Path) -> dict[str, int]:
     """The four data sets (each skipped when present); their training item counts."""
-    tools = ROOT / "tools"
+    tools, runs = ROOT / "tools", args.runs
     jobs = [
-        (RUNS / "data", [str(tools / "make_mini_data.py"), str(RUNS / "data"), "--seed", "0"]),
-        (RUNS / "data_seed1", [str(tools / "make_mini_data.py"), str(RUNS / "data_seed1"), "--seed", "1",
+        (runs / "data", [str(tools / "make_mini_data.py"), str(runs / "data"), "--seed", "0"]),
+        (runs / "data_seed1", [str(tools / "make_mini_data.py"), str(runs / "data_seed1"), "--seed", "1",
                                "--train", str(args.extra_train), "--valid", "0", "--test", "0"]),
-        (RUNS / "assistant", [str(tools / "make_assistant_data.py"), str(RUNS / "assistant"), "--seed", "0",
+        (runs / "assistant", [str(tools / "make_assistant_data.py"), str(runs / "assistant"), "--seed", "0",
                               "--model", str(start_dir)]),
-        (RUNS / "assistant_seed1", [str(tools / "make_assistant_data.py"), str(RUNS / "assistant_seed1"),
+        (runs / "assistant_seed1", [str(tools / "make_assistant_data.py"), str(runs / "assistant_seed1"),
                                     "--seed", "1", "--train", str(args.extra_assistant), "--valid", "0",
                                     "--test", "0", "--model", str(start_dir)]),
     ]
@@ -102,22 +105,17 @@ def make_data(args: argparse.Namespace, start_dir: Path) -> dict[str, int]:
             continue
         _say(f"making {out.name}")
         t0 = time.perf_counter()
-        _run([*command, "--workers", str(args.workers)], RUNS / f"{out.name}.log")
+        _run([*command, "--workers", str(args.workers)], runs / f"{out.name}.log")
         _say(f"{out.name}: {time.perf_counter() - t0:.0f} s")
-    sizes = {}
-    for name, file in (("data", "train.json"), ("data_seed1", "train.json"),
-                       ("assistant", "assistant_train.json"), ("assistant_seed1", "assistant_train.json")):
-        sizes[name] = len(json.loads((RUNS / name / file).read_text())["annotation"])
-    return sizes
+    return {name: len(json.loads((runs / name / file).read_text())["annotation"]) for name, file in TRAIN_SETS.items()}
 
 
-def mix(out: Path) -> int:
-    """All training items of the four sets, paths made absolute, shuffled (seed 7)."""
+def mix(runs: Path, out: Path) -> int:
+    """All training items of the four sets under ``runs``, paths made absolute, shuffled (seed 7)."""
     items = []
-    for name, file in (("data", "train.json"), ("data_seed1", "train.json"),
-                       ("assistant", "assistant_train.json"), ("assistant_seed1", "assistant_train.json")):
-        for item in json.loads((RUNS / name / file).read_text())["annotation"]:
-            items.append(dict(item, path=os.path.abspath(RUNS / name / item["path"])))
+    for name, file in TRAIN_SETS.items():
+        for item in json.loads((runs / name / file).read_text())["annotation"]:
+            items.append(dict(item, path=os.path.abspath(runs / name / item["path"])))
     random.Random(7).shuffle(items)
     out.write_text(json.dumps({"annotation": items}))
     return len(items)
@@ -127,7 +125,7 @@ def start_model(args: argparse.Namespace) -> Path:
     """The start as a model directory (``--start``, or the shipped weights saved once)."""
     if args.start:
         return Path(args.start)
-    target = RUNS / "gpu_start"
+    target = args.runs / "gpu_start"
     if not (target / "model.safetensors").is_file():
         from salmonn_agent.mini.default import load_default_model
 
@@ -141,8 +139,7 @@ def assistant_accuracy(model: Any, annotation: Path, batch_size: int) -> dict[st
     from salmonn_agent.agent.actions import ActionsConfig, build_actions
 
     items = json.loads(annotation.read_text())["annotation"]
-    actions = build_actions(ActionsConfig(notes_path=RUNS / "unused_notes.txt"))
-    defaults = {t.name: {k: v["default"] for k, v in t.args.items() if "default" in v} for t in actions}
+    defaults = bench.tool_defaults(build_actions(ActionsConfig(notes_path=annotation.parent / "unused_notes.txt")))
     exact = tool = commands = answers = questions = 0
     for i in range(0, len(items), batch_size):
         batch = items[i: i + batch_size]
@@ -173,7 +170,7 @@ def evaluate(model_dir: Path, args: argparse.Namespace, log: Path) -> dict[str, 
     """``eval_mini.py`` on the held-out split and the assistant check, for one model directory."""
     out = log.with_suffix(".json")
     metrics = json.loads(_run([str(ROOT / "tools" / "eval_mini.py"), "--model", str(model_dir), "--data",
-                               str(RUNS / "data"), "--json", "--skip-latency", "--device", args.device,
+                               str(args.runs / "data"), "--json", "--skip-latency", "--device", args.device,
                                "--batch-size", str(args.eval_batch_size),
                                "--out", str(log.with_suffix(".items.jsonl"))], log))
     import torch
@@ -182,7 +179,7 @@ def evaluate(model_dir: Path, args: argparse.Namespace, log: Path) -> dict[str, 
 
     model = SALMONN.from_pretrained(str(model_dir), device=args.device, dtype="float32")
     with torch.inference_mode():
-        assistant = assistant_accuracy(model, RUNS / "assistant" / "assistant_test.json", args.eval_batch_size)
+        assistant = assistant_accuracy(model, args.runs / "assistant" / "assistant_test.json", args.eval_batch_size)
     del model
     keep = ("wer", "wer_clean", "wer_noisy", "sound_acc", "speech_presence_acc", "spoken_query_acc",
             "gender_acc", "count_acc", "caption_class_acc")
@@ -194,11 +191,14 @@ def evaluate(model_dir: Path, args: argparse.Namespace, log: Path) -> dict[str, 
 def train(args: argparse.Namespace, start_dir: Path, steps: int, output: Path, stop_after: int | None = None) -> float:
     """Run the stage (a schedule of ``steps`` optimizer steps, cut after ``stop_after``) into
     ``output``; its wall time."""
-    sets = [*([f"run.max_steps={stop_after}"] if stop_after else []),f"model={start_dir}", f"output_dir={output}", f"run.iters_per_epoch={steps}",
-            f"datasets.train_ann_path={RUNS / 'train_gpu.json'}", f"datasets.prompt_path={RUNS / 'data' / 'prompts.json'}",
+    sets = [f"model={start_dir}", f"output_dir={output}", f"run.iters_per_epoch={steps}",
+            f"datasets.train_ann_path={args.runs / 'train_gpu.json'}",
+            f"datasets.prompt_path={args.runs / 'data' / 'prompts.json'}",
             f"run.batch_size_train={args.batch_size}", f"run.num_workers={args.workers}",
             f"run.device={args.device}", f"run.optims.warmup_steps={max(1, min(100, steps // 10))}",
             f"run.save_every_steps={max(1, steps // 4)}"]
+    if stop_after:
+        sets.append(f"run.max_steps={stop_after}")
     command = ["-m", "salmonn_agent.cli", "train", str(STAGE)]
     for s in sets:
         command += ["--set", s]
@@ -224,41 +224,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--export", type=Path, help="write the result's float16 weights here")
     p.add_argument("--json-out", type=Path)
     args = p.parse_args(argv)
-    if args.minutes <= 0 or args.batch_size < 1 or args.workers < 1 or (args.steps or 1) < 1 or (args.stop_after or 1) < 1:
+    counts = (args.batch_size, args.workers, args.steps or 1, args.stop_after or 1)
+    if args.minutes <= 0 or min(counts) < 1:
         p.error("--minutes, --steps, --stop-after, --batch-size and --workers must be positive")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    global RUNS
     args = parse_args(argv)
-    RUNS = args.runs.resolve()
-    RUNS.mkdir(parents=True, exist_ok=True)
+    args.runs = runs = args.runs.resolve()
+    runs.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"device": args.device, "batch_size": args.batch_size}
     t0 = time.perf_counter()
     start_dir = start_model(args)
     report["data"] = make_data(args, start_dir)
     report["data_s"] = round(time.perf_counter() - t0, 1)
-    report["train_items"] = mix(RUNS / "train_gpu.json")
+    report["train_items"] = mix(runs, runs / "train_gpu.json")
     if not args.skip_start_eval:
-        report["start"] = evaluate(start_dir, args, RUNS / "eval_gpu_start.log")
+        report["start"] = evaluate(start_dir, args, runs / "eval_gpu_start.log")
     if args.steps:
         steps = args.steps
     else:
-        probe = RUNS / "stage_gpu_probe"
+        probe = runs / "stage_gpu_probe"
         probe_s = train(args, start_dir, PROBE_STEPS, probe)
         log = [json.loads(line) for line in (probe / "metrics.jsonl").read_text().splitlines()]
-        elapsed = [r["elapsed_s"] for r in log if r.get("split") == "train"]
-        step_s = (elapsed[-1] - elapsed[0]) / (PROBE_STEPS - PROBE_STEPS // 2) if len(elapsed) >= 2 else probe_s / PROBE_STEPS
+        timed = [(r["step"], r["elapsed_s"]) for r in log if r.get("split") == "train"]
+        # The steps between the first and last logged ones: past the start-up and warm-up.
+        step_s = ((timed[-1][1] - timed[0][1]) / (timed[-1][0] - timed[0][0]) if len(timed) >= 2
+                  else probe_s / PROBE_STEPS)
         setup_s = max(SETUP_S, probe_s - PROBE_STEPS * step_s)
         steps = max(PROBE_STEPS, int((args.minutes * 60 - setup_s) / step_s))
         report.update(probe_s=round(probe_s, 1), step_s=round(step_s, 4), setup_s=round(setup_s, 1))
         _say(f"probe: {step_s:.3f} s a step, {setup_s:.0f} s of start-up; training {steps} steps")
     report.update(steps=steps, stop_after=args.stop_after)
-    output = RUNS / "stage_gpu"
+    output = runs / "stage_gpu"
     report["train_s"] = round(train(args, start_dir, steps, output, args.stop_after), 1)
     report["train_log"] = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()][-3:]
-    report["result"] = evaluate(output / "model", args, RUNS / "eval_gpu_result.log")
+    report["result"] = evaluate(output / "model", args, runs / "eval_gpu_result.log")
     if args.export:
         _tool("train_mini").export_weights(output / "model" / "model.safetensors", args.export)
         report["export"] = str(args.export)

@@ -58,15 +58,15 @@ def test_assistant_check_scores_tools_arguments_and_answers(tmp_path: Path) -> N
 
 def test_mix_takes_every_training_item_with_absolute_paths(tmp_path: Path) -> None:
     tool = _tool()
-    tool.RUNS = tmp_path
     sets = {"data": "train.json", "data_seed1": "train.json", "assistant": "assistant_train.json",
             "assistant_seed1": "assistant_train.json"}
+    assert tool.TRAIN_SETS == sets
     for number, (name, file) in enumerate(sets.items()):
         (tmp_path / name).mkdir()
         entries = [{"path": f"audio/train/{name}_{i}.wav", "text": "t"} for i in range(number + 1)]
         (tmp_path / name / file).write_text(json.dumps({"annotation": entries}))
     out = tmp_path / "train_gpu.json"
-    assert tool.mix(out) == 1 + 2 + 3 + 4
+    assert tool.mix(tmp_path, out) == 1 + 2 + 3 + 4
     paths = [e["path"] for e in json.loads(out.read_text())["annotation"]]
     assert all(Path(p).is_absolute() for p in paths)
     assert sorted(paths) == sorted(str(tmp_path / name / f"audio/train/{name}_{i}.wav")
