@@ -165,6 +165,10 @@ class SALMONNConfig(BaseModel):
     min_audio_seconds: float = Field(1.0, ge=0)
     max_audio_seconds: float = Field(600.0, gt=0)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    speech_transcript: bool = False
+    """Also decode each clip with Whisper's own decoder and give the LLM the transcript as text
+    right after the clip's audio tokens (the DeSTA2 design; salmonn-mini uses it, the official
+    models do not): see :mod:`salmonn_agent.model.transcript`."""
 
     @field_validator("prompt_template")
     @classmethod

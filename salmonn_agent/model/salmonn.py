@@ -48,6 +48,7 @@ from salmonn_agent.model.generation import (
 )
 from salmonn_agent.model.prompt import PromptTokenizer, render_prompt, split_prompt
 from salmonn_agent.model.qformer import WindowQFormer
+from salmonn_agent.model.transcript import SpeechTranscriber, hint_text
 from salmonn_agent.model.whisper import WhisperFeatures, load_whisper_encoder
 
 logger = logging.getLogger(__name__)
@@ -55,10 +56,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EncodedAudio:
-    """Audio tokens of one clip, in the LLM's embedding space: ``embeds`` is ``[tokens, hidden]``."""
+    """Audio tokens of one clip, in the LLM's embedding space: ``embeds`` is ``[tokens, hidden]``.
+
+    ``transcript`` is Whisper's own transcript of the clip when the model is configured with
+    ``speech_transcript`` (see :mod:`salmonn_agent.model.transcript`), else None.
+    """
 
     embeds: torch.Tensor
     seconds: float
+    transcript: str | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -116,12 +122,16 @@ class SALMONN(nn.Module):
         llm: nn.Module,
         tokenizer: PromptTokenizer,
         beats: nn.Module | None = None,
+        transcriber: SpeechTranscriber | None = None,
     ) -> None:
         super().__init__()
+        if config.speech_transcript and transcriber is None:
+            raise ConfigError("The config sets speech_transcript but no Whisper decoder was given.")
         self.config = config
         self.speech_encoder = speech_encoder
         self.features = features
         self.beats = beats
+        self.transcriber = transcriber if config.speech_transcript else None
         self.tokenizer = tokenizer
         speech_width = int(speech_encoder.config.d_model)
         self.ln_speech = nn.LayerNorm(speech_width)
@@ -173,7 +183,8 @@ class SALMONN(nn.Module):
             beats = BEATs.from_checkpoint(config.beats)
         llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=torch.float32)
         tokenizer = PromptTokenizer.load(llm_path, config.tokenizer_mode)
-        model = cls(config, speech_encoder, features, llm, tokenizer, beats).eval()
+        transcriber = SpeechTranscriber.from_pretrained(whisper, speech_encoder) if config.speech_transcript else None
+        model = cls(config, speech_encoder, features, llm, tokenizer, beats, transcriber).eval()
         return place_model(model, device, dtype)
 
     @classmethod
@@ -197,7 +208,7 @@ class SALMONN(nn.Module):
 
     def freeze_base_models(self) -> None:
         """Freeze Whisper, BEATs and the LLM's own weights; leave the SALMONN parts trainable."""
-        for module in (self.speech_encoder, self.beats, self.llm):
+        for module in (self.speech_encoder, self.beats, self.transcriber, self.llm):
             if module is not None:
                 module.requires_grad_(False)
                 module.eval()
@@ -211,7 +222,7 @@ class SALMONN(nn.Module):
         (LoRA dropout lives inside the LLM's LoRA layers and follows ``mode``.)
         """
         super().train(mode)
-        for module in (self.speech_encoder, self.beats, self.llm):
+        for module in (self.speech_encoder, self.beats, self.transcriber, self.llm):
             if module is not None:
                 module.eval()
         if mode:
@@ -334,21 +345,41 @@ class SALMONN(nn.Module):
                 chunk = clip[start : start + self.chunk_samples]
                 chunks.append(_pad_to(chunk, int(self.config.min_audio_seconds * SAMPLE_RATE)))
                 owners.append(index)
-        tokens = self.encode_chunks(chunks)
+        tokens, texts = self._encode_chunks(chunks)
         return [
             EncodedAudio(
                 embeds=torch.cat([tokens[i] for i, o in enumerate(owners) if o == index]),
                 seconds=len(clip) / SAMPLE_RATE,
+                transcript=None if texts is None else join_transcripts(
+                    [texts[i] for i, o in enumerate(owners) if o == index]
+                ),
             )
             for index, clip in enumerate(clips)
         ]
 
     def encode_chunks(self, chunks: Sequence[np.ndarray]) -> torch.Tensor:
         """Audio tokens ``[len(chunks), tokens_per_chunk, hidden]`` for chunks of at most one context."""
+        return self._encode_chunks(chunks, transcribe=False)[0]
+
+    def _encode_chunks(
+        self, chunks: Sequence[np.ndarray], transcribe: bool = True
+    ) -> tuple[torch.Tensor, list[str] | None]:
         mel = self.features(list(chunks)).to(self.device, self.dtype)
         speech = self.speech_encoder(mel).last_hidden_state
         beats = self._beats_features(chunks) if self.beats is not None else None
-        return self.tokens_from_features(speech, beats)
+        texts = self.transcribe_features(speech) if transcribe else None
+        return self.tokens_from_features(speech, beats), texts
+
+    def transcribe_features(self, speech: torch.Tensor) -> list[str] | None:
+        """Whisper's transcript of each chunk from its encoder states ``[chunks, frames, width]``;
+        None when the model is not configured with ``speech_transcript``."""
+        if self.transcriber is None:
+            return None
+        return self.transcriber.transcribe(speech.detach())
+
+    def hint_ids(self, transcript: str | None) -> list[int]:
+        """Prompt tokens that follow a clip's audio tokens: its transcript, when there is one."""
+        return [] if transcript is None else self.tokenizer.encode(hint_text(transcript))
 
     def tokens_from_features(
         self, speech: torch.Tensor, beats: Sequence[torch.Tensor] | None = None
@@ -423,6 +454,10 @@ class SALMONN(nn.Module):
                     parts.append(embed(torch.tensor(piece_ids, device=self.device)))
                 if index < len(clips):
                     parts.append(clips[index].embeds.to(self.device, self.dtype))
+                    hint = self.hint_ids(clips[index].transcript)
+                    if hint:
+                        parts.append(embed(torch.tensor(hint, device=self.device)))
+                        text_total += len(hint)
             rows.append(torch.cat(parts))
             text_counts.append(text_total)
             audio_counts.append(sum(c.num_tokens for c in clips))
@@ -792,6 +827,11 @@ def _is_lora_layer(module: nn.Module) -> bool:
     from peft.tuners.lora import LoraLayer
 
     return isinstance(module, LoraLayer)
+
+
+def join_transcripts(texts: Sequence[str]) -> str:
+    """One clip's transcript from its chunks' transcripts."""
+    return " ".join(t for t in (t.strip() for t in texts) if t)
 
 
 def _pad_to(chunk: np.ndarray, minimum: int) -> np.ndarray:

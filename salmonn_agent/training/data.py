@@ -86,6 +86,10 @@ def split_chunks(clip: np.ndarray, chunk_samples: int, min_samples: int) -> list
     return chunks
 
 
+WHISPER_TRANSCRIPT = "whisper_transcript"
+"""The cache entry holding Whisper's transcript of a clip (models with ``speech_transcript``)."""
+
+
 class FeatureCache:
     """Frozen-encoder outputs on disk, one file per sample, keyed by audio file identity.
 
@@ -121,13 +125,17 @@ class FeatureCache:
             logger.warning("ignoring unreadable cache file %s: %s", file, err)
             return None
 
-    def put(self, key: str, speech: torch.Tensor, beats: list[torch.Tensor] | None, seconds: float) -> None:
+    def put(self, key: str, speech: torch.Tensor, beats: list[torch.Tensor] | None, seconds: float,
+            transcript: str | None = None) -> None:
+        """Store one sample's encoder outputs (and Whisper's transcript of it, when computed)."""
         file = self.directory / f"{key}.pt"
         tmp = file.with_suffix(f".tmp{os.getpid()}")
         # clone(): the tensors are slices of a batch, and torch.save writes a view's whole storage.
         payload: dict[str, Any] = {"speech": speech.detach().float().cpu().clone(), "seconds": float(seconds)}
         if beats is not None:
             payload["beats"] = [b.detach().float().cpu().clone() for b in beats]
+        if transcript is not None:
+            payload[WHISPER_TRANSCRIPT] = transcript
         torch.save(payload, tmp)
         os.replace(tmp, file)
 

@@ -81,10 +81,13 @@ class SALMONNForTraining(nn.Module):
         self.max_txt_len = max_txt_len
 
     def forward(self, speech: list[torch.Tensor], beats: list[list[torch.Tensor]] | None,
-                prompts: list[str], texts: list[str]) -> StepOutput:
+                prompts: list[str], texts: list[str], transcripts: list[str] | None = None) -> StepOutput:
+        """``transcripts``: each clip's Whisper transcript, for a model with ``speech_transcript``."""
         model = self.model
         tokens = audio_tokens(model, speech, beats)
-        embeds, mask, labels = build_inputs(model, prompts, tokens, [target_ids(model, t, self.max_txt_len) for t in texts])
+        hints = [model.hint_ids(t) for t in transcripts] if transcripts is not None else None
+        targets = [target_ids(model, t, self.max_txt_len) for t in texts]
+        embeds, mask, labels = build_inputs(model, prompts, tokens, targets, hints)
         lm = causal_lm(model.llm)
         hidden = lm.get_decoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
         return lm_loss(hidden, labels, lm.get_output_embeddings(), tokens)
@@ -104,18 +107,24 @@ def causal_lm(llm: nn.Module) -> nn.Module:
 
 
 def build_inputs(model: nn.Module, prompts: list[str], tokens: list[torch.Tensor],
-                 targets: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ``inputs_embeds``, ``attention_mask`` and ``labels`` (-100 off the target)."""
+                 targets: list[list[int]], hints: list[list[int]] | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ``inputs_embeds``, ``attention_mask`` and ``labels`` (-100 off the target).
+
+    ``hints`` are the prompt tokens that follow each clip's audio tokens (its transcript, see
+    :meth:`SALMONN.hint_ids`), as in generation.
+    """
     embed = model.llm.get_input_embeddings()
     device = tokens[0].device
     bos = [model.tokenizer.tokenizer.bos_token_id] if model.config.add_bos else []
     rows, label_rows = [], []
-    for prompt, audio, target in zip(prompts, tokens, targets, strict=True):
+    for index, (prompt, audio, target) in enumerate(zip(prompts, tokens, targets, strict=True)):
         pieces = split_prompt(prompt)
         if len(pieces) != 2:
             raise ValueError(f"training prompts need exactly one <SpeechHere>: {prompt!r}")
         before = bos + model.tokenizer.encode(pieces[0])
-        after = model.tokenizer.encode(pieces[1]) + target
+        hint = hints[index] if hints is not None else []
+        after = hint + model.tokenizer.encode(pieces[1]) + target
         ids_before = torch.tensor(before, dtype=torch.long, device=device)
         ids_after = torch.tensor(after, dtype=torch.long, device=device)
         rows.append(torch.cat([embed(ids_before), audio.to(embed.weight.dtype), embed(ids_after)]))

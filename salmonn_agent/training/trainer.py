@@ -28,12 +28,13 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from salmonn_agent.errors import CheckpointError, ConfigError
-from salmonn_agent.model.salmonn import SALMONN, EncodedAudio
+from salmonn_agent.model.salmonn import SALMONN, EncodedAudio, join_transcripts
 from salmonn_agent.training.alignment import SALMONNForAlignment
 from salmonn_agent.training.config import TrainConfig
 from salmonn_agent.training.data import (
     AnnotationDataset,
     Batch,
+    WHISPER_TRANSCRIPT,
     FeatureCache,
     StreamBatchSampler,
     collate,
@@ -157,12 +158,41 @@ def _loader(dataset: AnnotationDataset, batch_sampler: Any, workers: int) -> Dat
 
 
 def _write_cache(cache: FeatureCache | None, batch: Batch, speech: list[torch.Tensor],
-                 beats: list[list[torch.Tensor]] | None) -> None:
+                 beats: list[list[torch.Tensor]] | None, transcripts: list[str] | None) -> None:
     if cache is None:
         return
     for i, sample in enumerate(batch.samples):
-        if "cached" not in sample and sample.get("cache_key"):
-            cache.put(sample["cache_key"], speech[i], beats[i] if beats is not None else None, sample["seconds"])
+        cached = sample.get("cached")
+        new_transcript = transcripts is not None and (cached is None or WHISPER_TRANSCRIPT not in cached)
+        if (cached is None or new_transcript) and sample.get("cache_key"):
+            cache.put(sample["cache_key"], speech[i], beats[i] if beats is not None else None, sample["seconds"],
+                      transcripts[i] if transcripts is not None else None)
+
+
+def whisper_transcripts(model: SALMONN, batch: Batch, speech: list[torch.Tensor]) -> list[str] | None:
+    """Each sample's Whisper transcript (from the feature cache, else decoded now), for a model
+    with ``speech_transcript``; None for other models."""
+    if model.transcriber is None:
+        return None
+    found: list[str | None] = [s.get("cached", {}).get(WHISPER_TRANSCRIPT) for s in batch.samples]
+    todo = [i for i, text in enumerate(found) if text is None]
+    if todo:
+        texts = model.transcribe_features(torch.cat([speech[i] for i in todo])) or []
+        start = 0
+        for i in todo:
+            count = speech[i].shape[0]
+            found[i] = join_transcripts(texts[start : start + count])
+            start += count
+    return [t or "" for t in found]
+
+
+def _step_inputs(batch: Batch, transcripts: list[str] | None) -> dict[str, Any]:
+    """The prompt-side arguments of the training module's forward."""
+    inputs: dict[str, Any] = {"prompts": [s["prompt"] for s in batch.samples],
+                              "texts": [s["text"] for s in batch.samples]}
+    if transcripts is not None:
+        inputs["transcripts"] = transcripts
+    return inputs
 
 
 def _latest_checkpoint(output_dir: Path) -> Path | None:
@@ -282,10 +312,10 @@ class Trainer:
                             acc.backward(loss)
                             continue
                         speech, beats = frozen_features(model, batch)
-                        _write_cache(self.cache, batch, speech, beats)
+                        transcripts = whisper_transcripts(model, batch, speech)
+                        _write_cache(self.cache, batch, speech, beats, transcripts)
                         with acc.autocast():
-                            out = module(speech, beats, [s["prompt"] for s in batch.samples],
-                                         [s["text"] for s in batch.samples])
+                            out = module(speech, beats, **_step_inputs(batch, transcripts))
                         acc.backward(out.loss / run.accum_grad_iters)
                     window["loss_sum"] += float(out.loss_sum.sum())
                     window["tokens"] += float(out.count.sum())
@@ -397,15 +427,16 @@ class Trainer:
             if len(batch) == 0:
                 continue
             speech, beats = frozen_features(model, batch)
-            _write_cache(self.cache, batch, speech, beats)
+            transcripts = whisper_transcripts(model, batch, speech)
+            _write_cache(self.cache, batch, speech, beats, transcripts)
             with acc.autocast():
-                out = self.module(speech, beats, [s["prompt"] for s in batch.samples],
-                                  [s["text"] for s in batch.samples])
+                out = self.module(speech, beats, **_step_inputs(batch, transcripts))
             hyps: list[str | None] = list(out.hyps) if out.hyps is not None else [None] * len(batch)
             todo = [i for i, s in enumerate(batch.samples)
                     if decode and out.hyps is None and s["task"].lower().startswith("asr")]
             if todo:
-                encoded = [[EncodedAudio(out.tokens[i].float(), 0.0)] for i in todo]
+                encoded = [[EncodedAudio(out.tokens[i].float(), 0.0, transcripts[i] if transcripts else None)]
+                           for i in todo]
                 texts = model.generate_from_prompts([batch.samples[i]["prompt"] for i in todo], encoded,
                                                     num_beams=run.num_beams, max_new_tokens=run.max_new_tokens)
                 for i, text in zip(todo, texts):

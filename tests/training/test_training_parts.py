@@ -44,6 +44,21 @@ def test_labels_cover_only_target_and_end_symbol(tiny_model):
     assert mask[0].sum() == before + 5 + len(tiny_model.tokenizer.encode(prompt.split("<SpeechHere>")[1])) + len(target)
 
 
+def test_transcript_hint_follows_the_audio_and_is_never_a_label(tiny_model):
+    prompt = tiny_model.render_prompt("Recognize the speech.")
+    target = target_ids(tiny_model, "hello world", 300)
+    audio = torch.zeros(5, tiny_model.llm.config.hidden_size)
+    hint = tiny_model.tokenizer.encode("\nTranscript: hello world\n")
+    plain, _, plain_labels = build_inputs(tiny_model, [prompt], [audio], [target])
+    hinted, mask, labels = build_inputs(tiny_model, [prompt], [audio], [target], [hint])
+    assert mask[0].sum() == plain.shape[1] + len(hint)
+    before = 1 + len(tiny_model.tokenizer.encode(prompt.split("<SpeechHere>")[0]))
+    start = before + 5
+    expected = tiny_model.llm.get_input_embeddings()(torch.tensor(hint))
+    assert torch.equal(hinted[0, start : start + len(hint)], expected)
+    assert labels[0][labels[0] != IGNORE].tolist() == plain_labels[0][plain_labels[0] != IGNORE].tolist() == target
+
+
 def test_schedule_warmup_then_cosine():
     o = OptimSection(warmup_steps=10, warmup_start_lr=1e-6, init_lr=3e-5, min_lr=1e-5)
     assert lr_at(0, 100, o) == pytest.approx(1e-6)

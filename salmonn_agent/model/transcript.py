@@ -1,0 +1,76 @@
+"""Whisper's own transcript beside the audio tokens (the DeSTA2 design, an option of the config).
+
+SALMONN hears speech only through its audio tokens. A small model trained on little data
+(salmonn-mini) does not learn to read words from them well enough for real voices, while
+Whisper's own decoder, over the very same encoder states, transcribes them well. With
+``SALMONNConfig.speech_transcript`` set, every clip is also decoded by Whisper (greedy, per
+encoder chunk) and the transcript follows the clip's audio tokens in the prompt as text::
+
+    ...<audio tokens>\\nTranscript: <what Whisper heard>\\n...
+
+The LLM then answers from both: the words from the transcript, everything else (sounds,
+voice, music, whether anyone speaks at all) from the audio tokens. The official SALMONN models
+never use it.
+
+The decoder runs on the encoder states SALMONN computes anyway (one encoder pass), so the cost
+is the decoding alone. The shortened encoder context (see ``whisper.shorten_encoder_context``)
+feeds the decoder unchanged: its cross-attention takes any number of encoder frames.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import WhisperForConditionalGeneration, WhisperTokenizer
+from transformers.modeling_outputs import BaseModelOutput
+
+HINT_TEMPLATE = "\nTranscript: {}\n"
+"""How a clip's transcript is written into the prompt, right after its audio tokens."""
+NO_SPEECH = "-"
+"""The transcript text when Whisper decodes nothing."""
+MAX_TOKENS_PER_CHUNK = 120
+"""Decoding limit per encoder chunk: 30 s of fast speech is about 100 Whisper tokens."""
+
+
+def hint_text(transcript: str) -> str:
+    """The prompt text that carries ``transcript`` (see :data:`HINT_TEMPLATE`)."""
+    return HINT_TEMPLATE.format(transcript.strip() or NO_SPEECH)
+
+
+class SpeechTranscriber(nn.Module):
+    """Whisper's decoder and LM head, reading encoder states another module computed."""
+
+    def __init__(
+        self, whisper: WhisperForConditionalGeneration, tokenizer: WhisperTokenizer, encoder: nn.Module
+    ) -> None:
+        super().__init__()
+        # SALMONN's speech encoder computes the states; Whisper's generate only reads its conv
+        # strides. It is shared, not owned: kept out of this module's parameters (and state_dict)
+        # so the encoder's weights are not registered twice.
+        del whisper.model.encoder
+        object.__setattr__(whisper.model, "encoder", encoder)
+        # The saved generation config carries max_length (448); the limit here is max_new_tokens.
+        whisper.generation_config.max_length = None
+        self.whisper = whisper
+        self.tokenizer = tokenizer
+        self.requires_grad_(False)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, encoder: nn.Module) -> "SpeechTranscriber":
+        """Load Whisper's decoder from the Whisper model that SALMONN's ``encoder`` came from."""
+        whisper = WhisperForConditionalGeneration.from_pretrained(name_or_path, dtype=torch.float32)
+        return cls(whisper.eval(), WhisperTokenizer.from_pretrained(name_or_path), encoder)
+
+    @torch.no_grad()
+    def transcribe(self, states: torch.Tensor) -> list[str]:
+        """Greedy transcripts of each chunk: ``states`` is the encoder output ``[chunks, frames, width]``."""
+        if states.shape[0] == 0:
+            return []
+        decoder_dtype = self.whisper.proj_out.weight.dtype
+        ids = self.whisper.generate(
+            encoder_outputs=BaseModelOutput(last_hidden_state=states.to(decoder_dtype)),
+            max_new_tokens=MAX_TOKENS_PER_CHUNK,
+            num_beams=1,
+            do_sample=False,
+        )
+        return [text.strip() for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]

@@ -1,0 +1,53 @@
+"""The speech_transcript option: Whisper tiny.en's own transcript rides after the audio tokens."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from salmonn_agent.errors import ConfigError
+from salmonn_agent.mini import scoring
+from salmonn_agent.mini.model import mini_config
+from salmonn_agent.model.salmonn import SALMONN, EncodedAudio
+from salmonn_agent.model.transcript import hint_text
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stream"
+TEXTS = {item["file"]: item["text"] for item in json.loads((FIXTURES / "speech.json").read_text())}
+
+
+@pytest.fixture(scope="module")
+def hinted(mini_parts) -> SALMONN:
+    config = mini_config(mini_parts.whisper_dir, mini_parts.llm_dir).model_copy(update={"speech_transcript": True})
+    return SALMONN.from_config(config, device="cpu")
+
+
+def test_clips_carry_whispers_transcript(hinted):
+    files = ["lights.flac", "weather.flac"]
+    encoded = hinted.encode_audio([str(FIXTURES / f) for f in files])
+    transcripts = [e.transcript for e in encoded]
+    assert scoring.corpus_wer([TEXTS[f] for f in files], transcripts) <= 0.25, transcripts
+    # The decoder shares the speech encoder: its weights are not registered (or saved) twice.
+    names = [name for name, _ in hinted.named_parameters()]
+    assert not any(name.startswith("transcriber.whisper.model.encoder") for name in names)
+    assert not any(name.startswith("transcriber") for name in hinted.trainable_state_dict())
+
+
+def test_prompt_holds_the_transcript_right_after_the_audio_tokens(hinted):
+    audio = EncodedAudio(torch.zeros(4, hinted.llm.config.hidden_size), 1.0, "Turn on the lights.")
+    bare = EncodedAudio(audio.embeds, 1.0)
+    prompt = hinted.render_prompt("Recognize the speech and give me the transcription.")
+    with_hint = hinted.embed_prompts([prompt], [[audio]])
+    without = hinted.embed_prompts([prompt], [[bare]])
+    hint = hinted.tokenizer.encode(hint_text("Turn on the lights."))
+    assert with_hint.text_tokens[0] == without.text_tokens[0] + len(hint)
+    head = with_hint.head_tokens[0]
+    rows = with_hint.embeds[0, head + 4 : head + 4 + len(hint)]
+    assert torch.equal(rows, hinted.llm.get_input_embeddings()(torch.tensor(hint)))
+
+
+def test_the_option_needs_a_decoder(hinted):
+    with pytest.raises(ConfigError, match="speech_transcript"):
+        SALMONN(hinted.config, hinted.speech_encoder, hinted.features, hinted.llm, hinted.tokenizer)
