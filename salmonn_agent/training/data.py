@@ -88,6 +88,8 @@ def split_chunks(clip: np.ndarray, chunk_samples: int, min_samples: int) -> list
 
 WHISPER_TRANSCRIPT = "whisper_transcript"
 """The cache entry holding Whisper's transcript of a clip (models with ``speech_transcript``)."""
+SOUND_TAGS = "sound_tags"
+"""The cache entry holding a clip's YAMNet tags as ``[label, score]`` pairs (models with ``sound_tags``)."""
 
 
 class FeatureCache:
@@ -126,16 +128,15 @@ class FeatureCache:
             return None
 
     def put(self, key: str, speech: torch.Tensor, beats: list[torch.Tensor] | None, seconds: float,
-            transcript: str | None = None) -> None:
-        """Store one sample's encoder outputs (and Whisper's transcript of it, when computed)."""
+            hints: dict[str, Any] | None = None) -> None:
+        """Store one sample's encoder outputs (and its hints: transcript, tags, when computed)."""
         file = self.directory / f"{key}.pt"
         tmp = file.with_suffix(f".tmp{os.getpid()}")
         # clone(): the tensors are slices of a batch, and torch.save writes a view's whole storage.
         payload: dict[str, Any] = {"speech": speech.detach().float().cpu().clone(), "seconds": float(seconds)}
         if beats is not None:
             payload["beats"] = [b.detach().float().cpu().clone() for b in beats]
-        if transcript is not None:
-            payload[WHISPER_TRANSCRIPT] = transcript
+        payload.update(hints or {})
         torch.save(payload, tmp)
         os.replace(tmp, file)
 

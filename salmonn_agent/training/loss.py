@@ -81,11 +81,11 @@ class SALMONNForTraining(nn.Module):
         self.max_txt_len = max_txt_len
 
     def forward(self, speech: list[torch.Tensor], beats: list[list[torch.Tensor]] | None,
-                prompts: list[str], texts: list[str], transcripts: list[str] | None = None) -> StepOutput:
-        """``transcripts``: each clip's Whisper transcript, for a model with ``speech_transcript``."""
+                prompts: list[str], texts: list[str], hints: list[list[int]] | None = None) -> StepOutput:
+        """``hints``: each clip's hint tokens (transcript, tags: :meth:`SALMONN.hint_ids`), for a
+        model with ``speech_transcript`` or ``sound_tags``."""
         model = self.model
         tokens = audio_tokens(model, speech, beats)
-        hints = [model.hint_ids(t) for t in transcripts] if transcripts is not None else None
         targets = [target_ids(model, t, self.max_txt_len) for t in texts]
         embeds, mask, labels = build_inputs(model, prompts, tokens, targets, hints)
         lm = causal_lm(model.llm)

@@ -27,13 +27,16 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
+from salmonn_agent.audio import load_audio
 from salmonn_agent.errors import CheckpointError, ConfigError
 from salmonn_agent.model.salmonn import SALMONN, EncodedAudio, join_transcripts
+from salmonn_agent.sound_tags import SoundTag
 from salmonn_agent.training.alignment import SALMONNForAlignment
 from salmonn_agent.training.config import TrainConfig
 from salmonn_agent.training.data import (
     AnnotationDataset,
     Batch,
+    SOUND_TAGS,
     WHISPER_TRANSCRIPT,
     FeatureCache,
     StreamBatchSampler,
@@ -158,40 +161,82 @@ def _loader(dataset: AnnotationDataset, batch_sampler: Any, workers: int) -> Dat
 
 
 def _write_cache(cache: FeatureCache | None, batch: Batch, speech: list[torch.Tensor],
-                 beats: list[list[torch.Tensor]] | None, transcripts: list[str] | None) -> None:
+                 beats: list[list[torch.Tensor]] | None, hints: ClipHints | None) -> None:
     if cache is None:
         return
     for i, sample in enumerate(batch.samples):
         cached = sample.get("cached")
-        new_transcript = transcripts is not None and (cached is None or WHISPER_TRANSCRIPT not in cached)
-        if (cached is None or new_transcript) and sample.get("cache_key"):
+        new_hints = hints is not None and i in hints.fresh
+        if (cached is None or new_hints) and sample.get("cache_key"):
             cache.put(sample["cache_key"], speech[i], beats[i] if beats is not None else None, sample["seconds"],
-                      transcripts[i] if transcripts is not None else None)
+                      hints.cache_entries(i) if hints is not None else None)
 
 
-def whisper_transcripts(model: SALMONN, batch: Batch, speech: list[torch.Tensor]) -> list[str] | None:
-    """Each sample's Whisper transcript (from the feature cache, else decoded now), for a model
-    with ``speech_transcript``; None for other models."""
-    if model.transcriber is None:
+@dataclass
+class ClipHints:
+    """Each sample's Whisper transcript and YAMNet tags (None where the model uses neither)."""
+
+    transcripts: list[str] | None
+    tags: list[list[SoundTag]] | None
+    fresh: set[int]
+    """Samples whose hints were computed now rather than read from the feature cache."""
+
+    def cache_entries(self, i: int) -> dict[str, Any]:
+        """What the feature cache stores of sample ``i``'s hints."""
+        entries: dict[str, Any] = {}
+        if self.transcripts is not None:
+            entries[WHISPER_TRANSCRIPT] = self.transcripts[i]
+        if self.tags is not None:
+            entries[SOUND_TAGS] = [[t.label, t.score] for t in self.tags[i]]
+        return entries
+
+    def token_ids(self, model: SALMONN) -> list[list[int]]:
+        """The hint tokens of every sample (see :meth:`SALMONN.hint_ids`)."""
+        count = len(self.transcripts if self.transcripts is not None else self.tags or [])
+        return [model.hint_ids(self.transcripts[i] if self.transcripts is not None else None,
+                               self.tags[i] if self.tags is not None else None) for i in range(count)]
+
+
+def clip_hints(model: SALMONN, batch: Batch, speech: list[torch.Tensor]) -> ClipHints | None:
+    """Each sample's transcript and tags, from the feature cache or computed now (the transcript
+    from the Whisper states of the batch, the tags from the sample's audio file); None for a
+    model with neither option."""
+    if model.transcriber is None and model.tagger is None:
         return None
-    found: list[str | None] = [s.get("cached", {}).get(WHISPER_TRANSCRIPT) for s in batch.samples]
-    todo = [i for i, text in enumerate(found) if text is None]
-    if todo:
-        texts = model.transcribe_features(torch.cat([speech[i] for i in todo])) or []
-        start = 0
-        for i in todo:
-            count = speech[i].shape[0]
-            found[i] = join_transcripts(texts[start : start + count])
-            start += count
-    return [t or "" for t in found]
+    samples = batch.samples
+    cached = [s.get("cached", {}) for s in samples]
+    fresh: set[int] = set()
+    transcripts = None
+    if model.transcriber is not None:
+        found: list[str | None] = [c.get(WHISPER_TRANSCRIPT) for c in cached]
+        todo = [i for i, text in enumerate(found) if text is None]
+        if todo:
+            texts = model.transcribe_features(torch.cat([speech[i] for i in todo])) or []
+            start = 0
+            for i in todo:
+                count = speech[i].shape[0]
+                found[i] = join_transcripts(texts[start : start + count])
+                start += count
+            fresh.update(todo)
+        transcripts = [t or "" for t in found]
+    tags = None
+    if model.tagger is not None:
+        tags = []
+        for i, (sample, entry) in enumerate(zip(samples, cached)):
+            if SOUND_TAGS in entry:
+                tags.append([SoundTag(label=label, score=score) for label, score in entry[SOUND_TAGS]])
+            else:
+                tags.append(list(model.tag_clip(load_audio(sample["path"])) or ()))
+                fresh.add(i)
+    return ClipHints(transcripts, tags, fresh)
 
 
-def _step_inputs(batch: Batch, transcripts: list[str] | None) -> dict[str, Any]:
+def _step_inputs(model: SALMONN, batch: Batch, hints: ClipHints | None) -> dict[str, Any]:
     """The prompt-side arguments of the training module's forward."""
     inputs: dict[str, Any] = {"prompts": [s["prompt"] for s in batch.samples],
                               "texts": [s["text"] for s in batch.samples]}
-    if transcripts is not None:
-        inputs["transcripts"] = transcripts
+    if hints is not None:
+        inputs["hints"] = hints.token_ids(model)
     return inputs
 
 
@@ -312,10 +357,10 @@ class Trainer:
                             acc.backward(loss)
                             continue
                         speech, beats = frozen_features(model, batch)
-                        transcripts = whisper_transcripts(model, batch, speech)
-                        _write_cache(self.cache, batch, speech, beats, transcripts)
+                        hints = clip_hints(model, batch, speech)
+                        _write_cache(self.cache, batch, speech, beats, hints)
                         with acc.autocast():
-                            out = module(speech, beats, **_step_inputs(batch, transcripts))
+                            out = module(speech, beats, **_step_inputs(model, batch, hints))
                         acc.backward(out.loss / run.accum_grad_iters)
                     window["loss_sum"] += float(out.loss_sum.sum())
                     window["tokens"] += float(out.count.sum())
@@ -427,15 +472,17 @@ class Trainer:
             if len(batch) == 0:
                 continue
             speech, beats = frozen_features(model, batch)
-            transcripts = whisper_transcripts(model, batch, speech)
-            _write_cache(self.cache, batch, speech, beats, transcripts)
+            hints = clip_hints(model, batch, speech)
+            _write_cache(self.cache, batch, speech, beats, hints)
             with acc.autocast():
-                out = self.module(speech, beats, **_step_inputs(batch, transcripts))
+                out = self.module(speech, beats, **_step_inputs(model, batch, hints))
             hyps: list[str | None] = list(out.hyps) if out.hyps is not None else [None] * len(batch)
             todo = [i for i, s in enumerate(batch.samples)
                     if decode and out.hyps is None and s["task"].lower().startswith("asr")]
             if todo:
-                encoded = [[EncodedAudio(out.tokens[i].float(), 0.0, transcripts[i] if transcripts else None)]
+                encoded = [[EncodedAudio(out.tokens[i].float(), 0.0,
+                                         hints.transcripts[i] if hints and hints.transcripts is not None else None,
+                                         tuple(hints.tags[i]) if hints and hints.tags is not None else None)]
                            for i in todo]
                 texts = model.generate_from_prompts([batch.samples[i]["prompt"] for i in todo], encoded,
                                                     num_beams=run.num_beams, max_new_tokens=run.max_new_tokens)

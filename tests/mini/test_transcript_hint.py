@@ -1,4 +1,4 @@
-"""The speech_transcript option: Whisper tiny.en's own transcript rides after the audio tokens."""
+"""The speech_transcript and sound_tags options: what Whisper tiny.en and YAMNet heard rides after the audio tokens."""
 
 from __future__ import annotations
 
@@ -12,15 +12,20 @@ from salmonn_agent.errors import ConfigError
 from salmonn_agent.mini import scoring
 from salmonn_agent.mini.model import mini_config
 from salmonn_agent.model.salmonn import SALMONN, EncodedAudio
-from salmonn_agent.model.transcript import hint_text
+from salmonn_agent.model.hints import hint_text
+from salmonn_agent.sound_tags import SoundTag
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stream"
 TEXTS = {item["file"]: item["text"] for item in json.loads((FIXTURES / "speech.json").read_text())}
 
 
 @pytest.fixture(scope="module")
-def hinted(mini_parts) -> SALMONN:
-    config = mini_config(mini_parts.whisper_dir, mini_parts.llm_dir).model_copy(update={"speech_transcript": True})
+def hinted(mini_parts, mini_cache) -> SALMONN:
+    import os
+
+    os.environ.setdefault("SALMONN_AGENT_CACHE", str(mini_cache))
+    config = mini_config(mini_parts.whisper_dir, mini_parts.llm_dir).model_copy(
+        update={"speech_transcript": True, "sound_tags": True})
     return SALMONN.from_config(config, device="cpu")
 
 
@@ -29,6 +34,7 @@ def test_clips_carry_whispers_transcript(hinted):
     encoded = hinted.encode_audio([str(FIXTURES / f) for f in files])
     transcripts = [e.transcript for e in encoded]
     assert scoring.corpus_wer([TEXTS[f] for f in files], transcripts) <= 0.25, transcripts
+    assert all(e.sound_tags and e.sound_tags[0].label == "Speech" for e in encoded)
     # The decoder shares the speech encoder: its weights are not registered (or saved) twice.
     names = [name for name, _ in hinted.named_parameters()]
     assert not any(name.startswith("transcriber.whisper.model.encoder") for name in names)
@@ -36,12 +42,14 @@ def test_clips_carry_whispers_transcript(hinted):
 
 
 def test_prompt_holds_the_transcript_right_after_the_audio_tokens(hinted):
-    audio = EncodedAudio(torch.zeros(4, hinted.llm.config.hidden_size), 1.0, "Turn on the lights.")
+    tags = (SoundTag(label="Speech", score=0.98), SoundTag(label="Dog", score=0.2))
+    audio = EncodedAudio(torch.zeros(4, hinted.llm.config.hidden_size), 1.0, "Turn on the lights.", tags)
     bare = EncodedAudio(audio.embeds, 1.0)
     prompt = hinted.render_prompt("Recognize the speech and give me the transcription.")
     with_hint = hinted.embed_prompts([prompt], [[audio]])
     without = hinted.embed_prompts([prompt], [[bare]])
-    hint = hinted.tokenizer.encode(hint_text("Turn on the lights."))
+    assert hint_text("Turn on the lights.", tags) == "\nTranscript: Turn on the lights.\nSounds: Speech 0.98, Dog 0.20\n"
+    hint = hinted.tokenizer.encode(hint_text("Turn on the lights.", tags))
     assert with_hint.text_tokens[0] == without.text_tokens[0] + len(hint)
     head = with_hint.head_tokens[0]
     rows = with_hint.embeds[0, head + 4 : head + 4 + len(hint)]
@@ -51,3 +59,6 @@ def test_prompt_holds_the_transcript_right_after_the_audio_tokens(hinted):
 def test_the_option_needs_a_decoder(hinted):
     with pytest.raises(ConfigError, match="speech_transcript"):
         SALMONN(hinted.config, hinted.speech_encoder, hinted.features, hinted.llm, hinted.tokenizer)
+    with pytest.raises(ConfigError, match="sound_tags"):
+        SALMONN(hinted.config.model_copy(update={"speech_transcript": False}), hinted.speech_encoder,
+                hinted.features, hinted.llm, hinted.tokenizer)

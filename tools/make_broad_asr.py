@@ -1,0 +1,216 @@
+"""Speech recognition data with broad text, many voices and realistic acoustics.
+
+    python tools/make_broad_asr.py OUT [--train 2400] [--valid 120] [--seed 0] [--workers 2]
+
+salmonn-mini's first training data spoke sentences from its own small text bank with one
+synthesizer. This adds speech recognition items that do not repeat: sentences taken from text
+that Debian ships, spoken by two synthesizers, in rooms, over noise and through telephones.
+
+Text (Debian packages, installed by ``apt-get install fortunes wordnet-base``):
+* train: single sentences of 4-24 words from the ``fortunes`` collection
+  (``/usr/share/games/fortunes``; attributions dropped, one sentence per fortune);
+* valid: example sentences quoted in WordNet's glosses (``/usr/share/wordnet/data.*``), a
+  different source, so the valid split measures new text rather than remembered text.
+
+Voices: espeak-ng (every training variant of ``salmonn_agent.mini.sounds``, American and
+British English, speed and pitch drawn per item) and flite (``kal``, ``kal16``, ``awb``, ``rms``
+for train, ``--setf duration_stretch`` drawn); the valid split uses flite's ``slt``, a voice the
+train split never has, and espeak-ng's held-out variants.
+
+Acoustics, drawn per item: clean; white/pink/brown noise at 5-30 dB SNR; a room (an
+exponentially decaying noise impulse response, RT60 0.2-0.9 s, mixed 30-80 % wet); a telephone
+(300-3400 Hz band, 8 kHz round trip, soft clipping); level -35 to -14 dBFS.
+
+Writes ``OUT/train.json`` and ``OUT/valid.json`` (official annotation format, task ``asr``,
+``path`` relative to OUT) and ``OUT/audio/<split>/<split>_NNNNN.wav`` (16 kHz mono PCM16).
+Deterministic for a given seed and installed synthesizers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from salmonn_agent.mini import sounds as S  # noqa: E402
+
+FORTUNES = Path("/usr/share/games/fortunes")
+WORDNET = Path("/usr/share/wordnet")
+TRAIN_FLITE = ("kal", "kal16", "awb", "rms")
+VALID_FLITE = ("slt",)
+MIN_WORDS, MAX_WORDS = 4, 24
+MAX_SECONDS = 10.0
+ACOUSTICS = ("clean", "noise", "room", "telephone")
+ACOUSTIC_WEIGHTS = (0.3, 0.3, 0.2, 0.2)
+_SENTENCE = re.compile(r"^[A-Z][A-Za-z0-9 ,;:'\-]*[.!?]$")
+
+
+def fortune_sentences() -> list[str]:
+    """Single-sentence fortunes of 4-24 plain words, sorted and deduplicated."""
+    if not FORTUNES.is_dir():
+        raise SystemExit(f"{FORTUNES} is missing: run `apt-get install fortunes` first.")
+    found: set[str] = set()
+    for file in sorted(FORTUNES.iterdir()):
+        if file.suffix or not file.is_file():
+            continue
+        for record in file.read_text(encoding="utf-8", errors="replace").split("\n%\n"):
+            lines = [line for line in record.strip().splitlines() if not line.strip().startswith("--")]
+            text = " ".join(" ".join(lines).split())
+            _keep(text, found)
+    return sorted(found)
+
+
+def wordnet_sentences() -> list[str]:
+    """The example sentences quoted in WordNet's glosses, sorted and deduplicated."""
+    if not WORDNET.is_dir():
+        raise SystemExit(f"{WORDNET} is missing: run `apt-get install wordnet-base` first.")
+    found: set[str] = set()
+    for part in ("noun", "verb", "adj", "adv"):
+        for line in (WORDNET / f"data.{part}").read_text(encoding="utf-8", errors="replace").splitlines():
+            if "|" not in line:
+                continue
+            for quote in re.findall(r'"([^"]+)"', line.split("|", 1)[1]):
+                text = quote.strip()
+                text = text[0].upper() + text[1:] if text else text
+                if text and text[-1] not in ".!?":
+                    text += "."
+                _keep(text, found)
+    return sorted(found)
+
+
+def _keep(text: str, found: set[str]) -> None:
+    words = text.split()
+    if MIN_WORDS <= len(words) <= MAX_WORDS and _SENTENCE.match(text) and text.count(".") <= 1:
+        found.add(text)
+
+
+def flite_speak(text: str, voice: str, stretch: float) -> np.ndarray:
+    """``text`` spoken by flite's ``voice`` as 16 kHz float32."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "x.wav"
+        proc = subprocess.run(["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:.2f}",
+                               "-t", text, "-o", str(out)], capture_output=True, check=False)
+        if proc.returncode != 0 or not out.is_file():
+            raise RuntimeError(f"flite failed for voice {voice}: {proc.stderr.decode(errors='replace').strip()}")
+        x, rate = sf.read(out, dtype="float32")
+    if rate != S.SR:
+        x = soxr.resample(x, rate, S.SR).astype(np.float32)
+    return S.trim_silence(x)
+
+
+def room(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """Reverberation by an exponentially decaying noise impulse response."""
+    rt60 = float(rng.uniform(0.2, 0.9))
+    n = int(rt60 * S.SR)
+    t = np.arange(n) / S.SR
+    ir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
+    ir[0] = 0.0
+    ir = S.band_filter(ir.astype(np.float32), 80.0, 7000.0)
+    ir /= np.sqrt(np.sum(ir ** 2)) + 1e-9
+    wet = np.convolve(x, ir)[: len(x) + n // 2]
+    dry = np.pad(x, (0, len(wet) - len(x)))
+    mix = float(rng.uniform(0.3, 0.8))
+    return ((1 - mix) * dry + mix * wet * (S.rms(dry) / (S.rms(wet) + 1e-9))).astype(np.float32), f"room_rt60_{rt60:.2f}"
+
+
+def telephone(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """A telephone line: 300-3400 Hz, 8 kHz round trip, soft clipping."""
+    y = S.band_filter(x, 300.0, 3400.0)
+    y = soxr.resample(soxr.resample(y, S.SR, 8000), 8000, S.SR).astype(np.float32)
+    drive = float(rng.uniform(1.0, 4.0))
+    y = np.tanh(drive * y / (np.max(np.abs(y)) + 1e-9)) / np.tanh(drive)
+    return y.astype(np.float32), f"telephone_drive_{drive:.1f}"
+
+
+def noise(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """White, pink or brown noise at 5-30 dB SNR."""
+    colour = ("white", "pink", "brown")[int(rng.integers(3))]
+    if colour == "white":
+        bg = rng.standard_normal(len(x)).astype(np.float32)
+    elif colour == "pink":
+        bg = S.pink_noise(rng, len(x))
+    else:
+        bg = np.cumsum(rng.standard_normal(len(x))).astype(np.float32)
+        bg = S.band_filter(bg - bg.mean(), 20.0, None)
+    snr = float(rng.uniform(5.0, 30.0))
+    return S.mix_at_snr(x, bg, snr), f"{colour}_noise_{snr:.0f}dB"
+
+
+def make_item(job: tuple[str, int, str, int, Path]) -> dict[str, Any] | None:
+    """Render one item; None when the speech is longer than :data:`MAX_SECONDS`."""
+    split, index, text, seed, out = job
+    rng = np.random.default_rng([seed, 0 if split == "train" else 1, index])
+    held_out = split != "train"
+    if rng.random() < 0.5:
+        voice = S.draw_voice(rng, held_out)
+        x, voice_name = S.speak(text, voice), f"espeak:{voice.name}"
+    else:
+        names = VALID_FLITE if held_out else TRAIN_FLITE
+        name = names[int(rng.integers(len(names)))]
+        x, voice_name = flite_speak(text, name, float(rng.uniform(0.8, 1.25))), f"flite:{name}"
+    x = np.pad(x, (int(rng.uniform(0.05, 0.4) * S.SR), int(rng.uniform(0.05, 0.4) * S.SR)))
+    acoustics = ACOUSTICS[int(rng.choice(len(ACOUSTICS), p=ACOUSTIC_WEIGHTS))]
+    how = "clean"
+    if acoustics == "noise":
+        x, how = noise(x, rng)
+    elif acoustics == "room":
+        x, how = room(x, rng)
+    elif acoustics == "telephone":
+        x, how = telephone(x, rng)
+    if len(x) > MAX_SECONDS * S.SR:
+        return None
+    x = S.limit_peak(S.set_rms_db(x, float(rng.uniform(-35.0, -14.0))))
+    rel = Path("audio") / split / f"{split}_{index:05d}.wav"
+    S.write_wav(out / rel, x)
+    return {"path": str(rel), "text": text, "task": "asr", "kind": "asr_broad", "split": split,
+            "voice": voice_name, "acoustics": how, "duration": round(len(x) / S.SR, 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--train", type=int, default=2400)
+    parser.add_argument("--valid", type=int, default=120)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    for tool in ("espeak-ng", "flite"):
+        if shutil.which(tool) is None:
+            print(f"make_broad_asr: {tool} is missing: run `apt-get install espeak-ng flite`.", file=sys.stderr)
+            return 2
+    texts = {"train": fortune_sentences(), "valid": wordnet_sentences()}
+    rng = np.random.default_rng(args.seed)
+    jobs = []
+    for split, count in (("train", args.train), ("valid", args.valid)):
+        (args.out / "audio" / split).mkdir(parents=True, exist_ok=True)
+        # Draw a few more than asked: items longer than 10 s are dropped.
+        picks = rng.choice(len(texts[split]), size=min(len(texts[split]), int(count * 1.25)), replace=False)
+        jobs += [(split, i, texts[split][int(p)], args.seed, args.out) for i, p in enumerate(picks)]
+    with Pool(args.workers) as pool:
+        items = pool.map(make_item, jobs, chunksize=8)
+    summary: dict[str, Any] = {"sentences": {k: len(v) for k, v in texts.items()}}
+    for split, count in (("train", args.train), ("valid", args.valid)):
+        kept = [i for i in items if i is not None and i["split"] == split][:count]
+        (args.out / f"{split}.json").write_text(json.dumps({"annotation": kept}, indent=1))
+        summary[split] = {"items": len(kept), "seconds": round(sum(i["duration"] for i in kept), 1),
+                          "voices": len({i["voice"].split("+")[0] for i in kept})}
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
