@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ConfirmMethod = Literal["spectral", "silero", "none"]
+ConfirmMethod = Literal["yamnet", "spectral", "silero", "none"]
 """How a webrtcvad speech candidate is confirmed as speech (else it becomes a ``sound``)."""
 
 
@@ -49,8 +49,21 @@ class SegmenterConfig(BaseModel):
     sound_margin_db: float = Field(
         12.0, gt=0.0, description="A frame this far above the noise floor is a sound."
     )
-    sound_hangover_ms: int = Field(300, gt=0, description="Quiet that ends a sound event.")
+    sound_hangover_ms: int = Field(
+        800, gt=0,
+        description=(
+            "Quiet that ends a sound event: a burst of one sound with shorter gaps (knocks, "
+            "rings, barks, beeps) is one window."
+        ),
+    )
     min_sound_ms: int = Field(0, ge=0, description="Shorter sound events are dropped.")
+    highpass_hz: float | None = Field(
+        100.0, gt=0.0, le=400.0,
+        description=(
+            "High-pass the VAD's input (levels and webrtcvad, not the windows' samples) at this "
+            "cutoff, so rumble, fans and hum neither open events nor keep them open (None: off)."
+        ),
+    )
     noise_floor_window_s: float = Field(
         5.0, gt=0.0, le=60.0,
         description=(
@@ -59,13 +72,35 @@ class SegmenterConfig(BaseModel):
         ),
     )
     confirm_with: ConfirmMethod = Field(
-        "spectral",
+        "yamnet",
         description=(
-            "Second stage for speech candidates: 'spectral' (built in: spectral change, rejects "
-            "steady tones, chords, hums and noise), 'silero' (neural VAD, needs the silero-vad "
-            "package) or 'none' (trust webrtcvad)."
+            "Second stage for speech candidates: 'yamnet' (the AudioSet tagger: speech vs "
+            "animals, alarms, music...; its model is fetched on first use), 'spectral' (built "
+            "in: spectral change, rejects steady tones, chords, hums and noise), 'silero' "
+            "(neural VAD, needs the silero-vad package) or 'none' (trust webrtcvad: the lowest "
+            "cost)."
         ),
     )
+    tag_speech_threshold: float = Field(
+        0.5, gt=0.0, lt=1.0,
+        description="confirm_with='yamnet': best speech-class score needed to confirm speech.",
+    )
+    tag_event_margin: float = Field(
+        0.2, ge=0.0, le=1.0,
+        description=(
+            "confirm_with='yamnet': a non-speech class scoring more than the speech classes by "
+            "this much rejects the candidate."
+        ),
+    )
+    sound_labels: int | None = Field(
+        None, ge=0, le=10,
+        description=(
+            "Top AudioSet labels (YAMNet) put on each window's `tags`; 0: none. None: 3 when "
+            "confirm_with='yamnet' (the tagger runs anyway), else 0 (a positive value loads "
+            "the tagger whatever the confirmation)."
+        ),
+    )
+    label_min_score: float = Field(0.1, ge=0.0, lt=1.0, description="Lowest score of a label.")
     min_speech_score: float = Field(
         2.6, ge=0.0, description="Spectral-change score (dB) needed by confirm_with='spectral'."
     )
@@ -93,3 +128,20 @@ class SegmenterConfig(BaseModel):
         if self.pre_roll_ms >= self.max_window_s * 1000:
             raise ValueError("pre_roll_ms must be shorter than max_window_s.")
         return self
+
+    @property
+    def labels_k(self) -> int:
+        """How many labels each window gets (``sound_labels`` with its default resolved)."""
+        if self.sound_labels is None:
+            return 3 if self.confirm_with == "yamnet" else 0
+        return self.sound_labels
+
+    @property
+    def uses_tagger(self) -> bool:
+        """Whether the segmenter runs YAMNet (to confirm speech or to label windows)."""
+        return self.confirm_with == "yamnet" or self.labels_k > 0
+
+    @classmethod
+    def webrtcvad_only(cls, **overrides: object) -> "SegmenterConfig":
+        """The cheapest front-end: webrtcvad and the level gates, no second stage, no labels."""
+        return cls(**{"confirm_with": "none", "sound_labels": 0, **overrides})

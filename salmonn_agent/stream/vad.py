@@ -23,9 +23,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from salmonn_agent.audio import SAMPLE_RATE
+from salmonn_agent.sound_tags import SoundTag
 from salmonn_agent.stream.config import SegmenterConfig
 from salmonn_agent.stream.errors import FrontendError
+from salmonn_agent.stream.filters import HighPass
 from salmonn_agent.stream.spectral import speech_score
+from salmonn_agent.stream.tagging import PATCH, EventScores, shared_tagger
 from salmonn_agent.stream.windows import (
     AudioWindow,
     CloseReason,
@@ -37,7 +40,8 @@ QUIET, SOUND, SPEECH = 0, 1, 2
 _STATE_NAMES = {QUIET: "quiet", SOUND: "sound", SPEECH: "speech"}
 _PIECE = 4 * SAMPLE_RATE  # pushes are analysed four seconds at a time at most
 _CONTEXT = SAMPLE_RATE  # audio before an event used to estimate the noise spectrum
-_SOUND_BEFORE_SPEECH_SPLIT = SAMPLE_RATE  # a sound this long before speech keeps its own window
+_MIN_PAUSE = SAMPLE_RATE * 90 // 1000  # a quiet pause this long parts a sound from speech
+_LONG_SOUND = SAMPLE_RATE  # a sound this long before speech keeps its own window anyway
 _SILENT_DB = -120.0
 _SMOOTH = 3  # frames averaged (in dB) before the noise floor's minimum
 
@@ -149,7 +153,10 @@ class Segmenter:
     and :meth:`skip` records a hole in the input (a microphone overflow).
     """
 
-    def __init__(self, config: SegmenterConfig | None = None) -> None:
+    def __init__(self, config: SegmenterConfig | None = None, tagger: Any = None) -> None:
+        """``tagger``: a loaded :class:`~salmonn_agent.sound_tags.SoundTagger` to use when the
+        config needs one (else one shared per process is loaded, fetching its model on first
+        use)."""
         cfg = config or SegmenterConfig()
         self.config = cfg
         self._vad, self._is_speech = _make_vad(cfg.vad_mode)
@@ -178,6 +185,24 @@ class Segmenter:
             + _CONTEXT + _PIECE + 2 * SAMPLE_RATE
         )
         self._ring = _Ring(capacity)
+        # the VAD's (high-passed) input, kept until it is framed
+        self._vad_ring = _Ring(_PIECE + 2 * self._flen)
+        self._highpass = HighPass(cfg.highpass_hz) if cfg.highpass_hz else None
+        self._scores: EventScores | None = None
+        self._prefix_scores: EventScores | None = None
+        if cfg.uses_tagger:
+            tagger = tagger if tagger is not None else shared_tagger()
+            self._scores, self._prefix_scores = EventScores(tagger), EventScores(tagger)
+        self._labels_k = cfg.labels_k
+        # YAMNet judges a speech candidate patch by patch while it goes on: one that is clearly
+        # something else (music, an alarm, a dog) becomes a sound at once, so speech right
+        # after it opens its own window
+        self._early = cfg.confirm_with == "yamnet" and cfg.sound_events
+        # a sound that came before the open speech candidate: (window start, event start,
+        # event end, noise floor, voiced frames); the candidate's window starts at self._cut
+        self._prefix: tuple[int, int, int, float, int] | None = None
+        self._cut = 0
+        self._verdict: tuple[float | None, float | None] = (None, None)
         self._confirmer: Any = None
         if cfg.confirm_with == "silero":
             from salmonn_agent.stream.confirm import SileroConfirmer
@@ -200,7 +225,6 @@ class Segmenter:
         self._ev_voiced = 0
         self._ev_floor = 0.0
         self._sound_onset = 0
-        self._sound_last = 0
         self._silero_pos = 0
         self._index = 0
         self._voiced_total = 0
@@ -241,6 +265,7 @@ class Segmenter:
         for a in range(0, x.size, _PIECE):
             piece = x[a : a + _PIECE]
             self._ring.write(piece)
+            self._vad_ring.write(self._highpass(piece) if self._highpass is not None else piece)
             self._pos += piece.size
             self.stats.samples_in += piece.size
             self._analyse(out)
@@ -255,6 +280,9 @@ class Segmenter:
             return out
         self._close(out, "gap", self._pos)
         self._ring.skip(n_samples)
+        self._vad_ring.skip(n_samples)
+        if self._highpass is not None:
+            self._highpass = HighPass(self.config.highpass_hz or 100.0)
         self._pos += n_samples
         self._framed = self._barrier = self._periodic_barrier = self._pos
         self._h_level[:] = _SILENT_DB
@@ -285,7 +313,7 @@ class Segmenter:
             return
         cfg = self.config
         base = self._framed
-        frames = self._ring.read(base, base + n * flen, copy=False).reshape(n, flen)
+        frames = self._vad_ring.read(base, base + n * flen, copy=False).reshape(n, flen)
         level = 10.0 * np.log10(np.einsum("ij,ij->i", frames, frames) / flen + 1e-12)
         # noise floor: the quietest frame of the last `noise_floor_window_s` (minimum statistics)
         # of levels smoothed over `_SMOOTH` frames, so that the dips of a fluctuating noise do
@@ -327,6 +355,7 @@ class Segmenter:
         ll = loud.tolist()
         sound_on = cfg.sound_events
         hang, sound_hang, max_win = self._hang, self._sound_hang, self._max_win
+        early = self._early and self._scores
         k = 0
         while k < n:
             state = self._state
@@ -346,6 +375,8 @@ class Segmenter:
                     self._close(out, "end_of_speech", end)
                     k += 1
                     continue
+                if early and not self._scores.settled and end >= self._scores.next + PATCH:
+                    self._check_candidate(end)
             else:  # SOUND
                 if sl[k]:
                     self._open_speech(out, k, base, all_voiced, all_level, float(floor[k]))
@@ -374,6 +405,10 @@ class Segmenter:
         if self._confirmer is not None and self._state == SPEECH and self._framed > self._silero_pos:
             self._confirmer.feed(self._ring.read(self._silero_pos, self._framed))
             self._silero_pos = self._framed
+        if self._scores is not None and self._state != QUIET:
+            # YAMNet patches as they complete; a sound's are spread out (labels only need a few)
+            sparse = self._state == SOUND and self._labels_k > 0
+            self._scores.feed(self._ring.read, self._framed, skip=sparse)
 
     # ------------------------------------------------------------------ events
 
@@ -390,48 +425,108 @@ class Segmenter:
         first = hist + k - self._win_frames + 1
         j = first + int(np.argmax(all_voiced[first : hist + k + 1]))  # earliest voiced frame
         # refine the onset backwards over frames that stand out of the noise (soft onsets)
-        gate = max(floor_db + self.config.speech_margin_db, self.config.min_level_db)
+        cfg = self.config
+        gate = max(floor_db + cfg.speech_margin_db, cfg.min_level_db)
         limit = max(self._barrier, self._ring.oldest)
         while j > 0 and all_level[j - 1] >= gate and base + (j - 1 - hist) * flen >= limit:
             j -= 1
         onset = max(base + (j - hist) * flen, self._barrier)
         voiced_so_far = int(np.count_nonzero(all_voiced[j : hist + k + 1]))
         end = base + (k + 1) * flen
+        self._prefix = None
         if self._state == SOUND:
-            sound_start = self._win_start
+            # the sound before the speech keeps its own window when a pause parts them, or
+            # when it lasted a while (speech over a sound): the candidate's window starts at
+            # the sound's last loud frame or one pre-roll before the onset, whichever is later
             cut = onset - self._pre
-            if cut - sound_start >= _SOUND_BEFORE_SPEECH_SPLIT and cut > self._sound_onset:
-                self._emit(
-                    out, sound_start, cut, "sound", self._sound_onset,
-                    min(self._last, cut), "end_of_sound", self._ev_floor, self._ev_voiced, end,
+            loud_gate = floor_db + cfg.sound_margin_db
+            loud_end = None
+            for i in range(j - 1, max(j - 1 - self._pre // flen, -1), -1):
+                if all_level[i] >= loud_gate:
+                    loud_end = base + (i + 1 - hist) * flen
+                    cut = max(cut, loud_end)
+                    break
+            cut = min(cut, onset)
+            parted = loud_end is None or onset - loud_end >= _MIN_PAUSE
+            if (parted or onset - self._sound_onset >= _LONG_SOUND) and cut - self._sound_onset >= flen:
+                self._prefix = (
+                    self._win_start, self._sound_onset, min(self._last, cut), self._ev_floor,
+                    self._ev_voiced,
                 )
-                self._win_start = cut
-            # else: the short sound becomes part of the speech window (it keeps its start)
+                self._cut = cut
+                if self._scores is not None and self._prefix_scores is not None:
+                    self._prefix_scores, self._scores = self._scores, self._prefix_scores
+            # else: the sound is the speech's own start (a breath, a fricative): one window
         else:
             self._win_start = max(onset - self._pre, self._barrier, self._ring.oldest)
             self._ev_floor = floor_db
+        if self._scores is not None and (self._state != SOUND or self._prefix is not None):
+            self._scores.reset(onset)
+            if self._prefix is not None and self._prefix_scores is not None:
+                # continue the sound's patch grid: audio it already scored is not scored twice
+                self._scores.next = max(onset, min(self._prefix_scores.next, end))
         self._state = SPEECH
         self._onset = onset
         self._last = end
         self._ev_voiced = voiced_so_far
         if self._confirmer is not None:
             self._confirmer.reset()
-            self._silero_pos = self._win_start
+            self._silero_pos = self._cut if self._prefix is not None else self._win_start
 
     def _open_sound(self, k: int, base: int, floor_db: float) -> None:
         onset = base + k * self._flen
+        self._verdict = (None, None)
         self._state = SOUND
         self._onset = self._sound_onset = onset
         self._last = onset + self._flen
         self._win_start = max(onset - self._pre, self._barrier, self._ring.oldest)
         self._ev_floor = floor_db
         self._ev_voiced = 0
+        if self._scores is not None:
+            self._scores.reset(onset)
 
-    def _classify(self, onset: int, event_end: int) -> tuple[WindowKind, float | None, float | None]:
+    def _check_candidate(self, end: int) -> None:
+        """Score the candidate's completed patches; turn it into a sound if none was speech."""
+        scores = self._scores
+        assert scores is not None
+        scores.feed(self._ring.read, end)
+        speech, event = scores.speech_and_event()
+        cfg = self.config
+        if speech >= cfg.tag_speech_threshold and speech + cfg.tag_event_margin >= event:
+            # a patch is clearly speech: the verdict is speech (a later patch cannot undo it),
+            # so the rest of the utterance costs no more patches
+            scores.settled = True
+        elif event >= cfg.tag_speech_threshold and event > speech + cfg.tag_event_margin:
+            self.stats.rejected_speech += 1
+            self._merge_prefix()
+            self._state = SOUND
+            self._sound_onset = self._onset
+
+    def _finish_scores(self, onset: int, event_end: int, now: int) -> EventScores | None:
+        """The open event's YAMNet scores, its last patches scored (None without a tagger)."""
+        scores = self._scores
+        if scores is None:
+            return None
+        lo = max(self._cut if self._prefix else self._win_start, self._ring.oldest)
+        scores.feed(self._ring.read, event_end)
+        scores.finish(self._ring.read, onset, event_end, max(lo, self._barrier), now)
+        return scores
+
+    def _classify(
+        self, onset: int, event_end: int, now: int
+    ) -> tuple[WindowKind, float | None, float | None]:
         """Confirm a speech candidate; return (kind, speech_score, speech_prob)."""
         cfg = self.config
         if cfg.confirm_with == "none":
             return "speech", None, None
+        if cfg.confirm_with == "yamnet":
+            scores = self._finish_scores(onset, event_end, now)
+            assert scores is not None
+            speech, event = scores.speech_and_event()
+            ok = scores.settled or (
+                speech >= cfg.tag_speech_threshold and speech + cfg.tag_event_margin >= event
+            )
+            return ("speech" if ok else "sound"), None, round(speech, 4)
         if cfg.confirm_with == "silero":
             if self._silero_pos < event_end:
                 self._confirmer.feed(self._ring.read(self._silero_pos, event_end))
@@ -444,49 +539,105 @@ class Segmenter:
         )
         return ("speech" if score >= cfg.min_speech_score else "sound"), score, None
 
+    def _labels(self, onset: int, event_end: int, now: int) -> tuple[SoundTag, ...]:
+        if not self._labels_k:
+            return ()
+        scores = self._finish_scores(onset, event_end, now)
+        return scores.top(self._labels_k, self.config.label_min_score) if scores else ()
+
+    def _emit_prefix(self, out: list[AudioWindow], now: int) -> None:
+        """Emit the sound that came before the speech candidate as its own window."""
+        assert self._prefix is not None
+        start, onset, event_end, floor_db, voiced = self._prefix
+        tags: tuple[SoundTag, ...] = ()
+        scores = self._prefix_scores
+        if self._labels_k and scores is not None:
+            scores.feed(self._ring.read, event_end)
+            scores.finish(self._ring.read, onset, event_end, max(start, self._ring.oldest), self._cut)
+            tags = scores.top(self._labels_k, self.config.label_min_score)
+        self._emit(out, start, self._cut, "sound", onset, event_end, "end_of_sound", floor_db,
+                   voiced, now, tags=tags)
+        self._prefix = None
+        self._win_start = self._cut
+
+    def _merge_prefix(self) -> None:
+        """The candidate after the sound was no speech: the two are one sound event."""
+        if self._prefix is None:
+            return
+        self._onset = self._prefix[1]
+        self._ev_voiced += self._prefix[4]
+        if self._scores is not None and self._prefix_scores is not None:
+            self._scores.merge(self._prefix_scores)
+        self._prefix = None
+
     def _close(self, out: list[AudioWindow], reason: CloseReason, now: int) -> None:
         state = self._state
         if state == QUIET:
             return
-        self._state = QUIET
         onset, event_end = self._onset, min(self._last, now)
-        win_end = min(event_end + self._post, now)
         score = prob = None
         if state == SPEECH:
             if event_end - onset < self._min_speech:
                 kind: WindowKind = "sound"
             else:
-                kind, score, prob = self._classify(onset, event_end)
+                kind, score, prob = self._classify(onset, event_end, now)
             if kind == "sound":
                 self.stats.rejected_speech += 1
                 if not self.config.sound_events:
+                    if self._prefix is not None:
+                        self._emit_prefix(out, now)
+                    self._state = QUIET
                     return
+                self._merge_prefix()
+                onset = self._onset
+                if reason == "end_of_speech" and now - self._last < self._sound_hang:
+                    # no speech: the event goes on as a sound, which may come back (a burst)
+                    self._state = SOUND
+                    self._sound_onset = onset
+                    self._verdict = (score, prob)
+                    return
+            elif self._prefix is not None:
+                self._emit_prefix(out, now)
         else:
             kind = "sound"
+            score, prob = self._verdict  # a rejected candidate's, if it became this sound
             if event_end - onset < self._min_sound:
+                self._state = QUIET
                 return
+        self._state = QUIET
+        tags = self._labels(onset, event_end, now)
         if reason == "end_of_speech" and kind == "sound":
             reason = "end_of_sound"
+        win_end = min(event_end + self._post, now)
         self._emit(
             out, self._win_start, win_end, kind, onset, event_end, reason, self._ev_floor,
-            self._ev_voiced, now, score=score, prob=prob,
+            self._ev_voiced, now, score=score, prob=prob, tags=tags,
         )
 
     def _split(self, out: list[AudioWindow], end: int) -> None:
         """The open window reached max_window_s: emit it and continue the event."""
+        if self._prefix is not None:  # the sound before the candidate goes first
+            self._emit_prefix(out, end)
+            if end - self._win_start < self._max_win:
+                return
         cut = self._win_start + self._max_win
         onset = min(self._onset, cut)
         event_end = min(self._last, cut)
         score = prob = None
         kind: WindowKind = "sound"
         if self._state == SPEECH:
-            kind, score, prob = self._classify(onset, event_end)
+            kind, score, prob = self._classify(onset, event_end, end)
+        tags = self._labels(onset, event_end, end)
         self._emit(
             out, self._win_start, cut, kind, onset, event_end, "max_length", self._ev_floor,
-            self._ev_voiced, end, score=score, prob=prob, split=True,
+            self._ev_voiced, end, score=score, prob=prob, split=True, tags=tags,
         )
         self._win_start = self._onset = cut
+        if self._state == SOUND:
+            self._sound_onset = cut
         self._ev_voiced = 0
+        if self._scores is not None:
+            self._scores.reset(cut)
         if self._confirmer is not None and self._state == SPEECH:
             self._confirmer.reset()  # the next window is judged on its own audio
             self._silero_pos = cut
@@ -507,6 +658,7 @@ class Segmenter:
         score: float | None = None,
         prob: float | None = None,
         split: bool = False,
+        tags: tuple[SoundTag, ...] = (),
     ) -> None:
         samples = self._ring.read(start, end)
         event_len = max(event_end - event_start, 1)
@@ -537,6 +689,7 @@ class Segmenter:
                 emitted_at=now / SAMPLE_RATE,
                 index=self._index,
                 metrics=metrics,
+                tags=tags,
             )
         )
         self._index += 1

@@ -17,6 +17,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from salmonn_agent.sound_tags import SoundTag
+
 WindowKind = Literal["speech", "sound", "periodic"]
 """``speech`` (someone spoke), ``sound`` (a non-speech event) or ``periodic`` (monitoring)."""
 
@@ -46,7 +48,8 @@ class WindowMetrics(BaseModel):
     speech_score: float | None = None
     """Spectral-change score (dB) when the built-in confirmation ran."""
     speech_prob: float | None = None
-    """Highest Silero speech probability when the Silero confirmation ran."""
+    """Highest speech probability of the confirmation stage: Silero's, or YAMNet's best
+    speech-class score (over its 0.96 s patches) when ``confirm_with='yamnet'``."""
     split: bool = False
     """True when the window was cut at ``max_window_s`` and the event goes on in the next one."""
 
@@ -54,6 +57,8 @@ class WindowMetrics(BaseModel):
 @dataclass(frozen=True, slots=True)
 class AudioWindow:
     """A window of 16 kHz mono audio with its place in the stream and what it holds.
+
+    ``tags`` names what a sound window holds ("Dog 0.91, Bark 0.77") when a tagger ran.
 
     ``start``/``end`` (seconds since the stream began) bound the samples; ``event_start`` and
     ``event_end`` bound the detected speech or sound inside them (the window adds pre-roll and
@@ -71,6 +76,10 @@ class AudioWindow:
     emitted_at: float
     index: int
     metrics: WindowMetrics
+    tags: tuple[SoundTag, ...] = ()
+    """The event's top AudioSet labels with their scores (best over YAMNet's patches; no
+    speech, silence or room classes), when the segmenter runs the tagger (see
+    ``SegmenterConfig.sound_labels``); empty otherwise."""
 
     @property
     def start(self) -> float:
@@ -101,6 +110,8 @@ class AudioWindow:
         }
         for key, value in self.metrics.model_dump().items():
             out[key] = round(value, 3) if isinstance(value, float) else value
+        if self.tags:
+            out["tags"] = [{"label": t.label, "score": round(t.score, 3)} for t in self.tags]
         return out
 
     def to_json(self) -> str:
