@@ -92,8 +92,13 @@ def _add_segmenter_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-speech-ms", type=int, help="shorter speech becomes sound (200)")
     g.add_argument("--max-window-s", type=float, help="longest window, longer is split (30)")
     g.add_argument("--min-level-db", type=float, help="volume gate in dBFS (-50)")
-    g.add_argument("--confirm", dest="confirm_with", choices=("spectral", "silero", "none"),
-                   help="second stage for speech (spectral; silero needs silero-vad)")
+    g.add_argument("--confirm", dest="confirm_with", choices=("yamnet", "spectral", "silero", "none"),
+                   help="second stage for speech (yamnet: the AudioSet tagger, also labels sound "
+                        "windows; spectral: built in; silero needs silero-vad; none: webrtcvad only)")
+    g.add_argument("--sound-hangover-ms", type=int, help="quiet that ends a sound event (800)")
+    g.add_argument("--highpass-hz", type=float, help="high-pass cutoff before the VAD (100)")
+    g.add_argument("--labels", dest="sound_labels", type=int, metavar="K",
+                   help="top AudioSet labels per window (3 with --confirm yamnet, else 0)")
     g.add_argument("--no-sound", dest="sound_events", action="store_false", default=None,
                    help="no `sound` windows for non-speech events")
     g.add_argument("--periodic", dest="periodic_every_s", type=float, metavar="SECONDS",
@@ -105,6 +110,7 @@ def _add_segmenter_options(p: argparse.ArgumentParser) -> None:
 _CONFIG_ARGS = (
     "vad_mode", "frame_ms", "pre_roll_ms", "hangover_ms", "min_speech_ms", "max_window_s",
     "min_level_db", "confirm_with", "sound_events", "periodic_every_s", "periodic_length_s",
+    "sound_hangover_ms", "highpass_hz", "sound_labels",
 )
 
 

@@ -143,5 +143,6 @@ class SegmenterConfig(BaseModel):
 
     @classmethod
     def webrtcvad_only(cls, **overrides: object) -> "SegmenterConfig":
-        """The cheapest front-end: webrtcvad and the level gates, no second stage, no labels."""
-        return cls(**{"confirm_with": "none", "sound_labels": 0, **overrides})
+        """The cheapest front-end: webrtcvad and the level gates; no high-pass, no second
+        stage, no labels (speech is whatever webrtcvad calls speech)."""
+        return cls(**{"confirm_with": "none", "sound_labels": 0, "highpass_hz": None, **overrides})
