@@ -47,11 +47,15 @@ import numpy as np
 import torch
 from langchain_core.messages import HumanMessage
 
-from salmonn_agent.chat_model import ChatSALMONN, audio_message
-from salmonn_agent.model.salmonn import SALMONN
-from salmonn_agent.tiny import build_tiny_model
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # devkit/ sits at the repository root, outside the package
+    sys.path.insert(0, str(ROOT))
 
-from bench_model import SIZES  # the sibling script: tools/ is on sys.path when a tool runs
+from devkit.tiny import build_tiny_model  # noqa: E402
+from salmonn_agent.chat_model import ChatSALMONN, audio_message  # noqa: E402
+from salmonn_agent.model.salmonn import SALMONN  # noqa: E402
+
+from bench_model import SIZES  # noqa: E402 - the sibling script: tools/ is on sys.path when a tool runs
 
 SR = 16_000
 

@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from devkit import scenes as synth  # noqa: E402
 from salmonn_agent.audio import SAMPLE_RATE, load_audio  # noqa: E402
-from salmonn_agent.stream import testing as synth  # noqa: E402
 from salmonn_agent.stream.config import SegmenterConfig  # noqa: E402
 from salmonn_agent.stream.vad import Segmenter  # noqa: E402
 

@@ -23,12 +23,17 @@ import resource
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from salmonn_agent.model.salmonn import SALMONN
-from salmonn_agent.tiny import build_tiny_model
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # devkit/ sits at the repository root, outside the package
+    sys.path.insert(0, str(ROOT))
+
+from devkit.tiny import build_tiny_model  # noqa: E402
+from salmonn_agent.model.salmonn import SALMONN  # noqa: E402
 
 SIZES = {
     "tiny": {},

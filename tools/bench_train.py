@@ -14,17 +14,22 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from salmonn_agent.model.salmonn import SALMONN
-from salmonn_agent.tiny import build_tiny_model
-from salmonn_agent.training.config import TrainConfig
-from salmonn_agent.training.demo import make_demo_dataset
-from salmonn_agent.training.trainer import Trainer
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # devkit/ sits at the repository root, outside the package
+    sys.path.insert(0, str(ROOT))
+
+from devkit.demo_data import make_demo_dataset  # noqa: E402
+from devkit.tiny import build_tiny_model  # noqa: E402
+from salmonn_agent.model.salmonn import SALMONN  # noqa: E402
+from salmonn_agent.training.config import TrainConfig  # noqa: E402
+from salmonn_agent.training.trainer import Trainer  # noqa: E402
 
 SIZES = {
     "tiny": {},

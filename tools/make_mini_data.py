@@ -90,8 +90,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from salmonn_agent.mini import sounds as S  # noqa: E402
-from salmonn_agent.mini import text_bank as T  # noqa: E402
+from devkit import sounds as S  # noqa: E402
+from devkit import text_bank as T  # noqa: E402
 
 SPLIT_IDS = {"train": 0, "valid": 1, "test": 2}
 MAX_SECONDS = 10.0

@@ -1,4 +1,4 @@
-"""salmonn_agent.mini.scoring (tools/eval_mini.py's scoring): fast, no model, no audio."""
+"""devkit.scoring (tools/eval_mini.py's scoring): fast, no model, no audio."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from salmonn_agent.mini import scoring as SC
-from salmonn_agent.mini import text_bank as T
+from devkit import scoring as SC
+from devkit import text_bank as T
 
 ROOT = Path(__file__).resolve().parents[2]
 

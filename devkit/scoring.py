@@ -1,7 +1,7 @@
 """Scoring of salmonn-mini's answers on the held-out split (used by ``tools/eval_mini.py``).
 
 Plain Python (no torch, no numpy); the class and answer vocabulary is built from
-:mod:`salmonn_agent.mini.text_bank`, so scoring agrees with the data the model is trained on.
+:mod:`devkit.text_bank`, so scoring agrees with the data the model is trained on.
 
 Rules:
 
@@ -46,7 +46,7 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
-from salmonn_agent.mini import text_bank as T
+from devkit import text_bank as T
 
 __all__ = [
     "EXTRA_STEMS",
@@ -151,7 +151,7 @@ def class_phrasings(cls: str) -> list[str]:
     background clauses, count questions, and the sound captions of all its variants."""
     import random
 
-    from salmonn_agent.mini import sounds as S  # numpy only; imported lazily
+    from devkit import sounds as S  # numpy only; imported lazily
 
     st = T.SOUND_TEXT[cls]
     out = [st["answer"], st["noun"], st["scene"], *st["background"], *st.get("count_q", [])]
