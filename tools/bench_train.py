@@ -1,7 +1,7 @@
 """Benchmark SALMONN training on the CPU: seconds per optimizer step, with and without the cache.
 
 A locally built, randomly initialised model (``small``: Whisper-tiny-shaped encoder +
-SmolLM2-135M-shaped LLM, as tools/bench_model.py; ``tiny``: the test model), 8 generated clips
+SmolLM2-135M-shaped LLM, ``devkit.tiny.SIZES``; ``tiny``: the test model), 8 generated clips
 (``--seconds`` each; Whisper always encodes a 30 s window), batch 8, one optimizer step per
 batch. The first step is a warm-up; the median of the next ``--steps`` is reported. With the
 feature cache, the warm-up step fills it and the timed steps read Whisper's output from disk.
@@ -26,17 +26,10 @@ if str(ROOT) not in sys.path:  # devkit/ sits at the repository root, outside th
     sys.path.insert(0, str(ROOT))
 
 from devkit.demo_data import make_demo_dataset  # noqa: E402
-from devkit.tiny import build_tiny_model  # noqa: E402
+from devkit.tiny import SIZES, build_tiny_model  # noqa: E402
 from salmonn_agent.model.salmonn import SALMONN  # noqa: E402
 from salmonn_agent.training.config import TrainConfig  # noqa: E402
 from salmonn_agent.training.trainer import Trainer  # noqa: E402
-
-SIZES = {
-    "tiny": {},
-    "small": {"llm_hidden": 576, "llm_layers": 30, "llm_heads": 9, "whisper_width": 384,
-              "whisper_layers": 4, "qformer_hidden": 768},
-}
-
 
 def _run(model_dir: Path, ann: Path, out: Path, steps: int, batch: int, cache: Path | None) -> list[float]:
     config = TrainConfig(

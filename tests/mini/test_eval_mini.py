@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import importlib.util
 import random
-import re
 from pathlib import Path
 
 import pytest
 
 from devkit import scoring as SC
 from devkit import text_bank as T
+from salmonn_agent.training.wer import normalize_transcript
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def data_norm(text: str) -> str:
-    """make_mini_data's label form (``_norm``), copied to check that scoring agrees with it."""
-    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+    """make_mini_data's label form, to check that scoring agrees with it."""
+    return normalize_transcript(text)
 
 
 # --------------------------------------------------------------------------- normalisation
