@@ -13,6 +13,7 @@ between them (``periodic`` windows are extra, overlapping copies for monitoring)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections import deque
@@ -560,18 +561,7 @@ class Segmenter:
 
 def _with_voiced(window: AudioWindow, ratio: float) -> AudioWindow:
     metrics = window.metrics.model_copy(update={"voiced_ratio": min(1.0, ratio)})
-    return AudioWindow(
-        samples=window.samples,
-        sample_rate=window.sample_rate,
-        start_sample=window.start_sample,
-        end_sample=window.end_sample,
-        kind=window.kind,
-        event_start=window.event_start,
-        event_end=window.event_end,
-        emitted_at=window.emitted_at,
-        index=window.index,
-        metrics=metrics,
-    )
+    return dataclasses.replace(window, metrics=metrics)
 
 
 def segment(samples: np.ndarray, config: SegmenterConfig | None = None) -> list[AudioWindow]:

@@ -11,6 +11,7 @@ final model (``SALMONN.from_pretrained``), the next stage's ``model:``. Metrics 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -276,7 +277,7 @@ class Trainer:
                     micro += 1
                     skipped.extend(batch.skipped)
                     sync = k == run.accum_grad_iters - 1
-                    ctx = acc.no_sync(module) if not sync and acc.num_processes > 1 else _null()
+                    ctx = acc.no_sync(module) if not sync and acc.num_processes > 1 else contextlib.nullcontext()
                     with ctx:
                         if len(batch) == 0:  # every sample unreadable: keep ranks in step
                             loss = sum(p.sum() for p in trainable) * 0.0
@@ -450,14 +451,6 @@ def _flat(metrics: dict[str, Any]) -> dict[str, Any]:
         for k, v in values.items():
             out[f"{task}/{k}"] = v
     return out
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def train(config: TrainConfig, **kwargs: Any) -> TrainResult:
