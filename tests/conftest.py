@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devkit.tiny import build_tiny_model
 from salmonn_agent.mini.parts import MiniParts, prepare_mini_parts
-from salmonn_agent.tiny import build_tiny_model
 
 SR = 16_000
 

@@ -137,8 +137,8 @@ def test_frozen_parts_and_trainable_parts(tiny_model):
 
 
 def test_beats_variant_concatenates_both_encoders(tmp_path_factory, noise_clips):
+    from devkit.tiny import build_tiny_model
     from salmonn_agent.model.salmonn import SALMONN
-    from salmonn_agent.tiny import build_tiny_model
 
     model = SALMONN.from_pretrained(build_tiny_model(tmp_path_factory.mktemp("beats"), with_beats=True))
     width = model.speech_encoder.config.d_model + model.beats.output_dim

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from salmonn_agent.sound_tags import PATCH_FRAMES, PATCH_HOP_FRAMES, SoundTagger, format_tags
-from salmonn_agent.stream.testing import tone
+from devkit.scenes import tone
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "stream"
 

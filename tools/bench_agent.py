@@ -1,7 +1,7 @@
 """Benchmark the voice assistant on a replayed spoken conversation: latency and right actions.
 
 Makes a conversation of ``--requests`` held-out spoken requests from
-:mod:`salmonn_agent.mini.assistant_bank` (commands for set_timer, add_note, list_timers and
+:mod:`devkit.assistant_bank` (commands for set_timer, add_note, list_timers and
 read_notes, plus ``--questions`` spoken questions), each said by a held-out espeak-ng voice
 and followed by 1.2 s of silence, as one 16 kHz WAV. The voice assistant then hears it exactly
 as ``salmonn-agent assistant --input FILE --allow add_note read_notes set_timer list_timers
@@ -53,7 +53,14 @@ import jiwer
 import numpy as np
 import soundfile as sf
 
-from salmonn_agent.agent import (
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # devkit/ sits at the repository root, outside the package
+    sys.path.insert(0, str(ROOT))
+
+from devkit import sounds as S  # noqa: E402
+from devkit.assistant_bank import ASSISTANT_TOOLS, Request, sample_requests  # noqa: E402
+from devkit.scenes import SceneBuilder  # noqa: E402
+from salmonn_agent.agent import (  # noqa: E402
     ActionGate,
     ActionPolicy,
     ActionsConfig,
@@ -62,14 +69,11 @@ from salmonn_agent.agent import (
     TimerBoard,
     build_actions,
 )
-from salmonn_agent.agent.audio_refs import WindowStore
-from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent, memory_turns_for
-from salmonn_agent.audio import SAMPLE_RATE
-from salmonn_agent.errors import ConfigError, SalmonnError
-from salmonn_agent.mini import sounds as S
-from salmonn_agent.mini.assistant_bank import ASSISTANT_TOOLS, Request, sample_requests
-from salmonn_agent.stream import FileSource, Listener
-from salmonn_agent.stream.testing import SceneBuilder
+from salmonn_agent.agent.audio_refs import WindowStore  # noqa: E402
+from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent, memory_turns_for  # noqa: E402
+from salmonn_agent.audio import SAMPLE_RATE  # noqa: E402
+from salmonn_agent.errors import ConfigError, SalmonnError  # noqa: E402
+from salmonn_agent.stream import FileSource, Listener  # noqa: E402
 
 COMMAND_TOOLS = ("set_timer", "add_note", "list_timers", "read_notes")
 """The actions the spoken commands ask for."""

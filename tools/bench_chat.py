@@ -14,7 +14,7 @@ Prints one JSON object:
 * ``prefix_cache_*``: the conversations' key/value cache (``--prefix-cache-size``, 0 turns it
   off): hits, prompt positions reused from it and prefilled.
 
-Sizes are those of tools/bench_model.py: ``small`` has Whisper tiny's encoder shape and
+Sizes are ``devkit.tiny.SIZES``: ``small`` has Whisper tiny's encoder shape and
 SmolLM2-135M's LLM shape; ``tiny`` is the test model. Random weights run at the speed of
 trained ones; answers run to ``--tokens`` tokens (the random model rarely stops earlier), so
 decoding weighs the same in both turns.
@@ -47,20 +47,22 @@ import numpy as np
 import torch
 from langchain_core.messages import HumanMessage
 
-from salmonn_agent.chat_model import ChatSALMONN, audio_message
-from salmonn_agent.model.salmonn import SALMONN
-from salmonn_agent.tiny import build_tiny_model
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # devkit/ sits at the repository root, outside the package
+    sys.path.insert(0, str(ROOT))
 
-from bench_model import SIZES  # the sibling script: tools/ is on sys.path when a tool runs
+from devkit.tiny import SIZES, build_tiny_model  # noqa: E402
+from salmonn_agent.audio import SAMPLE_RATE  # noqa: E402
+from salmonn_agent.chat_model import ChatSALMONN, audio_message  # noqa: E402
+from salmonn_agent.model.salmonn import SALMONN  # noqa: E402
 
-SR = 16_000
 
 
 SPEECH = Path(__file__).resolve().parent.parent / "examples" / "audio" / "speech.wav"
 
 
 def _noise_clip(seed: int, seconds: float) -> np.ndarray:
-    return (np.random.default_rng(seed).standard_normal(int(seconds * SR)) * 0.1).astype(np.float32)
+    return (np.random.default_rng(seed).standard_normal(int(seconds * SAMPLE_RATE)) * 0.1).astype(np.float32)
 
 
 def _speech_clip(seed: int, seconds: float) -> np.ndarray:
@@ -107,12 +109,12 @@ def main() -> int:
         name, _clip = f"bench-{args.size}", _noise_clip
     chat = ChatSALMONN(client=model, model=name, temperature=0, max_tokens=args.tokens,
                        batch_window_ms=20, prefix_cache_size=args.prefix_cache_size)
-    chat.invoke([audio_message(_clip(999, args.seconds), "warm up", sample_rate=SR)])
+    chat.invoke([audio_message(_clip(999, args.seconds), "warm up", sample_rate=SAMPLE_RATE)])
 
     # first turn (clip encoded) vs second turn (clip from the cache), a fresh clip each time
     first, second, first_tokens, answer_tokens = [], [], [], []
     for repeat in range(args.repeats):
-        question = audio_message(_clip(repeat, args.seconds), "Please describe the audio.", sample_rate=SR)
+        question = audio_message(_clip(repeat, args.seconds), "Please describe the audio.", sample_rate=SAMPLE_RATE)
         answer = None
 
         def turn_one() -> None:
@@ -126,7 +128,7 @@ def main() -> int:
 
     # time to the first streamed chunk (the clip is already heard, as in a conversation)
     heard_clip = _clip(0, args.seconds)
-    heard = audio_message(heard_clip, "What do you hear?", sample_rate=SR)
+    heard = audio_message(heard_clip, "What do you hear?", sample_rate=SAMPLE_RATE)
     ttft = []
     for _ in range(args.repeats):
         start = time.perf_counter()
@@ -136,7 +138,7 @@ def main() -> int:
         stream.close()
 
     # concurrent requests (clips already heard, different questions) vs one after another
-    requests = [[audio_message(_clip(i % args.repeats, args.seconds), f"Question number {i}?", sample_rate=SR)]
+    requests = [[audio_message(_clip(i % args.repeats, args.seconds), f"Question number {i}?", sample_rate=SAMPLE_RATE)]
                 for i in range(args.concurrency)]
     sequential = _timed(lambda: [chat.invoke(r) for r in requests])
     barrier = threading.Barrier(args.concurrency)
@@ -153,7 +155,7 @@ def main() -> int:
         "threads": torch.get_num_threads(),
         "int8": bool(getattr(model, "quantized", False)),
         "float16_weights": bool(getattr(model, "half_weights", False)),
-        "clip_seconds": round(len(heard_clip) / SR, 2),
+        "clip_seconds": round(len(heard_clip) / SAMPLE_RATE, 2),
         "device": str(model.device),
         "first_answer_tokens": round(statistics.mean(first_tokens), 1),
         "answer_tokens": round(statistics.mean(answer_tokens), 1),

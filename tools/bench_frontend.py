@@ -46,8 +46,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from salmonn_agent.audio import SAMPLE_RATE, load_audio  # noqa: E402
-from salmonn_agent.stream import testing as synth  # noqa: E402
+from devkit import scenes as synth  # noqa: E402
+from salmonn_agent.audio import SAMPLE_RATE, load_audio, power_db  # noqa: E402
 from salmonn_agent.stream.config import SegmenterConfig  # noqa: E402
 from salmonn_agent.stream.vad import Segmenter  # noqa: E402
 
@@ -207,7 +207,7 @@ def confirmation(clips: dict[str, np.ndarray]) -> dict[str, Any]:
         for snr in (20, 10, 5):
             for name, clip in clips.items():
                 a, b = synth.speech_bounds(clip)
-                level = 10 * np.log10(np.mean(clip[a:b] ** 2))
+                level = power_db(float(np.mean(clip[a:b] ** 2)))
                 scene = synth.SceneBuilder(noise_db=level - snr, noise_color=color, seed=snr)
                 speech_scenes.append((snr, scene.silence(1.0).speech(clip).silence(1.0).build()))
     methods = ["none", "spectral", "yamnet"]

@@ -23,19 +23,18 @@ import resource
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from salmonn_agent.model.salmonn import SALMONN
-from salmonn_agent.tiny import build_tiny_model
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # devkit/ sits at the repository root, outside the package
+    sys.path.insert(0, str(ROOT))
 
-SIZES = {
-    "tiny": {},
-    "small": {"llm_hidden": 576, "llm_layers": 30, "llm_heads": 9, "whisper_width": 384,
-              "whisper_layers": 4, "qformer_hidden": 768},
-}
-
+from devkit.tiny import SIZES, build_tiny_model  # noqa: E402
+from salmonn_agent.audio import SAMPLE_RATE  # noqa: E402
+from salmonn_agent.model.salmonn import SALMONN  # noqa: E402
 
 def _median_ms(fn, repeats: int, device: torch.device) -> float:
     times = []
@@ -64,8 +63,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model = SALMONN.from_pretrained(build_tiny_model(tmp, **SIZES[args.size]), device=args.device,
                                       dtype=args.dtype)
-    clip = (np.random.default_rng(0).standard_normal(30 * 16000) * 0.1).astype(np.float32)
-    samples = model.load(clip, 16000)
+    clip = (np.random.default_rng(0).standard_normal(30 * SAMPLE_RATE) * 0.1).astype(np.float32)
+    samples = model.load(clip, SAMPLE_RATE)
     model.encode_samples([samples])  # warm-up
     with torch.no_grad():
         encode_ms = _median_ms(lambda: model.encode_samples([samples]), args.repeats, model.device)

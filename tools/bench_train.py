@@ -1,7 +1,7 @@
 """Benchmark SALMONN training on the CPU: seconds per optimizer step, with and without the cache.
 
 A locally built, randomly initialised model (``small``: Whisper-tiny-shaped encoder +
-SmolLM2-135M-shaped LLM, as tools/bench_model.py; ``tiny``: the test model), 8 generated clips
+SmolLM2-135M-shaped LLM, ``devkit.tiny.SIZES``; ``tiny``: the test model), 8 generated clips
 (``--seconds`` each; Whisper always encodes a 30 s window), batch 8, one optimizer step per
 batch. The first step is a warm-up; the median of the next ``--steps`` is reported. With the
 feature cache, the warm-up step fills it and the timed steps read Whisper's output from disk.
@@ -14,24 +14,22 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from salmonn_agent.model.salmonn import SALMONN
-from salmonn_agent.tiny import build_tiny_model
-from salmonn_agent.training.config import TrainConfig
-from salmonn_agent.training.demo import make_demo_dataset
-from salmonn_agent.training.trainer import Trainer
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # devkit/ sits at the repository root, outside the package
+    sys.path.insert(0, str(ROOT))
 
-SIZES = {
-    "tiny": {},
-    "small": {"llm_hidden": 576, "llm_layers": 30, "llm_heads": 9, "whisper_width": 384,
-              "whisper_layers": 4, "qformer_hidden": 768},
-}
-
+from devkit.demo_data import make_demo_dataset  # noqa: E402
+from devkit.tiny import SIZES, build_tiny_model  # noqa: E402
+from salmonn_agent.model.salmonn import SALMONN  # noqa: E402
+from salmonn_agent.training.config import TrainConfig  # noqa: E402
+from salmonn_agent.training.trainer import Trainer  # noqa: E402
 
 def _run(model_dir: Path, ann: Path, out: Path, steps: int, batch: int, cache: Path | None) -> list[float]:
     config = TrainConfig(

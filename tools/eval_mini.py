@@ -21,7 +21,7 @@ no sampling, the model's own repetition penalty), ``--max-new-tokens`` (40), bat
 order) of each metric group. Story items are not evaluated; captions only where their label is
 a sound class.
 
-Scoring (``salmonn_agent/mini/scoring.py`` has the details):
+Scoring (``devkit/scoring.py`` has the details):
 
 * ``wer``: jiwer corpus WER over all asr items (errors / reference words) after normalising
   hypothesis and ``label`` alike: lower case, punctuation removed (``'`` kept inside words),
@@ -82,7 +82,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from salmonn_agent.mini import scoring as SC  # noqa: E402
+from devkit import scoring as SC  # noqa: E402
 
 SPEECH_TAG = "<Speech><SpeechHere></Speech>"
 WARM_INSTRUCTION = "Please describe the audio."
@@ -152,7 +152,7 @@ def load_data(data_dir: Path) -> tuple[list[dict], dict[str, list[str]]]:
     if prompts_file.is_file():
         prompts = json.loads(prompts_file.read_text(encoding="utf-8"))
     else:
-        from salmonn_agent.mini.text_bank import PROMPTS as prompts
+        from devkit.text_bank import PROMPTS as prompts
     for item in items:
         item["audio"] = str((data_dir / item["path"]).resolve())
     return items, prompts

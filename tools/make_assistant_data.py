@@ -2,12 +2,12 @@
 
     python tools/make_assistant_data.py OUT [--seed 0] [--train 1200] [--valid 48] [--test 120] [--workers 1]
 
-Each item is a request from :mod:`salmonn_agent.mini.assistant_bank` spoken by espeak-ng (a
+Each item is a request from :mod:`devkit.assistant_bank` spoken by espeak-ng (a
 voice of the split; held-out voices for ``test``), sometimes over a quiet background sound, and
 its target: the JSON tool call of ChatSALMONN's tool protocol (``{"name": ..., "arguments":
 {...}}``) or the spoken question's short answer. The prompt of every item is the one the voice
 assistant really sends on a first turn (``VoiceAgent.rendered_prompt`` with the actions that
-``salmonn-agent assistant --allow`` binds for :data:`~salmonn_agent.mini.assistant_bank.ASSISTANT_TOOLS`), stored in the annotation's
+``salmonn-agent assistant --allow`` binds for :data:`~devkit.assistant_bank.ASSISTANT_TOOLS`), stored in the annotation's
 ``prompt`` field, so training sees exactly what the assistant renders. ``--model`` is any
 salmonn-mini directory (only its prompt template and tokenizer are used; default: the parts). Output: ``OUT/audio/<split>/*.wav``, ``OUT/assistant_<split>.json``
 (official annotation format plus ``prompt``, ``tool``, ``args``, ``answer``, ``transcript``) and
@@ -27,8 +27,12 @@ from types import SimpleNamespace
 import numpy as np
 import soundfile as sf
 
-from salmonn_agent.mini import sounds as S
-from salmonn_agent.mini.assistant_bank import ASSISTANT_TOOLS, Request, sample_requests
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # devkit/ sits at the repository root, outside the package
+    sys.path.insert(0, str(ROOT))
+
+from devkit import sounds as S  # noqa: E402
+from devkit.assistant_bank import ASSISTANT_TOOLS, Request, sample_requests  # noqa: E402
 
 SPLIT_IDS = {"train": 0, "valid": 1, "test": 2}
 

@@ -12,7 +12,7 @@ Text (Debian packages, installed by ``apt-get install fortunes wordnet-base``):
 * valid: example sentences quoted in WordNet's glosses (``/usr/share/wordnet/data.*``), a
   different source, so the valid split measures new text rather than remembered text.
 
-Voices: espeak-ng (every training variant of ``salmonn_agent.mini.sounds``, American and
+Voices: espeak-ng (every training variant of ``devkit.sounds``, American and
 British English, speed and pitch drawn per item) and flite (``kal``, ``kal16``, ``awb``, ``rms``
 for train, ``--setf duration_stretch`` drawn); the valid split uses flite's ``slt``, a voice the
 train split never has, and espeak-ng's held-out variants.
@@ -46,7 +46,7 @@ import soxr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from salmonn_agent.mini import sounds as S  # noqa: E402
+from devkit import sounds as S  # noqa: E402
 
 FORTUNES = Path("/usr/share/games/fortunes")
 WORDNET = Path("/usr/share/wordnet")

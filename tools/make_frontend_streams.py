@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from salmonn_agent.audio import SAMPLE_RATE, load_audio  # noqa: E402
-from salmonn_agent.stream.testing import noise  # noqa: E402
+from devkit.scenes import noise  # noqa: E402
 
 PACKAGES = [
     "sound-theme-freedesktop", "oxygen-sounds", "deepin-sound-theme", "sound-icons",

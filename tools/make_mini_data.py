@@ -76,7 +76,6 @@ import argparse
 import json
 import multiprocessing as mp
 import random
-import re
 import sys
 import time
 from collections import Counter
@@ -90,8 +89,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from salmonn_agent.mini import sounds as S  # noqa: E402
-from salmonn_agent.mini import text_bank as T  # noqa: E402
+from devkit import sounds as S  # noqa: E402
+from devkit import text_bank as T  # noqa: E402
+from salmonn_agent.training.wer import normalize_transcript  # noqa: E402
 
 SPLIT_IDS = {"train": 0, "valid": 1, "test": 2}
 MAX_SECONDS = 10.0
@@ -246,15 +246,10 @@ class Builder:
 # --------------------------------------------------------------------------- items per kind
 
 
-def _norm(text: str) -> str:
-    """The scoring form of a transcript: lower case, punctuation removed (as the trainer's WER)."""
-    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
-
-
 def make_asr(b: Builder, noisy: bool) -> tuple[Clip, dict[str, Any]]:
     s = b.sentence()
     clip = b.speech(s.text, b.sound_class() if noisy else None, snr=ASR_SNR_RANGE)
-    return clip, {"text": s.text, "label": _norm(s.text), "sentence_category": s.category}
+    return clip, {"text": s.text, "label": normalize_transcript(s.text), "sentence_category": s.category}
 
 
 def make_caption(b: Builder, scene: str) -> tuple[Clip, dict[str, Any]]:

@@ -9,10 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
 import transformers
 
-from salmonn_agent.tiny import build_tiny_model
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # devkit/ sits at the repository root, outside the package
+    sys.path.insert(0, str(ROOT))
+
+from devkit.tiny import build_tiny_model  # noqa: E402
 
 
 def main() -> int:

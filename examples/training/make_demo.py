@@ -7,12 +7,17 @@ salmonn-agent train examples/training/stage1_pretrain.yaml --set run.optims.max_
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from salmonn_agent.tiny import build_tiny_model
-from salmonn_agent.training.demo import make_demo_dataset
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # devkit/ sits at the repository root, outside the package
+    sys.path.insert(0, str(ROOT))
 
-root = Path(__file__).resolve().parents[2] / "runs" / "demo"
+from devkit.demo_data import make_demo_dataset  # noqa: E402
+from devkit.tiny import build_tiny_model  # noqa: E402
+
+root = ROOT / "runs" / "demo"
 build_tiny_model(root / "tiny", chunk_seconds=2.0)
 make_demo_dataset(root / "data", 8)
 stories = make_demo_dataset(root / "stories", 12, task="story")

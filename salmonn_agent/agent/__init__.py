@@ -18,51 +18,45 @@ The names below load on first use (``salmonn-agent`` starts without importing La
     tools = gate.guard(notes_tools(NotesBook("notes.txt")), context=lambda: {"turn": 1})
 """
 
-from importlib import import_module
-from typing import Any
+from salmonn_agent._lazy import lazy_exports
 
 _EXPORTS = {
-    "ActionError": "actions",
-    "ActionEvent": "actions",
-    "ActionsConfig": "actions",
-    "NotesBook": "actions",
-    "TimerBoard": "actions",
-    "TimerInfo": "actions",
-    "build_actions": "actions",
-    "event_tool": "actions",
-    "notes_tools": "actions",
-    "timer_tools": "actions",
-    "webhook_tool": "actions",
-    "ActionDecision": "policy",
-    "ActionGate": "policy",
-    "ActionOutcome": "policy",
-    "ActionPolicy": "policy",
-    "ActionRequest": "policy",
-    "AuditLog": "policy",
-    "AuditRecord": "policy",
-    "DecisionCode": "policy",
-    "GatedTool": "policy",
-    "RateLimit": "policy",
-    "AudioRefError": "audio_refs",
-    "AudioResolver": "audio_refs",
-    "ResolvedAudio": "audio_refs",
-    "WindowStore": "audio_refs",
-    "HearingError": "hearing",
-    "HearingTools": "hearing",
-    "ConversationMemory": "memory",
-    "AgentConfig": "runtime",
-    "TurnMetrics": "runtime",
-    "TurnResult": "runtime",
-    "VoiceAgent": "runtime",
-    "Detection": "watch",
-    "SoundWatch": "watch",
+    "ActionError": ".actions",
+    "ActionEvent": ".actions",
+    "ActionsConfig": ".actions",
+    "NotesBook": ".actions",
+    "TimerBoard": ".actions",
+    "TimerInfo": ".actions",
+    "build_actions": ".actions",
+    "event_tool": ".actions",
+    "notes_tools": ".actions",
+    "timer_tools": ".actions",
+    "webhook_tool": ".actions",
+    "ActionDecision": ".policy",
+    "ActionGate": ".policy",
+    "ActionOutcome": ".policy",
+    "ActionPolicy": ".policy",
+    "ActionRequest": ".policy",
+    "AuditLog": ".policy",
+    "AuditRecord": ".policy",
+    "DecisionCode": ".policy",
+    "GatedTool": ".policy",
+    "RateLimit": ".policy",
+    "AudioRefError": ".audio_refs",
+    "AudioResolver": ".audio_refs",
+    "ResolvedAudio": ".audio_refs",
+    "WindowStore": ".audio_refs",
+    "HearingError": ".hearing",
+    "HearingTools": ".hearing",
+    "ConversationMemory": ".memory",
+    "AgentConfig": ".runtime",
+    "TurnMetrics": ".runtime",
+    "TurnResult": ".runtime",
+    "VoiceAgent": ".runtime",
+    "Detection": ".watch",
+    "SoundWatch": ".watch",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'salmonn_agent.agent' has no attribute {name!r}")
-    return getattr(import_module(f"salmonn_agent.agent.{module}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -35,7 +35,7 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from typing_extensions import Self
 
-from salmonn_agent.errors import ConfigError, SalmonnError
+from salmonn_agent.errors import ConfigError, SalmonnError, format_validation_error
 
 logger = logging.getLogger(__name__)
 
@@ -65,17 +65,9 @@ def _now() -> datetime:
     return datetime.now().astimezone().replace(microsecond=0)
 
 
-def validation_message(error: ValidationError) -> str:
-    """A pydantic error as one readable line: ``field: problem; field: problem``."""
-    parts = []
-    for item in error.errors(include_url=False):
-        where = ".".join(str(part) for part in item["loc"]) or "arguments"
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
-
-
 def _invalid_arguments(error: ValidationError) -> str:
-    return f"Invalid arguments: {validation_message(error)}. Fix them and call the tool again."
+    problems = format_validation_error(error, unnamed="arguments")
+    return f"Invalid arguments: {problems}. Fix them and call the tool again."
 
 
 def _tool(

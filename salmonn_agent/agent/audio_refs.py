@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from salmonn_agent.audio import SAMPLE_RATE, load_audio, prepare_samples
+from salmonn_agent.audio import SAMPLE_RATE, base64_size, load_audio, prepare_samples, read_capped, split_data_uri
 from salmonn_agent.errors import AudioError, ConfigError, SalmonnError
 from salmonn_agent.stream.windows import AudioWindow
 
@@ -41,7 +41,6 @@ _WINDOW_ID = re.compile(r"^(?:window:)?(w\d+)$", re.IGNORECASE)
 _BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/=_\-\s]+$")
 _RAW_BASE64_MIN_CHARS = 64
 _AUDIO_MAGIC = (b"RIFF", b"fLaC", b"OggS", b"FORM", b"ID3")
-_WHITESPACE = ("\n", "\r", " ", "\t")
 
 RefKind = Literal["window", "base64", "path"]
 """Which form of reference an audio came from."""
@@ -207,8 +206,7 @@ class AudioResolver:
 
     def _from_base64(self, payload: str, what: str) -> ResolvedAudio:
         # The decoded size is known from the length: check it before decoding anything.
-        spaces = sum(payload.count(c) for c in _WHITESPACE)
-        estimate = (len(payload) - spaces) * 3 // 4 - min(payload.count("="), 2)
+        estimate = base64_size(payload)
         if estimate > self.max_bytes:
             raise AudioRefError(
                 f"The {what} holds about {estimate:,} bytes, over the limit of {self.max_bytes:,}: "
@@ -254,8 +252,7 @@ class AudioResolver:
                 "shorter clip or a compressed format (FLAC, OGG)."
             )
         try:
-            with path.open("rb") as f:
-                data = f.read(self.max_bytes + 1)  # bounded even if the file grew since stat()
+            data = read_capped(path, self.max_bytes)
         except OSError as err:
             raise AudioRefError(f"{shown!r} could not be read ({err.strerror}): check its permissions.") from None
         if len(data) > self.max_bytes:
@@ -277,13 +274,13 @@ def _normalize_id(window_id: str) -> str | None:
 
 
 def _data_uri_payload(ref: str) -> str:
-    header, sep, payload = ref.partition(",")
-    if not sep or not header.lower().endswith(";base64"):
+    parts = split_data_uri(ref)
+    if parts is None:
         raise AudioRefError(
             "Only base64 data URIs are accepted: write 'data:audio/wav;base64,<data>' "
             "(the header must end in ';base64' followed by a comma)."
         )
-    return payload
+    return parts[1]
 
 
 def _std_alphabet(payload: str) -> str:

@@ -24,9 +24,9 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from salmonn_agent.agent.audio_refs import AudioResolver, WindowStore
-from salmonn_agent.audio import SAMPLE_RATE
+from salmonn_agent.audio import SAMPLE_RATE, amplitude_db, power_db
 from salmonn_agent.chat.messages import audio_message
-from salmonn_agent.errors import SalmonnError
+from salmonn_agent.errors import SalmonnError, format_validation_error
 from salmonn_agent.stream.config import SegmenterConfig
 from salmonn_agent.stream.listener import Listener
 from salmonn_agent.stream.sources import AudioChunk, MicrophoneSource, Source
@@ -340,14 +340,14 @@ def _recording_window(samples: np.ndarray, start_sample: int, reason: CloseReaso
     frame = 480  # 30 ms, a webrtcvad frame
     power = float(np.dot(samples, samples)) / samples.size
     frames = samples[: samples.size // frame * frame].reshape(-1, frame)
-    floor = _db(float(np.min(np.mean(frames**2, axis=1)))) if frames.size else _db(power)
-    level = _db(power)
+    floor = power_db(float(np.min(np.mean(frames**2, axis=1)))) if frames.size else power_db(power)
+    level = power_db(power)
     end_sample = start_sample + samples.size
     metrics = WindowMetrics(
         reason=reason,
         voiced_ratio=_voiced_ratio(frames, vad_mode),
         level_db=level,
-        peak_db=20.0 * float(np.log10(float(np.max(np.abs(samples))) + 1e-9)),
+        peak_db=amplitude_db(float(np.max(np.abs(samples)))),
         noise_floor_db=floor,
         snr_db=level - floor,
     )
@@ -376,10 +376,6 @@ def _voiced_ratio(frames: np.ndarray, vad_mode: int) -> float:
     return sum(vad.is_speech(row.tobytes(), SAMPLE_RATE) for row in pcm) / len(pcm)
 
 
-def _db(power: float) -> float:
-    return 10.0 * float(np.log10(power + 1e-12))
-
-
 def _reply_text(reply: Any) -> str:
     text = reply.text if isinstance(reply, BaseMessage) else str(reply)
     text = text.strip()
@@ -387,9 +383,7 @@ def _reply_text(reply: Any) -> str:
 
 
 def _validation_message(err: ValidationError) -> str:
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in e['loc']) or 'arguments'}: {e['msg']}" for e in err.errors()
-    )
+    problems = format_validation_error(err, unnamed="arguments")
     return f"Invalid arguments ({problems}). Fix them and call the tool again."
 
 

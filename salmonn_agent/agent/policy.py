@@ -36,7 +36,7 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from salmonn_agent.agent.actions import validation_message
+from salmonn_agent.errors import format_validation_error
 
 MAX_AUDIT_TEXT = 2000
 """Tool outputs and errors longer than this are cut in the audit log."""
@@ -219,7 +219,7 @@ def _argument_problem(tool: BaseTool, args: dict[str, Any]) -> str | None:
     try:
         model.model_validate(args)
     except ValidationError as exc:
-        return validation_message(exc)
+        return format_validation_error(exc, unnamed="arguments")
     return None
 
 

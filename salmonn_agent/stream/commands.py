@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from salmonn_agent.errors import format_validation_error
 from salmonn_agent.stream.config import SegmenterConfig
 from salmonn_agent.stream.errors import FrontendError
 from salmonn_agent.stream.listener import Listener
@@ -120,11 +121,7 @@ def config_from_args(args: argparse.Namespace) -> SegmenterConfig:
     try:
         return SegmenterConfig(**given)
     except ValidationError as err:
-        problems = "; ".join(
-            (f"{'.'.join(str(x) for x in e['loc'])}: " if e["loc"] else "")
-            + str(e["msg"]).removeprefix("Value error, ").rstrip(".")
-            for e in err.errors()
-        )
+        problems = format_validation_error(err, unnamed=None, bare=True)
         raise FrontendError(f"Invalid segmenter options: {problems}.") from None
 
 

@@ -13,6 +13,7 @@ between them (``periodic`` windows are extra, overlapping copies for monitoring)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections import deque
@@ -22,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from salmonn_agent.audio import SAMPLE_RATE
+from salmonn_agent.audio import SAMPLE_RATE, amplitude_db, power_db
 from salmonn_agent.sound_tags import SoundTag
 from salmonn_agent.stream.config import SegmenterConfig
 from salmonn_agent.stream.errors import FrontendError
@@ -138,10 +139,6 @@ def _sliding_min(a: np.ndarray, w: int) -> np.ndarray:
     suffix = np.minimum.accumulate(blocks[:, ::-1], axis=1)[:, ::-1].ravel()
     m = n - w + 1
     return np.minimum(suffix[:m], prefix[w - 1 : w - 1 + m])
-
-
-def _db(power: float) -> float:
-    return 10.0 * math.log10(power + 1e-12)
 
 
 class Segmenter:
@@ -314,7 +311,7 @@ class Segmenter:
         cfg = self.config
         base = self._framed
         frames = self._vad_ring.read(base, base + n * flen, copy=False).reshape(n, flen)
-        level = 10.0 * np.log10(np.einsum("ij,ij->i", frames, frames) / flen + 1e-12)
+        level = power_db(np.einsum("ij,ij->i", frames, frames) / flen)
         # noise floor: the quietest frame of the last `noise_floor_window_s` (minimum statistics)
         # of levels smoothed over `_SMOOTH` frames, so that the dips of a fluctuating noise do
         # not pull the floor far under the noise's typical level
@@ -663,14 +660,14 @@ class Segmenter:
         samples = self._ring.read(start, end)
         event_len = max(event_end - event_start, 1)
         ev = samples[max(event_start - start, 0) : max(event_end - start, 0)]
-        ev_level = _db(float(np.dot(ev, ev)) / ev.size) if ev.size else _SILENT_DB
+        ev_level = power_db(float(np.dot(ev, ev)) / ev.size) if ev.size else _SILENT_DB
         power = float(np.dot(samples, samples)) / max(samples.size, 1)
         peak = float(np.max(np.abs(samples))) if samples.size else 0.0
         metrics = WindowMetrics(
             reason=reason,
             voiced_ratio=min(1.0, voiced_frames * self._flen / event_len),
-            level_db=_db(power),
-            peak_db=20.0 * math.log10(peak + 1e-9),
+            level_db=power_db(power),
+            peak_db=amplitude_db(peak),
             noise_floor_db=floor_db,
             snr_db=ev_level - floor_db,
             speech_score=score,
@@ -717,18 +714,7 @@ class Segmenter:
 
 def _with_voiced(window: AudioWindow, ratio: float) -> AudioWindow:
     metrics = window.metrics.model_copy(update={"voiced_ratio": min(1.0, ratio)})
-    return AudioWindow(
-        samples=window.samples,
-        sample_rate=window.sample_rate,
-        start_sample=window.start_sample,
-        end_sample=window.end_sample,
-        kind=window.kind,
-        event_start=window.event_start,
-        event_end=window.event_end,
-        emitted_at=window.emitted_at,
-        index=window.index,
-        metrics=metrics,
-    )
+    return dataclasses.replace(window, metrics=metrics)
 
 
 def segment(samples: np.ndarray, config: SegmenterConfig | None = None) -> list[AudioWindow]:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from salmonn_agent.config import read_data_file
-from salmonn_agent.errors import ConfigError
+from salmonn_agent.errors import ConfigError, format_validation_error
 
 
 class OptimSection(BaseModel):
@@ -142,6 +142,4 @@ def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None)
     try:
         return TrainConfig(**raw, base_dir=str(path.resolve().parent))
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "value"
-        raise ConfigError(f"{str(path)!r}: {where}: {first['msg']}") from None
+        raise ConfigError(f"{str(path)!r}: {format_validation_error(err, first_only=True)}") from None

@@ -11,10 +11,10 @@ final model (``SALMONN.from_pretrained``), the next stage's ``model:``. Metrics 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
-import re
 import shutil
 import time
 from collections import defaultdict
@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from salmonn_agent.audio import load_audio
+from salmonn_agent.audio import SAMPLE_RATE, load_audio
 from salmonn_agent.errors import CheckpointError, ConfigError
 from salmonn_agent.model.salmonn import SALMONN, EncodedAudio, join_transcripts
 from salmonn_agent.sound_tags import SoundTag
@@ -47,6 +47,7 @@ from salmonn_agent.training.data import (
 from salmonn_agent.training.loss import SALMONNForTraining, frozen_features
 from salmonn_agent.training.prompts import PromptBank
 from salmonn_agent.training.schedule import WarmupCosineSchedule, build_optimizer
+from salmonn_agent.training.wer import normalize_transcript
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def _dataset(config: TrainConfig, model: SALMONN, ann_path: str | None, prompt_p
     bank.check_tasks({e["task"] for e in entries if "prompt" not in e}, str(path))
     return AnnotationDataset(
         entries, bank, model.features, chunk_samples=model.chunk_samples,
-        min_samples=int(model.config.min_audio_seconds * 16_000),
+        min_samples=int(model.config.min_audio_seconds * SAMPLE_RATE),
         max_seconds=config.datasets.max_audio_seconds, seed=config.run.seed, cache=cache,
         random_prompts=random_prompts,
     )
@@ -350,7 +351,7 @@ class Trainer:
                     micro += 1
                     skipped.extend(batch.skipped)
                     sync = k == run.accum_grad_iters - 1
-                    ctx = acc.no_sync(module) if not sync and acc.num_processes > 1 else _null()
+                    ctx = acc.no_sync(module) if not sync and acc.num_processes > 1 else contextlib.nullcontext()
                     with ctx:
                         if len(batch) == 0:  # every sample unreadable: keep ranks in step
                             loss = sum(p.sum() for p in trainable) * 0.0
@@ -497,10 +498,6 @@ class Trainer:
         return summarize(rows, skipped)
 
 
-def _normalize(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
-
-
 def summarize(rows: list[dict[str, Any]], skipped: list[tuple[str, str]]) -> dict[str, Any]:
     """Per-task and overall metrics from per-sample rows."""
     import jiwer
@@ -509,13 +506,13 @@ def summarize(rows: list[dict[str, Any]], skipped: list[tuple[str, str]]) -> dic
         tokens = sum(r["tokens"] for r in items)
         out: dict[str, Any] = {"samples": len(items), "loss": sum(r["loss_sum"] for r in items) / max(tokens, 1),
                                "token_acc": sum(r["correct"] for r in items) / max(tokens, 1)}
-        decoded = [r for r in items if r["hyp"] is not None and _normalize(r["ref"])]
+        decoded = [r for r in items if r["hyp"] is not None and normalize_transcript(r["ref"])]
         if decoded:
-            out["wer"] = float(jiwer.wer([_normalize(r["ref"]) for r in decoded],
-                                         [_normalize(r["hyp"]) for r in decoded]))
-        wordless = [r for r in items if r["hyp"] is not None and not _normalize(r["ref"])]
+            out["wer"] = float(jiwer.wer([normalize_transcript(r["ref"]) for r in decoded],
+                                         [normalize_transcript(r["hyp"]) for r in decoded]))
+        wordless = [r for r in items if r["hyp"] is not None and not normalize_transcript(r["ref"])]
         if wordless:  # no words to hear (silence): WER is undefined; count the empty answers
-            out["empty_acc"] = sum(not _normalize(r["hyp"]) for r in wordless) / len(wordless)
+            out["empty_acc"] = sum(not normalize_transcript(r["hyp"]) for r in wordless) / len(wordless)
         return out
 
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -531,14 +528,6 @@ def _flat(metrics: dict[str, Any]) -> dict[str, Any]:
         for k, v in values.items():
             out[f"{task}/{k}"] = v
     return out
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def train(config: TrainConfig, **kwargs: Any) -> TrainResult:

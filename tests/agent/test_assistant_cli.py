@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from devkit import scenes as synth
+from devkit.scenes import SceneBuilder
 from salmonn_agent.audio import load_audio
 from salmonn_agent.cli import main
 from salmonn_agent.mini.default import MODEL_ENV, default_model_available
-from salmonn_agent.stream import testing as synth
-from salmonn_agent.stream.testing import SceneBuilder
 
 SR = 16_000
 SPEECH = Path(__file__).resolve().parents[1] / "fixtures" / "stream"

@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 import soundfile as sf
 
+from devkit import scenes as synth
+from devkit.assistant_bank import Request
+from devkit.scenes import SceneBuilder
 from salmonn_agent.agent.policy import AuditRecord
 from salmonn_agent.agent.runtime import TurnMetrics, TurnResult
 from salmonn_agent.audio import load_audio
-from salmonn_agent.mini.assistant_bank import Request
-from salmonn_agent.stream import testing as synth
-from salmonn_agent.stream.testing import SceneBuilder
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEECH = ROOT / "tests" / "fixtures" / "stream"

@@ -16,13 +16,13 @@ import soundfile as sf
 from langchain_core.messages import BaseMessage, ToolMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from devkit.scenes import SceneBuilder, chord
 from salmonn_agent.agent import audio_refs
 from salmonn_agent.agent.audio_refs import AudioRefError, AudioResolver, WindowStore
 from salmonn_agent.agent.hearing import DESCRIBE_PROMPT, TRANSCRIBE_PROMPT, HearingTools
 from salmonn_agent.audio import load_audio
 from salmonn_agent.stream.errors import FrontendError
 from salmonn_agent.stream.sources import ArraySource, AudioChunk, Source
-from salmonn_agent.stream.testing import SceneBuilder, chord
 from salmonn_agent.stream.vad import segment
 from salmonn_agent.stream.windows import AudioWindow
 

@@ -359,8 +359,8 @@ def chat(tiny_model: Any) -> Any:
 
 
 def test_a_heard_instruction_to_delete_notes_is_stopped_by_the_gate(chat, tools, book, audit) -> None:
+    from devkit.scenes import noise
     from salmonn_agent.chat.messages import audio_message
-    from salmonn_agent.stream.testing import noise
 
     # Whatever the sound said, suppose it talked the model into calling delete_notes: force that
     # call, then hand it to the gate exactly as a runtime would.

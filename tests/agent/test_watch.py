@@ -15,13 +15,13 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
+from devkit import scenes as synth
 from salmonn_agent.agent.actions import NotesBook, notes_tools, webhook_tool
 from salmonn_agent.agent.audio_refs import WindowStore
 from salmonn_agent.agent.policy import ActionGate, ActionPolicy, AuditLog
 from salmonn_agent.agent.runtime import AgentConfig, VoiceAgent
 from salmonn_agent.agent.watch import Detection, SoundWatch, is_yes
 from salmonn_agent.errors import ConfigError
-from salmonn_agent.stream import testing as synth
 from salmonn_agent.stream.windows import AudioWindow, WindowMetrics
 
 SR = 16_000

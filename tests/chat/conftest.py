@@ -34,6 +34,6 @@ def chirp_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def second_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Another tiny model (different seed), for per-call model overrides."""
-    from salmonn_agent.tiny import build_tiny_model
+    from devkit.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-b"), seed=1)

@@ -1,23 +1,23 @@
-"""salmonn_agent.mini.scoring (tools/eval_mini.py's scoring): fast, no model, no audio."""
+"""devkit.scoring (tools/eval_mini.py's scoring): fast, no model, no audio."""
 
 from __future__ import annotations
 
 import importlib.util
 import random
-import re
 from pathlib import Path
 
 import pytest
 
-from salmonn_agent.mini import scoring as SC
-from salmonn_agent.mini import text_bank as T
+from devkit import scoring as SC
+from devkit import text_bank as T
+from salmonn_agent.training.wer import normalize_transcript
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def data_norm(text: str) -> str:
-    """make_mini_data's label form (``_norm``), copied to check that scoring agrees with it."""
-    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+    """make_mini_data's label form, to check that scoring agrees with it."""
+    return normalize_transcript(text)
 
 
 # --------------------------------------------------------------------------- normalisation

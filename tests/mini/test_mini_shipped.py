@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from salmonn_agent.mini import default, scoring
-from salmonn_agent.mini.sounds import synth_sound
+from devkit import scoring
+from devkit.sounds import synth_sound
+from salmonn_agent.mini import default
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stream"
 TEXTS = {item["file"]: item["text"] for item in json.loads((FIXTURES / "speech.json").read_text())}
@@ -75,8 +76,8 @@ def _run_example(script: str, *args: str, cache: Path) -> subprocess.CompletedPr
 @pytest.fixture(scope="module")
 def two_requests(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two spoken requests with silence between them."""
+    from devkit.scenes import SceneBuilder
     from salmonn_agent.audio import load_audio
-    from salmonn_agent.stream.testing import SceneBuilder
 
     x, _ = (SceneBuilder(noise_db=-60).silence(0.5).speech(load_audio(FIXTURES / "time.flac")).silence(1.0)
             .speech(load_audio(FIXTURES / "timer.flac")).silence(1.0).build())

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from salmonn_agent.errors import ConfigError
-from salmonn_agent.mini import scoring
+from devkit import scoring
 from salmonn_agent.mini.model import mini_config
 from salmonn_agent.model.salmonn import SALMONN, EncodedAudio
 from salmonn_agent.model.hints import hint_text

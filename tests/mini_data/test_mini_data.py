@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from salmonn_agent.mini import sounds as S
-from salmonn_agent.mini import text_bank as T
+from devkit import sounds as S
+from devkit import text_bank as T
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "make_mini_data.py"

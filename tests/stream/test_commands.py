@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from devkit import scenes as synth
+from devkit.scenes import SceneBuilder
 from salmonn_agent.errors import SalmonnError
-from salmonn_agent.stream import testing as synth
 from salmonn_agent.stream.commands import add_stream_commands
-from salmonn_agent.stream.testing import SceneBuilder
 
 SR = 16_000
 

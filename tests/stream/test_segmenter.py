@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from devkit import scenes as synth
+from devkit.scenes import SceneBuilder, speech_bounds
 from salmonn_agent.stream import Segmenter, SegmenterConfig, segment
-from salmonn_agent.stream import testing as synth
-from salmonn_agent.stream.testing import SceneBuilder, speech_bounds
 
 SR = 16_000
 TOL = 0.100  # seconds: detected speech boundaries vs the truth
@@ -258,7 +258,7 @@ def test_silero_confirmation_rejects_steady_sounds(clips):
 def test_sound_after_digital_silence_scores_without_numeric_warnings():
     import warnings
 
-    from salmonn_agent.stream.testing import chord
+    from devkit.scenes import chord
 
     silence = np.zeros(16_000, np.float32)
     clip = np.concatenate([silence, chord(seconds=2.0).astype(np.float32), silence])

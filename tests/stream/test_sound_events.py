@@ -7,9 +7,9 @@ import pytest
 
 from salmonn_agent.sound_tags import SoundTag, model_dir
 from salmonn_agent.stream import Segmenter, SegmenterConfig, segment
-from salmonn_agent.stream import testing as synth
+from devkit import scenes as synth
 from salmonn_agent.stream.filters import HighPass
-from salmonn_agent.stream.testing import SceneBuilder
+from devkit.scenes import SceneBuilder
 
 SR = 16_000
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from devkit.scenes import SceneBuilder
 from salmonn_agent.audio import resample
 from salmonn_agent.stream import (
     ArraySource,
@@ -25,7 +26,6 @@ from salmonn_agent.stream import (
     list_input_devices,
 )
 from salmonn_agent.stream.sources import AudioChunk
-from salmonn_agent.stream.testing import SceneBuilder
 
 SR = 16_000
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from salmonn_agent.tiny import build_tiny_model
-from salmonn_agent.training.demo import make_demo_dataset
+from devkit.demo_data import make_demo_dataset
+from devkit.tiny import build_tiny_model
 
 
 @pytest.fixture(scope="session")

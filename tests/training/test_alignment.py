@@ -9,11 +9,11 @@ import soundfile as sf
 import torch
 from conftest import base_config, sharpen
 
+from devkit.demo_data import tone_clip
 from salmonn_agent.model.salmonn import SALMONN
 from salmonn_agent.training.alignment import SALMONNForAlignment, ctc_greedy, token_errors
 from salmonn_agent.training.config import TrainConfig
 from salmonn_agent.training.data import FeatureCache
-from salmonn_agent.training.demo import tone_clip
 from salmonn_agent.training.trainer import Trainer
 
 TEXTS = ["hello world", "music plays", "the lazy dog"]

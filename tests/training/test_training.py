@@ -11,10 +11,10 @@ import pytest
 import torch
 from conftest import base_config, sharpen
 
+from devkit.demo_data import TRANSCRIPTS, tone_clip
 from salmonn_agent.errors import ConfigError
 from salmonn_agent.model.salmonn import SALMONN
 from salmonn_agent.training.config import TrainConfig, load_train_config
-from salmonn_agent.training.demo import TRANSCRIPTS, tone_clip
 from salmonn_agent.training.trainer import Trainer
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from salmonn_agent.audio import SAMPLE_RATE
+
 TRANSCRIPTS = [
     "hello world",
     "the quick brown fox",
@@ -25,7 +27,7 @@ TRANSCRIPTS = [
 ]
 
 
-def tone_clip(index: int, seconds: float = 1.0, sample_rate: int = 16_000) -> np.ndarray:
+def tone_clip(index: int, seconds: float = 1.0, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """A clip that differs clearly per ``index``: a tone switched on and off in a per-index pattern.
 
     Slot ``k`` of 8 is loud when bit ``k`` of ``index + 1`` is set (silence otherwise), so
@@ -52,7 +54,7 @@ def make_demo_dataset(folder: str | Path, n: int = 4, *, seconds: float = 1.0, t
     items = []
     for i in range(n):
         path = folder / "audio" / f"clip{i}.wav"
-        sf.write(path, tone_clip(i, seconds), 16_000)
+        sf.write(path, tone_clip(i, seconds), SAMPLE_RATE)
         items.append({"path": str(path), "text": TRANSCRIPTS[i % len(TRANSCRIPTS)], "task": task})
     ann = folder / name
     ann.write_text(json.dumps({"annotation": items}, indent=1))

@@ -1,12 +1,12 @@
 """Scoring of salmonn-mini's answers on the held-out split (used by ``tools/eval_mini.py``).
 
 Plain Python (no torch, no numpy); the class and answer vocabulary is built from
-:mod:`salmonn_agent.mini.text_bank`, so scoring agrees with the data the model is trained on.
+:mod:`devkit.text_bank`, so scoring agrees with the data the model is trained on.
 
 Rules:
 
 * :func:`normalize` - the scoring form of any text, the same form as the data's ``label``
-  (``tools/make_mini_data.py``'s ``_norm``) plus number handling: lower case; curly quotes to
+  (:func:`salmonn_agent.training.wer.normalize_transcript`) plus number handling: lower case; curly quotes to
   ``'``; digits written as words the way ``text_bank`` writes them (``14`` -> ``fourteen``,
   ``365`` -> ``three hundred and sixty five``, years ``1100``-``1999`` -> ``nineteen eighty
   five``, ``7:30`` -> ``seven thirty``, ``6:00`` -> ``six o'clock``, ``3rd`` -> ``third``,
@@ -46,7 +46,8 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
-from salmonn_agent.mini import text_bank as T
+from devkit import text_bank as T
+from salmonn_agent.training.wer import normalize_transcript
 
 __all__ = [
     "EXTRA_STEMS",
@@ -117,8 +118,7 @@ def normalize(text: str) -> str:
     s = re.sub(r"\b(\d+)(?:st|nd|rd|th)\b", lambda m: f" {_ordinal(int(m.group(1)))} ", s)
     s = re.sub(r"(\d)\s*%", r"\1 percent ", s)
     s = re.sub(r"\d+(?:\.\d+)?", lambda m: f" {spell_number(m.group(0))} ", s)
-    s = re.sub(r"[^\w\s']", " ", s)
-    words = (w.strip("'") for w in s.split())
+    words = (w.strip("'") for w in normalize_transcript(s).split())
     return " ".join(w for w in words if w)
 
 
@@ -151,7 +151,7 @@ def class_phrasings(cls: str) -> list[str]:
     background clauses, count questions, and the sound captions of all its variants."""
     import random
 
-    from salmonn_agent.mini import sounds as S  # numpy only; imported lazily
+    from devkit import sounds as S  # numpy only; imported lazily
 
     st = T.SOUND_TEXT[cls]
     out = [st["answer"], st["noun"], st["scene"], *st["background"], *st.get("count_q", [])]

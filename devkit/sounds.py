@@ -30,7 +30,8 @@ from typing import Callable
 
 import numpy as np
 
-SR = 16_000
+from salmonn_agent.audio import SAMPLE_RATE as SR
+
 HELD_OUT_BINS = (3, 7)
 N_BINS = 10
 

@@ -524,7 +524,7 @@ YESNO_SOUND_QUESTIONS = ["Can you hear {noun} in this audio?", "Is there {noun} 
 
 # --------------------------------------------------------------------------- sound-class text
 
-# For each class (names match salmonn_agent.mini.sounds.SOUND_CLASSES): the QA answer, a noun
+# For each class (names match devkit.sounds.SOUND_CLASSES): the QA answer, a noun
 # phrase, the "in the background" clauses and the count noun for count questions.
 SOUND_TEXT: dict[str, dict] = {
     "alarm": {"answer": "An alarm beeping.", "noun": "an alarm", "label_words": ["alarm", "beep"],

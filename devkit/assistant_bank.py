@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from salmonn_agent.mini.text_bank import SPLITS, number_words, query_bank, split_of
+from devkit.text_bank import SPLITS, number_words, query_bank, split_of
 
 # The actions salmonn-mini was taught to call: its training prompts bind exactly these, as
 # ``salmonn-agent assistant --allow add_note read_notes set_timer list_timers cancel_timer`` does.

@@ -36,6 +36,14 @@ _CORPUS = [
     "0123456789 {}[]:\"',.!?-_ tool call arguments name json",
 ]
 
+SIZES: dict[str, dict[str, int]] = {
+    "tiny": {},
+    "small": {"llm_hidden": 576, "llm_layers": 30, "llm_heads": 9, "whisper_width": 384,
+              "whisper_layers": 4, "qformer_hidden": 768},
+}
+"""Named model sizes for the benchmarks: ``build_tiny_model(dir, **SIZES[name])``. ``small`` has
+Whisper tiny's encoder shape and SmolLM2-135M's LLM shape."""
+
 
 def build_tiny_model(
     path: str | os.PathLike,

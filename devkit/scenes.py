@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from salmonn_agent.audio import SAMPLE_RATE
+from salmonn_agent.audio import SAMPLE_RATE, power_db
 
 NoiseColor = Literal["white", "pink", "brown"]
 
@@ -80,7 +80,7 @@ def speech_bounds(clip: np.ndarray, threshold_db: float = -40.0) -> tuple[int, i
     frames whose RMS is within ``threshold_db`` of the loudest frame."""
     n = clip.size // 160
     frames = clip[: n * 160].reshape(n, 160).astype(np.float64)
-    level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    level = power_db(np.mean(frames**2, axis=1))
     loud = np.flatnonzero(level >= level.max() + threshold_db)
     return int(loud[0] * 160), int((loud[-1] + 1) * 160)
 
