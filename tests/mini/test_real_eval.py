@@ -1,5 +1,5 @@
-"""The real-recordings evaluation set: tools/make_real_eval.py's Qt resource reader and helpers.
-Offline, no model."""
+"""The real-recordings evaluation set: tools/make_real_eval.py's Qt resource reader and helpers,
+and its scoring (salmonn_agent.mini.scoring, tools/eval_mini.py --real). Offline, no model."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from salmonn_agent.mini import scoring as SC
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -139,3 +141,73 @@ def test_missing_apt_get_is_one_clear_error(mre, monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(mre.shutil, "which", lambda tool: None)
     with pytest.raises(mre.BuildError, match="apt-get not found"):
         mre.fetch_packages(["sound-icons"], tmp_path)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+@pytest.mark.parametrize(("text", "keywords", "want"), [
+    ("A dog is barking.", ("dog", "bark"), "dog"),
+    ("Barking.", ("dog", "bark", "woof"), "barking"),
+    ("Dogs bark in the distance", ("dog",), "dogs"),
+    ("A hotdog stand.", ("dog",), None),
+    ("A DOORBELL.", ("bell",), None),
+    ("Wind chimes chiming.", ("chime",), "chimes"),
+    ("A phone is ringing", ("telephone", "ring"), "ringing"),
+    ("Some cows mooing.", ("cow", "moo"), "cows"),
+    ("A drum kit", ("drum kit",), "drum kit"),
+    ("", ("dog",), None),
+    ("Music.", (), None),
+])
+def test_keyword_in(text: str, keywords: tuple[str, ...], want: str | None) -> None:
+    assert SC.keyword_in(text, keywords) == want
+
+
+def test_score_real_items_and_summarize() -> None:
+    speech = {"id": "s1", "kind": "speech", "transcript": "Press 1 for sales."}
+    dog = {"id": "d", "kind": "sound", "label": "dog", "keywords": ["dog", "bark", "woof"]}
+    cow = {"id": "c", "kind": "sound", "label": "cow", "keywords": ["cow", "moo"]}
+    violin = {"id": "v", "kind": "music", "label": "violin", "keywords": ["violin", "fiddle"]}
+    moh = {"id": "m", "kind": "music", "label": "music", "keywords": []}
+    cases = [  # (group, item, prediction, correct)
+        ("real_asr", speech, "Press one for sales.", True),
+        ("real_sound", dog, "A dog barking.", True),
+        ("real_sound", cow, "A siren.", False),
+        ("real_music", violin, "Someone plays a fiddle.", True),
+        ("real_music", moh, "A slow melody.", True),
+        ("real_music", moh, "A doorbell.", False),
+        ("real_presence", speech, "Yes.", True),
+        ("real_presence", dog, "Yes, a man speaks.", False),
+        ("real_presence", violin, "No.", True),
+    ]
+    records = []
+    for group, item, prediction, correct in cases:
+        scored = SC.score_real_item(group, item, prediction)
+        assert scored["correct"] is correct, (group, prediction)
+        records.append({**item, "prediction": prediction, **scored})
+    assert records[0]["label"] == "Press 1 for sales." and records[0]["wer"] == 0.0
+    assert records[1]["extracted"] == "dog" and records[4]["extracted"] == "melody"
+    with pytest.raises(ValueError):
+        SC.score_real_item("real_story", speech, "x")
+    m = SC.summarize_real(records)
+    assert m["real_wer"] == 0.0 and m["real_wer_n"] == 1 and m["real_wer_ref_words"] == 4
+    assert m["real_sound_acc"] == 0.5 and m["real_sound_acc_n"] == 2
+    assert m["real_music_acc"] == pytest.approx(0.6667, abs=1e-4) and m["real_music_acc_n"] == 3
+    assert m["real_speech_presence_acc"] == pytest.approx(0.6667, abs=1e-4) and m["real_speech_presence_acc_n"] == 3
+    assert m["real_presence_speech_acc"] == 1.0 and m["real_presence_nonspeech_acc_n"] == 2
+    empty = SC.summarize_real([])
+    assert empty["real_wer"] is None and empty["real_sound_acc_n"] == 0
+
+
+def test_eval_tool_real_groups(tmp_path) -> None:
+    tool = load_tool("eval_mini")
+    items = ([{"id": f"s{i}", "kind": "speech", "duration": 2.0 + i} for i in range(4)]
+             + [{"id": f"n{i}", "kind": "sound"} for i in range(2)] + [{"id": "m0", "kind": "music"}])
+    groups = tool.select_real(items, 3)
+    assert [it["id"] for it in groups["real_asr"]] == ["s0", "s1", "s2"]
+    assert [it["id"] for it in groups["real_presence"]] == ["s0", "n0", "m0"]
+    assert len(tool.select_real(items, None)["real_presence"]) == 7
+    assert tool.asr_tokens(groups["real_asr"], 40) == 40
+    assert tool.asr_tokens([{"duration": 25.0}], 40) == 116
+    with pytest.raises(RuntimeError, match="make_real_eval"):
+        tool.load_real(tmp_path)
