@@ -10,7 +10,7 @@ lists (run ``apt-get update`` once first). The ``.deb`` files are fetched with `
 download`` (no root needed, nothing is installed) into ``<cache>/debs`` and unpacked with
 ``dpkg-deb -x`` into ``<cache>/x/<package>``; ``--cache`` defaults to
 ``<salmonn-agent cache>/real-eval`` (``$SALMONN_AGENT_CACHE`` or the user cache). A second run
-reuses them. About 100 MB are downloaded.
+reuses them. About 80 MB are downloaded.
 
 Sources (licences from each package's ``/usr/share/doc/<package>/copyright``, and for GCompris
 from the README/Licence files inside its resources):
