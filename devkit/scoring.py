@@ -38,6 +38,16 @@ Rules:
   label or starts with the label followed by a space ("seven" for "Seven, I think.").
 * :func:`group_of` / :func:`score_item` / :func:`summarize` - the metric group of an item, the
   score of one answer, and the metrics of many (``tools/eval_mini.py`` documents the keys).
+
+The real-recordings set (``tools/make_real_eval.py``; ``tools/eval_mini.py --real``):
+
+* :func:`keyword_in` - the keyword an answer names first: whole words of the normalised answer
+  (case-insensitive), a keyword also matching the inflections above (``bark`` -> ``barking``,
+  ``chime`` -> ``chiming``); multi-word keywords allowed. None when no keyword is named.
+* :func:`score_real_item` / :func:`summarize_real` - groups :data:`REAL_GROUPS`: ``real_asr``
+  (speech items, WER against the transcript), ``real_sound`` (correct when the answer names one
+  of the item's keywords), ``real_music`` (the item's keywords plus :data:`MUSIC_WORDS`) and
+  ``real_presence`` (every item; yes for speech, no otherwise, read with :func:`yes_no`).
 """
 
 from __future__ import annotations
@@ -54,13 +64,18 @@ __all__ = [
     "class_phrasings",
     "class_stems",
     "corpus_wer",
+    "MUSIC_WORDS",
+    "REAL_GROUPS",
     "gender_of",
+    "keyword_in",
     "normalize",
     "number_of",
     "query_correct",
+    "score_real_item",
     "sound_class_of",
     "sound_classes_in",
     "spell_number",
+    "summarize_real",
     "yes_no",
 ]
 
@@ -384,4 +399,102 @@ def summarize(records: Sequence[dict]) -> dict:
     for group, key in (("speech_presence", "speech_presence_acc"), ("spoken_query", "spoken_query_acc"),
                        ("gender", "gender_acc"), ("count", "count_acc"), ("caption_class", "caption_class_acc")):
         put(key, _acc(by_group[group]), len(by_group[group]))
+    return out
+
+
+# --------------------------------------------------------------------------- the real-recordings set
+
+MUSIC_WORDS: tuple[str, ...] = (
+    "music", "melody", "melodies", "song", "tune", "instrument", "instrumental", "orchestra", "band",
+    "chord", "rhythm", "symphony", "piano", "keyboard", "guitar", "violin", "cello", "bass", "harp",
+    "flute", "clarinet", "saxophone", "trumpet", "trombone", "horn", "organ", "accordion", "harmonica",
+    "synthesizer", "synth", "marimba", "xylophone", "drum", "percussion",
+)
+"""Words that count as naming music for every music item of the real set (besides its keywords)."""
+
+REAL_GROUPS = ("real_asr", "real_sound", "real_music", "real_presence")
+"""The metric groups of the real set, in report order (``--real-limit`` applies per group)."""
+
+
+@lru_cache(maxsize=512)
+def _keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str] | None:
+    forms = set()
+    for keyword in keywords:
+        norm = normalize(keyword)
+        if not norm:
+            continue
+        forms.update(norm + suffix for suffix in _SUFFIXES)
+        if norm.endswith("e"):
+            forms.add(norm[:-1] + "ing")
+    if not forms:
+        return None
+    alternatives = "|".join(sorted((re.escape(f) for f in forms), key=len, reverse=True))
+    return re.compile(rf"(?<![\w'])(?:{alternatives})(?![\w'])")
+
+
+def keyword_in(text: str, keywords: Sequence[str]) -> str | None:
+    """The normalised form of the first keyword ``text`` names (see the module docstring), or None."""
+    pattern = _keyword_pattern(tuple(keywords))
+    if pattern is None:
+        return None
+    m = pattern.search(normalize(text))
+    return m.group(0) if m else None
+
+
+def score_real_item(group: str, item: dict, prediction: str) -> dict:
+    """What was read from ``prediction`` for a real-set ``item`` (a manifest entry) in ``group``.
+
+    Returns ``group``, ``label`` (the transcript, ``yes``/``no``, or the item's label),
+    ``normalized``, ``extracted`` (the keyword or yes/no found; not for asr), ``correct`` and,
+    for asr, ``wer`` of this item alone.
+    """
+    out: dict = {"group": group, "normalized": normalize(prediction)}
+    if group == "real_asr":
+        out["label"] = item["transcript"]
+        out["wer"] = corpus_wer([item["transcript"]], [prediction])
+        out["correct"] = out["wer"] == 0.0
+    elif group in ("real_sound", "real_music"):
+        words = list(item.get("keywords", []))
+        if group == "real_music":
+            words += MUSIC_WORDS
+        got = keyword_in(prediction, words)
+        out.update(label=item.get("label", ""), extracted=got, correct=got is not None)
+    elif group == "real_presence":
+        want = "yes" if item.get("kind") == "speech" else "no"
+        got = yes_no(prediction)
+        out.update(label=want, extracted=got, correct=got == want)
+    else:
+        raise ValueError(f"unknown real-set group {group!r}")
+    return out
+
+
+def summarize_real(records: Sequence[dict]) -> dict:
+    """The real-set metrics of scored records (each: ``kind``, ``label``, ``prediction`` and
+    :func:`score_real_item`'s ``group`` and ``correct``); every score has its count ``<key>_n``.
+
+    Keys: ``real_wer`` (corpus WER over the real_asr records) and ``real_wer_ref_words``,
+    ``real_sound_acc``, ``real_music_acc``, ``real_speech_presence_acc`` (all items) and its parts
+    ``real_presence_speech_acc`` (speech items: yes) / ``real_presence_nonspeech_acc`` (no).
+    """
+    by_group: dict[str, list[dict]] = {g: [] for g in REAL_GROUPS}
+    for r in records:
+        if r.get("group") in by_group:
+            by_group[r["group"]].append(r)
+    out: dict = {}
+
+    def put(key: str, value: float | None, n: int) -> None:
+        out[key] = None if value is None else round(float(value), 4)
+        out[f"{key}_n"] = n
+
+    asr = by_group["real_asr"]
+    put("real_wer", corpus_wer([r["label"] for r in asr], [r["prediction"] for r in asr]) if asr else None,
+        len(asr))
+    out["real_wer_ref_words"] = sum(len(normalize(r["label"]).split()) for r in asr)
+    put("real_sound_acc", _acc(by_group["real_sound"]), len(by_group["real_sound"]))
+    put("real_music_acc", _acc(by_group["real_music"]), len(by_group["real_music"]))
+    presence = by_group["real_presence"]
+    put("real_speech_presence_acc", _acc(presence), len(presence))
+    for key, want in (("real_presence_speech_acc", "yes"), ("real_presence_nonspeech_acc", "no")):
+        sub = [r for r in presence if r["label"] == want]
+        put(key, _acc(sub), len(sub))
     return out

@@ -2,6 +2,7 @@
 
     python tools/eval_mini.py [--model DIR] [--data DIR] [--limit N] [--json] [--skip-latency]
                               [--out FILE] [--batch-size 8] [--max-new-tokens 40] [--device auto]
+    python tools/eval_mini.py --real DIR [--real-limit N] [...]   (real recordings, see below)
 
 Model: ``--model DIR`` (a salmonn-agent model directory, e.g. a training run's ``runs/x/model``),
 else the default resolution of ``salmonn_agent.mini.default.load_model(None)``:
@@ -55,6 +56,31 @@ Latency and memory (skipped with ``--skip-latency``), on the speech clip of the 
   from ``/usr/bin/time -v`` (``rss_method``: "/usr/bin/time -v"), or, without it, from
   ``resource.getrusage(RUSAGE_CHILDREN)`` in a small wrapper process ("getrusage(RUSAGE_CHILDREN)").
 
+Real recordings (``--real DIR``, a ``tools/make_real_eval.py`` output directory; evaluation only,
+never training): instead of the synthetic split, the items of ``DIR/manifest.json``, greedy as
+above, ``--real-limit N`` keeping the first N items of each group (manifest order; for presence,
+speech, sound and music items in turn):
+
+* ``real_wer``: speech items, "Recognize the speech and give me the transcription.", jiwer corpus
+  WER against the transcripts with the normaliser above (``real_wer_ref_words``). Long prompts
+  need more tokens: a batch may generate ``max(--max-new-tokens, 4 * longest clip in s + 16)``.
+* ``whisper_real_wer``: the reference line - plain Whisper tiny.en (salmonn-mini's prepared
+  ``whisper`` part: transformers WhisperForConditionalGeneration + WhisperProcessor, greedy, at
+  most 224 tokens) on the same speech items, same scoring.
+* ``real_sound_acc``: sound items, "What sound do you hear? Answer briefly."; correct when the
+  answer names one of the item's keywords (whole words, case-insensitive, inflections allowed:
+  ``scoring.keyword_in``).
+* ``real_music_acc``: music items, the same question; correct when the answer names one of the
+  item's keywords or a general music word (``scoring.MUSIC_WORDS``: music, melody, song,
+  instrument, piano, guitar, drum...).
+* ``real_speech_presence_acc``: all items, "Is anyone speaking in this audio? Answer yes or no.";
+  yes for speech, no for sound and music, read as ``speech_presence_acc`` reads answers; also
+  ``real_presence_speech_acc`` / ``real_presence_nonspeech_acc`` (the speech / other items).
+
+Each with its count ``<key>_n``. ``--out FILE`` then holds one line per item and group (with
+``whisper`` for the speech items); latency (unless ``--skip-latency``) uses the real speech clip
+closest to 5 s; ``bars`` holds only the latency bars.
+
 Output: ``--json`` prints one JSON object on stdout (the metrics above, ``bars`` - each of the
 issue's quality bars with its value and whether it passes - and run facts: ``model``, ``data``,
 ``device``, ``limit``, ``items``, ``load_s``, ``eval_s``...); otherwise a readable report.
@@ -67,6 +93,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -88,6 +115,14 @@ SPEECH_TAG = "<Speech><SpeechHere></Speech>"
 WARM_INSTRUCTION = "Please describe the audio."
 CLI_INSTRUCTION = "Recognize the speech and give me the transcription."
 WARM_SECONDS = 5.0
+REAL_INSTRUCTIONS = {  # real-set group -> instruction
+    "real_asr": CLI_INSTRUCTION,
+    "real_sound": "What sound do you hear? Answer briefly.",
+    "real_music": "What sound do you hear? Answer briefly.",
+    "real_presence": "Is anyone speaking in this audio? Answer yes or no.",
+}
+WHISPER_MAX_NEW_TOKENS = 224
+LATENCY_BARS = ("warm_answer_s", "cold_cli_s", "cli_peak_rss_mb")
 BARS = {  # metric -> (comparison, threshold): the issue's quality bars
     "wer": ("<=", 0.25),
     "sound_acc": (">=", 0.80),
@@ -175,6 +210,29 @@ def select(items: list[dict], limit: int | None) -> dict[str, list[dict]]:
     return groups
 
 
+def load_real(real_dir: Path) -> list[dict]:
+    """The items of a ``tools/make_real_eval.py`` output (``audio``: absolute path)."""
+    manifest = real_dir / "manifest.json"
+    if not manifest.is_file():
+        raise RuntimeError(f"{manifest} not found: --real takes a tools/make_real_eval.py output directory")
+    items = json.loads(manifest.read_text(encoding="utf-8"))["items"]
+    for item in items:
+        item["audio"] = str((real_dir / item["path"]).resolve())
+        if not Path(item["audio"]).is_file():
+            raise RuntimeError(f"{item['audio']} not found (rebuild the set with tools/make_real_eval.py)")
+    return items
+
+
+def select_real(items: list[dict], limit: int | None) -> dict[str, list[dict]]:
+    """Items per real-set group (manifest order; speech, sound and music in turn for presence),
+    the first ``limit`` of each."""
+    by_kind = {kind: [it for it in items if it["kind"] == kind] for kind in ("speech", "sound", "music")}
+    mixed = [it for row in itertools.zip_longest(*by_kind.values()) for it in row if it is not None]
+    groups = {"real_asr": by_kind["speech"], "real_sound": by_kind["sound"], "real_music": by_kind["music"],
+              "real_presence": mixed}  # kinds taken in turn, so that a limit keeps a mix
+    return {g: v if limit is None else v[:limit] for g, v in groups.items()}
+
+
 # --------------------------------------------------------------------------- model
 
 
@@ -227,6 +285,64 @@ def predict(model: Any, groups: dict[str, list[dict]], prompts: dict[str, list[s
                 done += len(batch)
                 log(f"{done}/{total} items ({group}), {time.perf_counter() - start:.1f} s")
     return records
+
+
+def asr_tokens(batch: list[dict], max_new_tokens: int) -> int:
+    """Tokens a real-set transcription batch may generate: room for its longest clip."""
+    return max(max_new_tokens, int(4 * max(float(it["duration"]) for it in batch)) + 16)
+
+
+def predict_real(model: Any, groups: dict[str, list[dict]], batch_size: int, max_new_tokens: int) -> list[dict]:
+    """Greedy answers for the real-set groups, in batches of one group; returns scored records."""
+    import torch
+
+    total = sum(len(v) for v in groups.values())
+    records: list[dict] = []
+    start = time.perf_counter()
+    done = 0
+    with torch.inference_mode():
+        for group, items in groups.items():
+            instruction = REAL_INSTRUCTIONS[group]
+            for i in range(0, len(items), batch_size):
+                batch = items[i:i + batch_size]
+                tokens = asr_tokens(batch, max_new_tokens) if group == "real_asr" else max_new_tokens
+                answers = model.generate([it["audio"] for it in batch], instruction, num_beams=1,
+                                         do_sample=False, max_new_tokens=tokens)
+                for item, answer in zip(batch, answers):
+                    rec = {"id": item["id"], "path": item["path"], "kind": item["kind"], "source": item["source"],
+                           "instruction": instruction, "prediction": answer}
+                    rec.update(SC.score_real_item(group, item, answer))
+                    records.append(rec)
+                done += len(batch)
+                log(f"{done}/{total} real items ({group}), {time.perf_counter() - start:.1f} s")
+    return records
+
+
+def whisper_transcripts(items: list[dict], batch_size: int, device: str) -> list[str]:
+    """Plain Whisper tiny.en (salmonn-mini's prepared part), greedy, on each item's audio."""
+    import soundfile as sf
+    import torch
+    import transformers
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    transformers.logging.set_verbosity_error()  # its batch-generation notices are not ours to fix
+
+    from salmonn_agent.mini.parts import prepare_mini_parts
+
+    whisper_dir = prepare_mini_parts().whisper_dir
+    processor = WhisperProcessor.from_pretrained(str(whisper_dir))
+    model = WhisperForConditionalGeneration.from_pretrained(str(whisper_dir)).to(device).eval()
+    out: list[str] = []
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(items), batch_size):
+            batch = items[i:i + batch_size]
+            audio = [sf.read(it["audio"], dtype="float32")[0] for it in batch]
+            features = processor(audio, sampling_rate=16000, return_tensors="pt").input_features.to(device)
+            ids = model.generate(features, num_beams=1, do_sample=False, max_new_tokens=WHISPER_MAX_NEW_TOKENS)
+            out += [t.strip() for t in processor.batch_decode(ids, skip_special_tokens=True)]
+            log(f"whisper {len(out)}/{len(items)}, {time.perf_counter() - start:.1f} s")
+    return out
 
 
 # --------------------------------------------------------------------------- latency
@@ -343,6 +459,22 @@ def human_report(result: dict) -> str:
     return "\n".join(lines)
 
 
+def real_report(result: dict) -> str:
+    lines = [f"model: {result['model']}   real set: {result['real']}   device: {result['device']}",
+             f"{result['items']} answers in {result['eval_s']} s (load {result['load_s']} s)", ""]
+    for key in ("real_wer", "whisper_real_wer", "real_sound_acc", "real_music_acc", "real_speech_presence_acc",
+                "real_presence_speech_acc", "real_presence_nonspeech_acc"):
+        value = result.get(key)
+        shown = "-" if value is None else f"{value:.4f}"
+        lines.append(f"{key:<30}{shown:>8}   n={result.get(key + '_n', 0)}")
+    for key in LATENCY_BARS:
+        if key in result:
+            lines.append(f"{key:<30}{'-' if result[key] is None else result[key]:>8}")
+    if result.get("cold_cli_error"):
+        lines.append(f"cold CLI failed: {result['cold_cli_error']}")
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="salmonn-agent model directory (default: $SALMONN_AGENT_MODEL, else salmonn-mini)")
@@ -350,6 +482,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-seed", type=int, default=0, help="seed of the generated split without --data (0)")
     p.add_argument("--data-size", type=int, default=600, help="items of the generated split without --data (600)")
     p.add_argument("--limit", type=int, help="first N items of each metric group (default: all)")
+    p.add_argument("--real", type=Path, help="evaluate the real recordings of this tools/make_real_eval.py output "
+                                             "directory instead of the synthetic split")
+    p.add_argument("--real-limit", type=int, help="with --real: first N items of each real-set group (default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--skip-latency", action="store_true", help="skip warm_answer_s, cold_cli_s and peak RSS")
     p.add_argument("--out", type=Path, help="write per-item predictions here (JSON Lines)")
@@ -360,13 +495,86 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.limit is not None and args.limit < 0:
         p.error("--limit must be >= 0")
+    if args.real_limit is not None and args.real_limit < 0:
+        p.error("--real-limit must be >= 0")
+    if args.real and (args.data or args.limit is not None):
+        p.error("--real evaluates the real set only: use --real-limit, not --data or --limit")
     if args.batch_size < 1 or args.max_new_tokens < 1:
         p.error("--batch-size and --max-new-tokens must be >= 1")
     return args
 
 
+def main_real(args: argparse.Namespace) -> int:
+    """``--real DIR``: the real-recordings metrics (see the module docstring)."""
+    from salmonn_agent.errors import SalmonnError
+
+    try:
+        check_model(args.model)
+        items = load_real(args.real)
+        groups = select_real(items, args.real_limit)
+        t0 = time.perf_counter()
+        model = load_model(args.model, args.device, args.dtype)
+        load_s = time.perf_counter() - t0
+    except (SalmonnError, RuntimeError, OSError, KeyError, ValueError) as err:
+        print(f"eval_mini: error: {err}", file=sys.stderr)
+        return 2
+    from salmonn_agent.mini.default import resolve_model_name
+
+    log(f"model {resolve_model_name(args.model)} loaded in {load_s:.1f} s; "
+        + ", ".join(f"{g} {len(v)}" for g, v in groups.items()))
+    t0 = time.perf_counter()
+    records = predict_real(model, groups, args.batch_size, args.max_new_tokens)
+    eval_s = time.perf_counter() - t0
+    result: dict[str, Any] = {
+        "model": resolve_model_name(args.model), "real": str(args.real), "device": str(model.device),
+        "real_limit": args.real_limit, "items": len(records), "batch_size": args.batch_size,
+        "max_new_tokens": args.max_new_tokens, "num_beams": 1,
+        "load_s": round(load_s, 2), "eval_s": round(eval_s, 2),
+    }
+    result.update(SC.summarize_real(records))
+    speech = groups["real_asr"]
+    if speech:
+        t0 = time.perf_counter()
+        try:
+            hyps = whisper_transcripts(speech, args.batch_size, str(model.device))
+        except (SalmonnError, OSError) as err:
+            print(f"eval_mini: error: Whisper tiny.en reference: {err}", file=sys.stderr)
+            return 2
+        result["whisper_real_wer"] = round(SC.corpus_wer([it["transcript"] for it in speech], hyps), 4)
+        result["whisper_s"] = round(time.perf_counter() - t0, 2)
+        by_id = dict(zip((it["id"] for it in speech), hyps))
+        for rec in records:
+            if rec["group"] == "real_asr":
+                rec["whisper"] = by_id[rec["id"]]
+    else:
+        result["whisper_real_wer"] = None
+    result["whisper_real_wer_n"] = len(speech)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("w", encoding="utf-8") as f:
+            for rec in sorted(records, key=lambda r: (SC.REAL_GROUPS.index(r["group"]), r["id"])):
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    if not args.skip_latency and items:
+        clip = latency_clip(items)
+        result["latency_clip"] = clip["path"]
+        result["latency_clip_s"] = clip.get("duration")
+        log(f"warm answer latency on {clip['path']}")
+        result.update(warm_answer(model, clip["audio"]))
+        del model
+        log("cold CLI runs")
+        result.update(cold_cli(clip["audio"], args.model, args.device, args.dtype))
+    result["bars"] = {k: v for k, v in bars(result).items() if k in LATENCY_BARS and k in result}
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(real_report(result))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.real:
+        return main_real(args)
     from salmonn_agent.errors import SalmonnError
 
     try:
