@@ -1,5 +1,5 @@
 """The real-recordings evaluation set: tools/make_real_eval.py's Qt resource reader and helpers,
-and its scoring (salmonn_agent.mini.scoring, tools/eval_mini.py --real). Offline, no model."""
+and its scoring (devkit.scoring, tools/eval_mini.py --real). Offline, no model."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from salmonn_agent.mini import scoring as SC
+from devkit import scoring as SC
 
 ROOT = Path(__file__).resolve().parents[2]
 
