@@ -177,6 +177,47 @@ def _transcript_data(runs: Path) -> None:
     (runs / "transcript_valid.json").write_text(json.dumps({"annotation": valid}))
 
 
+TAG_QUESTIONS = ("What sound is this?", "What do you hear?", "Name the sound in this clip.",
+                 "Which sound can you hear? Answer briefly.")
+"""Questions of the tag-reading items (see :func:`_tag_reading_data`)."""
+TAG_READING_KINDS = ("cap_sound", "qa_sound")
+GENERIC_TAGS = frozenset({"Animal", "Domestic animals, pets", "Livestock, farm animals, working animals",
+                          "Wild animals", "Sound effect", "Musical instrument", "Vehicle"})
+"""AudioSet parents that name no particular sound: a more specific tag answers instead."""
+"""The synthetic items whose clips are sounds without speech."""
+
+
+def _tag_reading_data(runs: Path) -> None:
+    """``tag_reading_mix.json`` for ``stage_transcript2.yaml``: the sound-only clips of the synthetic
+    data asked what they are, answered with YAMNet's top event tag (so that the LLM learns to name
+    what the tagger heard rather than one of the ten synthesized classes), beside broad-text speech
+    recognition and the other ordinary items."""
+    from salmonn_agent.audio import load_audio
+    from salmonn_agent.sound_tags import SoundTagger
+
+    tagger = SoundTagger.load()
+    rng = random.Random(13)
+    data = runs / "data"
+    ordinary = [dict(e, path=os.path.abspath(data / e["path"]))
+                for e in json.loads((data / "train.json").read_text())["annotation"]
+                if e["task"] != "audio_story_telling"]
+    sounds = [e for e in ordinary if e.get("kind") in TAG_READING_KINDS]
+    reading = []
+    for entry in rng.sample(sounds, 400):
+        events = tagger.events(load_audio(entry["path"]), top_k=3, min_score=0.2)
+        specific = [t for t in events if t.label not in GENERIC_TAGS] or events
+        if specific:
+            reading.append({"path": entry["path"], "task": "QA", "Q": rng.choice(TAG_QUESTIONS),
+                            "text": f"{specific[0].label}.", "kind": "qa_tag_reading"})
+    others = [e for e in ordinary if e.get("kind") not in TAG_READING_KINDS]
+    broad = [dict(e, path=os.path.abspath(runs / "broad" / e["path"]))
+             for e in json.loads((runs / "broad" / "train.json").read_text())["annotation"]]
+    mix = reading + rng.sample(broad, 400) + rng.sample(others, 400)
+    rng.shuffle(mix)
+    (runs / "tag_reading_mix.json").write_text(json.dumps({"annotation": mix}))
+    _say(f"tag-reading mix: {len(reading)} tag-reading items, {len(mix)} in all")
+
+
 def _transcript_start(runs: Path, parts) -> Path:  # parts: MiniParts
     """The shipped salmonn-mini weights in a model directory with ``speech_transcript`` and
     ``sound_tags`` set."""
@@ -186,8 +227,7 @@ def _transcript_start(runs: Path, parts) -> Path:  # parts: MiniParts
 
     start = runs / "transcript_start"
     if not (start / "model.safetensors").is_file():
-        config = mini_config(parts.whisper_dir, parts.llm_dir).model_copy(
-            update={"speech_transcript": True, "sound_tags": True})
+        config = mini_config(parts.whisper_dir, parts.llm_dir, hints=True)
         model = SALMONN.from_config(config, device="cpu")
         load_trainable(model, {k: v.float() for k, v in load_file(str(WEIGHTS)).items()}, "salmonn-mini")
         model.save_pretrained(start)
@@ -230,9 +270,14 @@ def main() -> int:
     if args.transcript_stage:
         _transcript_start(runs, parts)
         _transcript_data(runs)
-        _say("training stage_transcript")
-        subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train",
-                        str(ROOT / "examples" / "mini" / "stage_transcript.yaml")], check=True)
+        for stage in ("stage_transcript", "stage_transcript2"):
+            if (runs / stage / "model" / "model.safetensors").is_file():
+                continue
+            if stage == "stage_transcript2":
+                _tag_reading_data(runs)
+            _say(f"training {stage}")
+            subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train",
+                            str(ROOT / "examples" / "mini" / f"{stage}.yaml")], check=True)
         return 0
     data = runs / "data"
     if not (data / "summary.json").is_file():
@@ -245,7 +290,8 @@ def main() -> int:
     init = runs / "init"
     if not (init / "model.safetensors").is_file():
         torch.manual_seed(0)
-        SALMONN.from_config(mini_config(parts.whisper_dir, parts.llm_dir), device="cpu").save_pretrained(init)
+        SALMONN.from_config(mini_config(parts.whisper_dir, parts.llm_dir, hints=False),
+                            device="cpu").save_pretrained(init)
     for stage in ("stage_align", "stage2", "stage2b", "stage_assistant", "stage_assistant2", "stage2c",
                   "stage_assistant3", "stage3"):
         if (runs / stage / "model" / "model.safetensors").is_file():

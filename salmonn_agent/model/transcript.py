@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from transformers import WhisperForConditionalGeneration, WhisperTokenizer
 from transformers.modeling_outputs import BaseModelOutput
+from transformers.utils import logging as hf_logging
 
 MAX_TOKENS_PER_CHUNK = 120
 """Decoding limit per encoder chunk: 30 s of fast speech is about 100 Whisper tokens."""
@@ -55,10 +56,17 @@ class SpeechTranscriber(nn.Module):
         if states.shape[0] == 0:
             return []
         decoder_dtype = self.whisper.proj_out.weight.dtype
-        ids = self.whisper.generate(
-            encoder_outputs=BaseModelOutput(last_hidden_state=states.to(decoder_dtype)),
-            max_new_tokens=MAX_TOKENS_PER_CHUNK,
-            num_beams=1,
-            do_sample=False,
-        )
+        # Whisper's generate logs advice meant for its own callers (attention masks of equal-length
+        # start tokens, max_length defaults) on every call: not the user's concern here.
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            ids = self.whisper.generate(
+                encoder_outputs=BaseModelOutput(last_hidden_state=states.to(decoder_dtype)),
+                max_new_tokens=MAX_TOKENS_PER_CHUNK,
+                num_beams=1,
+                do_sample=False,
+            )
+        finally:
+            hf_logging.set_verbosity(level)
         return [text.strip() for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]

@@ -24,8 +24,8 @@ def hinted(mini_parts, mini_cache) -> SALMONN:
     import os
 
     os.environ.setdefault("SALMONN_AGENT_CACHE", str(mini_cache))
-    config = mini_config(mini_parts.whisper_dir, mini_parts.llm_dir).model_copy(
-        update={"speech_transcript": True, "sound_tags": True})
+    config = mini_config(mini_parts.whisper_dir, mini_parts.llm_dir)
+    assert config.speech_transcript and config.sound_tags
     return SALMONN.from_config(config, device="cpu")
 
 
