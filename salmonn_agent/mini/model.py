@@ -10,9 +10,9 @@
   to place one word per token with blanks between.
 - SmolLM2-135M-Instruct with LoRA (r=8, alpha=32 on q_proj/v_proj, SALMONN's setting), prompted
   with its own ChatML chat template; answers end at ``<|im_end|>``.
-- After each clip's audio tokens, as text: Whisper tiny.en's own transcript of it (its decoder over
-  the same encoder states) and YAMNet's top AudioSet tags (``salmonn_agent/sound_tags.py``), the
-  stand-in for SALMONN's BEATs encoder.
+- Optionally (``hints=True``, not the shipped weights), after each clip's audio tokens, as text:
+  Whisper tiny.en's own transcript of it (its decoder over the same encoder states) and YAMNet's
+  top AudioSet tags (``salmonn_agent/sound_tags.py``), the stand-in for SALMONN's BEATs encoder.
 """
 
 from __future__ import annotations
@@ -48,12 +48,12 @@ def chat_prompt_template(llm_dir: str | Path) -> str:
     return rendered.replace("{", "{{").replace("}", "}}").replace(marker, "{}")
 
 
-def mini_config(whisper_dir: str | Path, llm_dir: str | Path, *, hints: bool = True) -> SALMONNConfig:
+def mini_config(whisper_dir: str | Path, llm_dir: str | Path, *, hints: bool = False) -> SALMONNConfig:
     """salmonn-mini's config over prepared base parts (see :func:`prepare_mini_parts`).
 
     ``hints``: Whisper tiny.en's own transcript and YAMNet's AudioSet tags follow the audio tokens
-    (``speech_transcript`` and ``sound_tags``, see :mod:`salmonn_agent.model.hints`); the shipped
-    weights are trained for them. Off only for the first stages of the training recipe.
+    (``speech_transcript`` and ``sound_tags``, see :mod:`salmonn_agent.model.hints`). The shipped
+    weights are trained without them; the transcript stages of the recipe turn them on.
     """
     return SALMONNConfig(
         speech_transcript=hints,

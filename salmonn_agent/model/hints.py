@@ -11,7 +11,8 @@ scores, see :mod:`salmonn_agent.sound_tags`). The LLM reads both beside the audi
     ...
 
 Generation (``SALMONN.embed_prompts``) and training (``training.loss.build_inputs``) insert the
-same tokens, from this one function.
+same tokens, from this one function. With both options, the transcript is left out when YAMNet
+hears no speech (:data:`SPEECH_GATE`).
 """
 
 from __future__ import annotations
@@ -21,13 +22,22 @@ from collections.abc import Sequence
 from salmonn_agent.sound_tags import SoundTag, format_tags
 
 NOTHING = "-"
-"""What a hint line says when Whisper decoded nothing."""
+"""What a hint line says when Whisper decoded nothing (or heard no speech: see below)."""
+SPEECH_TAGS = frozenset({"Speech", "Child speech, kid speaking", "Conversation", "Narration, monologue",
+                         "Speech synthesizer"})
+"""YAMNet's classes of someone speaking."""
+SPEECH_GATE = 0.25
+"""With tags, the transcript is shown only when a speech class is among them at this score or more.
+Whisper writes words for sounds without speech ("you", "I'm going to go to the end."); YAMNet
+gives speech 0.9 or more on the speech it hears and keeps it out of the top tags of such sounds."""
 
 
 def hint_text(transcript: str | None, tags: Sequence[SoundTag] | None) -> str:
     """The prompt text for one clip's transcript and tags ("" when the model uses neither)."""
     lines = []
     if transcript is not None:
+        if tags is not None and not any(t.label in SPEECH_TAGS and t.score >= SPEECH_GATE for t in tags):
+            transcript = ""
         lines.append(f"Transcript: {transcript.strip() or NOTHING}")
     if tags is not None:
         lines.append(f"Sounds: {format_tags(list(tags))}")

@@ -24,7 +24,7 @@ def hinted(mini_parts, mini_cache) -> SALMONN:
     import os
 
     os.environ.setdefault("SALMONN_AGENT_CACHE", str(mini_cache))
-    config = mini_config(mini_parts.whisper_dir, mini_parts.llm_dir)
+    config = mini_config(mini_parts.whisper_dir, mini_parts.llm_dir, hints=True)
     assert config.speech_transcript and config.sound_tags
     return SALMONN.from_config(config, device="cpu")
 
@@ -62,3 +62,12 @@ def test_the_option_needs_a_decoder(hinted):
     with pytest.raises(ConfigError, match="sound_tags"):
         SALMONN(hinted.config.model_copy(update={"speech_transcript": False}), hinted.speech_encoder,
                 hinted.features, hinted.llm, hinted.tokenizer)
+
+
+def test_no_transcript_when_yamnet_hears_no_speech():
+    # Whisper writes words for sounds without speech; the tags decide whether anyone spoke.
+    beeps = [SoundTag(label="Beep, bleep", score=0.5), SoundTag(label="Telephone", score=0.32)]
+    assert hint_text("I'm going to go to the end.", beeps) == "\nTranscript: -\nSounds: Beep, bleep 0.50, Telephone 0.32\n"
+    speech = [SoundTag(label="Speech", score=0.99)]
+    assert hint_text("Turn on the lights.", speech) == "\nTranscript: Turn on the lights.\nSounds: Speech 0.99\n"
+    assert hint_text("Turn on the lights.", None) == "\nTranscript: Turn on the lights.\n"
