@@ -53,7 +53,7 @@ The real-recordings set (``tools/make_real_eval.py``; ``tools/eval_mini.py --rea
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from devkit import text_bank as T
@@ -364,6 +364,25 @@ def _acc(records: list[dict]) -> float | None:
     return sum(bool(r["correct"]) for r in records) / len(records) if records else None
 
 
+def _by_group(records: Sequence[dict], groups: Sequence[str]) -> dict[str, list[dict]]:
+    """The records of each group, in order (records of other groups left out)."""
+    by_group: dict[str, list[dict]] = {g: [] for g in groups}
+    for r in records:
+        if r.get("group") in by_group:
+            by_group[r["group"]].append(r)
+    return by_group
+
+
+def _putter(out: dict) -> Callable[[str, float | None, int], None]:
+    """A function that stores a score (rounded; None without samples) and its count in ``out``."""
+
+    def put(key: str, value: float | None, n: int) -> None:
+        out[key] = None if value is None else round(float(value), 4)
+        out[f"{key}_n"] = n
+
+    return put
+
+
 def summarize(records: Sequence[dict]) -> dict:
     """The metrics of scored records (each: the item's ``task``, ``kind``, ``qa_type``, ``label``,
     ``prediction`` and :func:`score_item`'s ``group`` and ``correct``). Every score key comes with
@@ -374,15 +393,9 @@ def summarize(records: Sequence[dict]) -> dict:
     ``sound_class_acc`` / ``background_class_acc`` / ``sound_yesno_acc``, ``speech_presence_acc``,
     ``spoken_query_acc``, ``gender_acc``, ``count_acc``, ``caption_class_acc``.
     """
-    by_group: dict[str, list[dict]] = {g: [] for g in GROUPS}
-    for r in records:
-        if r.get("group") in by_group:
-            by_group[r["group"]].append(r)
+    by_group = _by_group(records, GROUPS)
     out: dict = {}
-
-    def put(key: str, value: float | None, n: int) -> None:
-        out[key] = None if value is None else round(float(value), 4)
-        out[f"{key}_n"] = n
+    put = _putter(out)
 
     asr = by_group["asr"]
     put("wer", corpus_wer([r["label"] for r in asr], [r["prediction"] for r in asr]) if asr else None, len(asr))
@@ -476,15 +489,9 @@ def summarize_real(records: Sequence[dict]) -> dict:
     ``real_sound_acc``, ``real_music_acc``, ``real_speech_presence_acc`` (all items) and its parts
     ``real_presence_speech_acc`` (speech items: yes) / ``real_presence_nonspeech_acc`` (no).
     """
-    by_group: dict[str, list[dict]] = {g: [] for g in REAL_GROUPS}
-    for r in records:
-        if r.get("group") in by_group:
-            by_group[r["group"]].append(r)
+    by_group = _by_group(records, REAL_GROUPS)
     out: dict = {}
-
-    def put(key: str, value: float | None, n: int) -> None:
-        out[key] = None if value is None else round(float(value), 4)
-        out[f"{key}_n"] = n
+    put = _putter(out)
 
     asr = by_group["real_asr"]
     put("real_wer", corpus_wer([r["label"] for r in asr], [r["prediction"] for r in asr]) if asr else None,

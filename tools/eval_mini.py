@@ -103,7 +103,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -504,24 +504,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main_real(args: argparse.Namespace) -> int:
-    """``--real DIR``: the real-recordings metrics (see the module docstring)."""
+def latency(model: Any, items: list[dict], args: argparse.Namespace) -> dict[str, Any]:
+    """The warm answer and cold CLI figures on the item closest to 5 s (see the module docstring)."""
+    clip = latency_clip(items)
+    out: dict[str, Any] = {"latency_clip": clip["path"], "latency_clip_s": clip.get("duration")}
+    log(f"warm answer latency on {clip['path']}")
+    out.update(warm_answer(model, clip["audio"]))
+    log("cold CLI runs")
+    out.update(cold_cli(clip["audio"], args.model, args.device, args.dtype))
+    return out
+
+
+def load_groups_and_model(args: argparse.Namespace, make_groups: Callable[[], dict]) -> tuple | None:
+    """The items to evaluate per group and the loaded model, with its load time; None (after a
+    one-line error on stderr) when the model or the data cannot be read."""
     from salmonn_agent.errors import SalmonnError
+    from salmonn_agent.mini.default import resolve_model_name
 
     try:
         check_model(args.model)
-        items = load_real(args.real)
-        groups = select_real(items, args.real_limit)
+        groups = make_groups()
         t0 = time.perf_counter()
         model = load_model(args.model, args.device, args.dtype)
         load_s = time.perf_counter() - t0
     except (SalmonnError, RuntimeError, OSError, KeyError, ValueError) as err:
         print(f"eval_mini: error: {err}", file=sys.stderr)
-        return 2
-    from salmonn_agent.mini.default import resolve_model_name
-
+        return None
     log(f"model {resolve_model_name(args.model)} loaded in {load_s:.1f} s; "
         + ", ".join(f"{g} {len(v)}" for g, v in groups.items()))
+    return groups, model, load_s
+
+
+def main_real(args: argparse.Namespace) -> int:
+    """``--real DIR``: the real-recordings metrics (see the module docstring)."""
+    from salmonn_agent.errors import SalmonnError
+
+    read: dict[str, Any] = {}
+
+    def real_groups() -> dict:
+        read["items"] = load_real(args.real)
+        return select_real(read["items"], args.real_limit)
+
+    loaded = load_groups_and_model(args, real_groups)
+    if loaded is None:
+        return 2
+    groups, model, load_s = loaded
+    items = read["items"]
+    from salmonn_agent.mini.default import resolve_model_name
+
     t0 = time.perf_counter()
     records = predict_real(model, groups, args.batch_size, args.max_new_tokens)
     eval_s = time.perf_counter() - t0
@@ -555,14 +585,8 @@ def main_real(args: argparse.Namespace) -> int:
             for rec in sorted(records, key=lambda r: (SC.REAL_GROUPS.index(r["group"]), r["id"])):
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
     if not args.skip_latency and items:
-        clip = latency_clip(items)
-        result["latency_clip"] = clip["path"]
-        result["latency_clip_s"] = clip.get("duration")
-        log(f"warm answer latency on {clip['path']}")
-        result.update(warm_answer(model, clip["audio"]))
+        result.update(latency(model, items, args))
         del model
-        log("cold CLI runs")
-        result.update(cold_cli(clip["audio"], args.model, args.device, args.dtype))
     result["bars"] = {k: v for k, v in bars(result).items() if k in LATENCY_BARS and k in result}
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
@@ -575,23 +599,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.real:
         return main_real(args)
-    from salmonn_agent.errors import SalmonnError
+    read: dict[str, Any] = {}
 
-    try:
-        check_model(args.model)
-        data_dir = args.data if args.data else ensure_default_data(args.data_seed, args.data_size)
-        items, prompts = load_data(data_dir)
-        groups = select(items, args.limit)
-        t0 = time.perf_counter()
-        model = load_model(args.model, args.device, args.dtype)
-        load_s = time.perf_counter() - t0
-    except (SalmonnError, RuntimeError, OSError, KeyError, ValueError) as err:
-        print(f"eval_mini: error: {err}", file=sys.stderr)
+    def synthetic_groups() -> dict:
+        read["data_dir"] = args.data if args.data else ensure_default_data(args.data_seed, args.data_size)
+        read["items"], read["prompts"] = load_data(read["data_dir"])
+        return select(read["items"], args.limit)
+
+    loaded = load_groups_and_model(args, synthetic_groups)
+    if loaded is None:
         return 2
+    groups, model, load_s = loaded
+    items, prompts, data_dir = read["items"], read["prompts"], read["data_dir"]
     from salmonn_agent.mini.default import resolve_model_name
 
-    log(f"model {resolve_model_name(args.model)} loaded in {load_s:.1f} s; "
-        + ", ".join(f"{g} {len(v)}" for g, v in groups.items()))
     t0 = time.perf_counter()
     records = predict(model, groups, prompts, args.batch_size, args.max_new_tokens)
     eval_s = time.perf_counter() - t0
@@ -608,14 +629,8 @@ def main(argv: list[str] | None = None) -> int:
             for rec in sorted(records, key=lambda r: r["path"]):
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
     if not args.skip_latency:
-        clip = latency_clip(items)
-        result["latency_clip"] = clip["path"]
-        result["latency_clip_s"] = clip.get("duration")
-        log(f"warm answer latency on {clip['path']}")
-        result.update(warm_answer(model, clip["audio"]))
+        result.update(latency(model, items, args))
         del model
-        log("cold CLI runs")
-        result.update(cold_cli(clip["audio"], args.model, args.device, args.dtype))
     result["bars"] = bars(result)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
