@@ -259,9 +259,13 @@ def load_model(model: str | None, device: str | None, dtype: str):  # -> SALMONN
     return resolve_and_load(model, device=device, dtype=dtype)
 
 
-def predict(model: Any, groups: dict[str, list[dict]], prompts: dict[str, list[str]], batch_size: int,
-            max_new_tokens: int) -> list[dict]:
-    """Greedy answers for all selected items, in batches of one group; returns scored records."""
+def answer_groups(model: Any, groups: dict[str, list[dict]], batch_size: int, what: str,
+                  ask: Callable[[str, list[dict]], tuple[list[str], int]],
+                  record: Callable[[str, dict, str, str], dict]) -> list[dict]:
+    """Greedy answers for all selected items, in batches of one group; returns scored records.
+
+    ``ask(group, batch)`` gives the batch's instructions and token limit; ``record(group, item,
+    instruction, answer)`` scores one answer."""
     import torch
 
     total = sum(len(v) for v in groups.values())
@@ -272,19 +276,31 @@ def predict(model: Any, groups: dict[str, list[dict]], prompts: dict[str, list[s
         for group, items in groups.items():
             for i in range(0, len(items), batch_size):
                 batch = items[i:i + batch_size]
-                instructions = [instruction_for(it, prompts) for it in batch]
+                instructions, tokens = ask(group, batch)
                 answers = model.generate([it["audio"] for it in batch], instructions, num_beams=1,
-                                         do_sample=False, max_new_tokens=max_new_tokens)
-                for item, instruction, answer in zip(batch, instructions, answers):
-                    rec = {"path": item["path"], "task": item["task"], "kind": item.get("kind"),
-                           "qa_type": item.get("qa_type"), "instruction": instruction,
-                           "label": item.get("label", ""), "reference": item.get("text", ""),
-                           "prediction": answer}
-                    rec.update(SC.score_item(item, answer))
-                    records.append(rec)
+                                         do_sample=False, max_new_tokens=tokens)
+                records += [record(group, item, instruction, answer)
+                            for item, instruction, answer in zip(batch, instructions, answers)]
                 done += len(batch)
-                log(f"{done}/{total} items ({group}), {time.perf_counter() - start:.1f} s")
+                log(f"{done}/{total} {what} ({group}), {time.perf_counter() - start:.1f} s")
     return records
+
+
+def predict(model: Any, groups: dict[str, list[dict]], prompts: dict[str, list[str]], batch_size: int,
+            max_new_tokens: int) -> list[dict]:
+    """Greedy answers for the held-out split's groups; returns scored records."""
+
+    def ask(group: str, batch: list[dict]) -> tuple[list[str], int]:
+        return [instruction_for(it, prompts) for it in batch], max_new_tokens
+
+    def record(group: str, item: dict, instruction: str, answer: str) -> dict:
+        rec = {"path": item["path"], "task": item["task"], "kind": item.get("kind"),
+               "qa_type": item.get("qa_type"), "instruction": instruction,
+               "label": item.get("label", ""), "reference": item.get("text", ""), "prediction": answer}
+        rec.update(SC.score_item(item, answer))
+        return rec
+
+    return answer_groups(model, groups, batch_size, "items", ask, record)
 
 
 def asr_tokens(batch: list[dict], max_new_tokens: int) -> int:
@@ -293,29 +309,19 @@ def asr_tokens(batch: list[dict], max_new_tokens: int) -> int:
 
 
 def predict_real(model: Any, groups: dict[str, list[dict]], batch_size: int, max_new_tokens: int) -> list[dict]:
-    """Greedy answers for the real-set groups, in batches of one group; returns scored records."""
-    import torch
+    """Greedy answers for the real-set groups; returns scored records."""
 
-    total = sum(len(v) for v in groups.values())
-    records: list[dict] = []
-    start = time.perf_counter()
-    done = 0
-    with torch.inference_mode():
-        for group, items in groups.items():
-            instruction = REAL_INSTRUCTIONS[group]
-            for i in range(0, len(items), batch_size):
-                batch = items[i:i + batch_size]
-                tokens = asr_tokens(batch, max_new_tokens) if group == "real_asr" else max_new_tokens
-                answers = model.generate([it["audio"] for it in batch], instruction, num_beams=1,
-                                         do_sample=False, max_new_tokens=tokens)
-                for item, answer in zip(batch, answers):
-                    rec = {"id": item["id"], "path": item["path"], "kind": item["kind"], "source": item["source"],
-                           "instruction": instruction, "prediction": answer}
-                    rec.update(SC.score_real_item(group, item, answer))
-                    records.append(rec)
-                done += len(batch)
-                log(f"{done}/{total} real items ({group}), {time.perf_counter() - start:.1f} s")
-    return records
+    def ask(group: str, batch: list[dict]) -> tuple[list[str], int]:
+        tokens = asr_tokens(batch, max_new_tokens) if group == "real_asr" else max_new_tokens
+        return [REAL_INSTRUCTIONS[group]] * len(batch), tokens
+
+    def record(group: str, item: dict, instruction: str, answer: str) -> dict:
+        rec = {"id": item["id"], "path": item["path"], "kind": item["kind"], "source": item["source"],
+               "instruction": instruction, "prediction": answer}
+        rec.update(SC.score_real_item(group, item, answer))
+        return rec
+
+    return answer_groups(model, groups, batch_size, "real items", ask, record)
 
 
 def whisper_transcripts(items: list[dict], batch_size: int, device: str) -> list[str]:
