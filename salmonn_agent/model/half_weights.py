@@ -10,8 +10,8 @@ Norms, attention, the residual stream and LoRA stay float32.
 
 Written here because no library offers it for CPUs without native half-precision arithmetic:
 torch's own float16 model is slow to prefill, ``quantize_dynamic`` quantizes activations too
-(accuracy), and weight-only int8 (``_weight_int8pack_mm``) was 20-40x slower on this CPU
-(measured in an earlier session).
+(accuracy), and weight-only int8 (``_weight_int8pack_mm``) was 20-40x slower on a 2-core x86
+CPU.
 
 LoRA is folded into the float16 weights it adapts (:func:`merge_lora`): decoding then skips
 the two small LoRA products per adapted layer. peft's own ``merge`` adds the update in place, so
