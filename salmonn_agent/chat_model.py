@@ -94,7 +94,7 @@ __all__ = [
 _PER_CALL = frozenset({
     "temperature", "max_tokens", "timeout", "max_retries", "num_beams", "top_p",
     "repetition_penalty", "lora_scale", "model", "tools", "tool_choice", "response_format",
-    "ls_structured_output_format", "stream",
+    "ls_structured_output_format", "stream", "seed",
 })
 _LOADED: dict[tuple[str, str | None, str], Any] = {}
 _LOAD_LOCK = threading.Lock()
@@ -185,6 +185,9 @@ class ChatSALMONN(BaseChatModel):
     """Beam search width; 1 (default) streams, batches and constrains; 4 is the official decode."""
     top_p: float | None = None
     """Nucleus sampling mass (with temperature > 0)."""
+    seed: int | None = None
+    """Seed of the sampler (with temperature > 0): the same request with the same seed gets the same
+    answer. A seeded request is decoded alone, never batched with others."""
     repetition_penalty: float | None = None
     """Penalty for repeated tokens (1.0: none)."""
     lora_scale: float | None = None
@@ -196,6 +199,10 @@ class ChatSALMONN(BaseChatModel):
     """Largest encoded audio clip accepted in one content block, in bytes."""
     allow_remote_audio: bool = False
     """Whether ``http(s)`` audio URLs may be downloaded."""
+    local_audio: bool | list[str] = True
+    """Which local audio paths (plain or ``file://`` URLs) messages may name: ``True`` any file the
+    process can read, ``False`` none (set it when messages come from a network client), or a list
+    of directories whose files may be read."""
     audio_cache_size: int = Field(default=32, ge=0)
     """How many clips' audio tokens to keep (LRU, by content hash); 0 turns the cache off."""
     prefix_cache_size: int = Field(default=4, ge=0)
@@ -374,7 +381,7 @@ class ChatSALMONN(BaseChatModel):
                 )
                 reader = BlockReader(
                     lambda payload: client.load(payload), max_bytes=self.max_audio_bytes,
-                    allow_remote=self.allow_remote_audio,
+                    allow_remote=self.allow_remote_audio, local_audio=self.local_audio,
                 )
                 runtime = self._runtimes[id(client)] = _Runtime(client, engine, reader)
             return runtime
@@ -450,6 +457,9 @@ class ChatSALMONN(BaseChatModel):
             "repetition_penalty": kwargs.get("repetition_penalty", self.repetition_penalty),
             "lora_scale": kwargs.get("lora_scale", self.lora_scale),
         }
+        seed = kwargs.get("seed", self.seed)
+        if seed is not None and temperature is not None and float(temperature) > 0:
+            options["seed"] = int(seed)  # greedy answers need no seed
         if temperature is not None:
             options["do_sample"] = float(temperature) > 0
             if float(temperature) > 0:

@@ -16,6 +16,8 @@ from typing import Any
 from salmonn_agent.agent.commands import add_assistant_command
 from salmonn_agent.errors import SalmonnError
 from salmonn_agent.mini.default import MODEL_ENV
+from salmonn_agent.server.commands import add_serve_command
+from salmonn_agent.server.settings import API_KEY_ENV, SERVER_ENV
 from salmonn_agent.stream.commands import add_stream_commands
 from salmonn_agent.training.commands import add_training_commands
 
@@ -46,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="LoRA scaling for this answer (official 4.0; ~2.0 wakes cross-modal reasoning)",
     )
     ask.add_argument("--stream", action="store_true", help="print the answer while it is generated (greedy/sampling)")
+    ask.add_argument("--server", help=f"ask a running `salmonn-agent serve` at this URL instead of loading a model "
+                                      f"(default ${SERVER_ENV})")
+    ask.add_argument("--api-key", help=f"the server's key (default ${API_KEY_ENV})")
     ask.set_defaults(handler=_ask)
 
     add_training_commands(commands)
@@ -55,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_model_options=lambda p: add_model_options(p, device_flag="--model-device"),
     )
     add_assistant_command(commands, add_model_options=add_model_options, load_model=load_model_from_args)
+    add_serve_command(commands, add_model_options=add_model_options, load_model=load_model_from_args)
     return parser
 
 
@@ -100,6 +106,9 @@ def answer_windows(windows: Iterable[Any], instruction: str, args: argparse.Name
 
 
 def _ask(args: argparse.Namespace) -> int:
+    server = args.server or os.environ.get(SERVER_ENV)
+    if server:
+        return _ask_server(args, server)
     model = load_model_from_args(args)
     options = {
         "num_beams": args.num_beams,
@@ -121,6 +130,25 @@ def _ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ask_server(args: argparse.Namespace, server: str) -> int:
+    """``ask --server``: the question goes to a running server; nothing heavy is imported."""
+    from salmonn_agent.errors import ConfigError
+    from salmonn_agent.server import client
+
+    if args.model or args.config:
+        raise ConfigError("--server asks the server's model; leave out --model/--config (or --server).")
+    temperature = args.temperature if args.temperature is not None else (1.0 if args.do_sample else None)
+    options = {"num_beams": args.num_beams, "max_tokens": args.max_new_tokens, "temperature": temperature,
+               "top_p": args.top_p, "repetition_penalty": args.repetition_penalty, "lora_scale": args.lora_scale}
+    body = client.chat_request(args.audio, args.instruction, options, stream=args.stream)
+    api_key = args.api_key or os.environ.get(API_KEY_ENV)
+    for piece in client.ask(server, body, api_key):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
 def _quiet_libraries(debug: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
@@ -130,13 +158,16 @@ def _quiet_libraries(debug: bool) -> None:
     if not debug:
         import warnings
 
-        import transformers
-
         warnings.filterwarnings("ignore", category=FutureWarning)
-
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
+        # Environment defaults rather than an import: transformers takes seconds to import, and
+        # commands that never load a model (ask --server) must not pay for it.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        if "transformers" in sys.modules:  # already imported: its settings were read at import
+            transformers = sys.modules["transformers"]
+            transformers.utils.logging.set_verbosity_error()
+            transformers.utils.logging.disable_progress_bar()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

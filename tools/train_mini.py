@@ -218,6 +218,55 @@ def _tag_reading_data(runs: Path) -> None:
     _say(f"tag-reading mix: {len(reading)} tag-reading items, {len(mix)} in all")
 
 
+ALL_TASKS_MIX = {"assistant_batches": 40, "broad_asr": 500, "ordinary": 700}
+"""The third transcript stage's mix (besides every tag-reading item): whole batches of the voice
+assistant's spoken requests (their prompts are five times longer, so they share batches instead of
+padding short items to their length), broad-text speech recognition and ordinary items."""
+
+
+def _all_tasks_data(runs: Path, batch_size: int = 8) -> None:
+    """``all_tasks_mix.json`` for ``stage_transcript3.yaml``, laid out batch by batch (the stage
+    reads it in file order): every task of the recipe at once, with the hints and the speech gate.
+
+    Items whose encoder features and hints are already in the feature cache are taken first, since
+    computing Whisper's transcript costs about a second a clip on 2 cores."""
+    cached_keys = {f.stem for f in (runs / "cache").glob("*/*.pt")}
+
+    def entries(directory: Path, file: str) -> list[dict]:
+        items = json.loads((directory / file).read_text())["annotation"]
+        return [dict(item, path=os.path.abspath(directory / item["path"])) for item in items]
+
+    def cached_first(items: list[dict], count: int, rng: random.Random) -> list[dict]:
+        rng.shuffle(items)
+        items.sort(key=lambda e: _cache_key(e) not in cached_keys)  # stable: cached ones first, shuffled
+        return items[:count]
+
+    rng = random.Random(17)
+    tag_mix = json.loads((runs / "tag_reading_mix.json").read_text())["annotation"]
+    reading = [e for e in tag_mix if e.get("kind") == "qa_tag_reading"]
+    ordinary = [e for e in entries(runs / "data", "train.json") if e["task"] != "audio_story_telling"]
+    others = (reading + cached_first(entries(runs / "broad", "train.json"), ALL_TASKS_MIX["broad_asr"], rng)
+              + cached_first(ordinary, ALL_TASKS_MIX["ordinary"], rng))
+    rng.shuffle(others)
+    assistant = rng.sample(entries(runs / "assistant", "assistant_train.json"),
+                           ALL_TASKS_MIX["assistant_batches"] * batch_size)
+    batches = [others[i : i + batch_size] for i in range(0, len(others) - batch_size + 1, batch_size)]
+    batches += [assistant[i : i + batch_size] for i in range(0, len(assistant), batch_size)]
+    rng.shuffle(batches)
+    mix = [item for batch in batches for item in batch]
+    (runs / "all_tasks_mix.json").write_text(json.dumps({"annotation": mix}))
+    fresh = sum(_cache_key(e) not in cached_keys for e in mix)
+    _say(f"all-tasks mix: {len(batches)} batches of {batch_size}, {len(reading)} tag-reading items, "
+         f"{len(assistant)} spoken requests, {fresh} items not in the feature cache yet")
+
+
+def _cache_key(entry: dict) -> str | None:
+    """The feature cache's key of an annotation (see ``salmonn_agent.training.data.FeatureCache``)."""
+    from salmonn_agent.training.data import FeatureCache
+
+    return FeatureCache.key(dict(entry, expand_wav=entry.get("expand_wav", [])))
+
+
 def _transcript_start(runs: Path, parts) -> Path:  # parts: MiniParts
     """The shipped salmonn-mini weights in a model directory with ``speech_transcript`` and
     ``sound_tags`` set."""
@@ -242,7 +291,7 @@ def main() -> int:
     parser.add_argument("--blend-with", type=Path, metavar="MODEL_DIR",
                         help="with --export-from: average its parameters with this model directory's")
     parser.add_argument("--transcript-stage", action="store_true",
-                        help="only train stage_transcript.yaml from the shipped weights (speech_transcript and sound_tags on)")
+                        help="only train the transcript stages (stage_transcript*.yaml) from the shipped weights (speech_transcript and sound_tags on)")
     parser.add_argument("--blend-weight", type=float, default=0.5,
                         help="the weight of --export-from's parameters in the average (0.5)")
     args = parser.parse_args()
@@ -270,11 +319,13 @@ def main() -> int:
     if args.transcript_stage:
         _transcript_start(runs, parts)
         _transcript_data(runs)
-        for stage in ("stage_transcript", "stage_transcript2"):
+        for stage in ("stage_transcript", "stage_transcript2", "stage_transcript3"):
             if (runs / stage / "model" / "model.safetensors").is_file():
                 continue
             if stage == "stage_transcript2":
                 _tag_reading_data(runs)
+            if stage == "stage_transcript3":
+                _all_tasks_data(runs)
             _say(f"training {stage}")
             subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train",
                             str(ROOT / "examples" / "mini" / f"{stage}.yaml")], check=True)

@@ -22,7 +22,7 @@ import hashlib
 import os
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,10 @@ class BlockReader:
 
     ``load`` decodes bytes into 16 kHz mono samples (``SALMONN.load``); ``max_bytes`` bounds one
     clip's encoded size; ``allow_remote`` permits ``http(s)`` URLs (off by default: a message
-    should not make the process fetch arbitrary addresses).
+    should not make the process fetch arbitrary addresses); ``local_audio`` says which local
+    paths (plain or ``file://``) may be read: ``True`` any, ``False`` none (messages from a network
+    client), or only files inside the given directories. A refused path gets the same error whether
+    or not it exists, so a message cannot probe the file system.
     """
 
     def __init__(
@@ -90,11 +93,16 @@ class BlockReader:
         max_bytes: int,
         allow_remote: bool = False,
         remote_timeout: float = 30.0,
+        local_audio: bool | Sequence[str | Path] = True,
     ) -> None:
         self._load = load
         self.max_bytes = max_bytes
         self.allow_remote = allow_remote
         self.remote_timeout = remote_timeout
+        self.local_audio: bool | list[Path] = (
+            local_audio if isinstance(local_audio, bool)
+            else [Path(d).expanduser().resolve() for d in local_audio]
+        )
 
     def read(self, message: BaseMessage, index: int) -> MessageParts:
         """Text and audio of ``message`` (``index`` is its position, used in error messages)."""
@@ -179,7 +187,23 @@ class BlockReader:
                 f"{where}: unsupported URL scheme {parsed.scheme!r}; use a local path, file://, "
                 "data: or (when allowed) http(s)://."
             )
-        return self._read_file(path, where)
+        return self._read_file(self._allowed_path(path, where), where)
+
+    def _allowed_path(self, path: Path, where: str) -> Path:
+        if self.local_audio is True:
+            return path
+        if self.local_audio is False:
+            raise ContentBlockError(
+                f"{where}: local audio paths are off here; send the audio itself as base64 "
+                "(OpenAI's input_audio or {'type': 'audio', 'base64': ..., 'mime_type': 'audio/wav'})."
+            )
+        resolved = path.resolve()
+        if not any(resolved.is_relative_to(directory) for directory in self.local_audio):
+            raise ContentBlockError(
+                f"{where}: {str(path)!r} is outside the directories audio may be read from "
+                f"({', '.join(map(str, self.local_audio))}); copy the file there or send it as base64."
+            )
+        return resolved
 
     def _read_file(self, path: Path, where: str) -> bytes:
         if not path.is_file():

@@ -27,6 +27,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import torch
 from transformers import LogitsProcessorList
 
 from salmonn_agent.chat.blocks import AudioClip
@@ -121,6 +122,8 @@ class GenerationEngine:
                                      start + MAX_WINDOWS * self.batch_window_s)
             first = self._queue[0]
             batch = [job for job in self._queue if job.batch_key == first.batch_key][: self.max_batch_size]
+            if "seed" in first.options:  # a seeded sample is reproducible only when decoded alone
+                batch = batch[:1]
             for job in batch:
                 self._queue.remove(job)
         return [job for job in batch if job.future.set_running_or_notify_cancel()]
@@ -147,6 +150,9 @@ class GenerationEngine:
         tokens = iter(self.cache.resolve(self.model, clips))
         audios = [[next(tokens) for _ in job.clips] for job in batch]
         options = dict(batch[0].options)
+        seed = options.pop("seed", None)
+        if seed is not None:
+            torch.manual_seed(seed)  # this worker thread is the only one generating
         processor = ControlProcessor(
             [job.control for job in batch],
             eos_id=self.model._eos_id,

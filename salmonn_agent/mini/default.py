@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from salmonn_agent.errors import ModelNotAvailableError
 
 if TYPE_CHECKING:
+    import torch
+
     from salmonn_agent.model.salmonn import SALMONN
 
 MODEL_ENV = "SALMONN_AGENT_MODEL"

@@ -62,6 +62,9 @@ class RunSection(BaseModel):
     batch_size_train: int = Field(8, ge=1)
     batch_size_eval: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
+    # False: take the annotations in file order, epoch after epoch (a mix laid out batch by batch,
+    # e.g. so that long prompts share batches instead of padding every short one to their length).
+    shuffle: bool = True
     amp: bool = True  # bf16 (fp16 where bf16 is missing) on GPU; always float32 on CPU
     max_grad_norm: float | None = Field(1.0, gt=0)
     max_txt_len: int = Field(300, ge=1)

@@ -105,7 +105,9 @@ class FeatureCache:
         self.directory = Path(directory) / digest
         self.directory.mkdir(parents=True, exist_ok=True)
 
-    def key(self, entry: dict[str, Any]) -> str | None:
+    @staticmethod
+    def key(entry: dict[str, Any]) -> str | None:
+        """The cache key of a normalized annotation: its audio files' paths, sizes and times."""
         parts = []
         for p in [entry["path"], *entry["expand_wav"]]:
             try:

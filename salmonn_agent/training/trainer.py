@@ -307,7 +307,8 @@ class Trainer:
             valid = _dataset(self.config, model, self.config.datasets.valid_ann_path,
                              self.config.datasets.test_prompt_path or self.config.datasets.prompt_path,
                              self.cache, random_prompts=False, what="valid")
-        probe = StreamBatchSampler(len(dataset), run.batch_size_train, run.seed, 0, acc.process_index, acc.num_processes)
+        probe = StreamBatchSampler(len(dataset), run.batch_size_train, run.seed, 0, acc.process_index, acc.num_processes,
+                                   shuffle=run.shuffle)
         micro_per_epoch = run.iters_per_epoch or probe.batches_per_epoch
         steps_per_epoch = max(1, micro_per_epoch // run.accum_grad_iters)
         total_steps = steps_per_epoch * run.optims.max_epoch
@@ -331,7 +332,7 @@ class Trainer:
             logger.info("resumed from %s at step %d", resume, step)
 
         sampler = StreamBatchSampler(len(dataset), run.batch_size_train, run.seed, micro,
-                                     acc.process_index, acc.num_processes)
+                                     acc.process_index, acc.num_processes, shuffle=run.shuffle)
         batches = iter(_loader(dataset, sampler, run.num_workers))
         metrics_file = self.output_dir / METRICS_FILE
         if acc.is_main_process:
