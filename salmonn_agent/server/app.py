@@ -22,6 +22,8 @@ import base64
 import hmac
 import json
 import logging
+import os
+import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -285,7 +287,9 @@ def create_app(settings: ServerSettings, load: Callable[[], ChatSALMONN]) -> Fas
                                                             if k != "prompt_tokens_details"}}}
 
     app.add_middleware(_ErrorsMiddleware)
-    return BodyLimit(app, settings.max_body_bytes)  # type: ignore[return-value]
+    app.add_middleware(_ReplicaHeader)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # added last: runs first
+    return app
 
 
 def _load_and_warm(load: Callable[[], ChatSALMONN]) -> ChatSALMONN:
@@ -388,6 +392,24 @@ async def _stream(state: ServerState, chat: ChatSALMONN, messages: list[Any], kw
 
 def _event(payload: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+
+class _ReplicaHeader:
+    """Every response names the process that answered (``x-salmonn-replica``: host and pid), so that
+    a client behind Ray Serve's proxy can tell the replicas apart. Pure ASGI: Starlette's
+    ``BaseHTTPMiddleware`` would hide client disconnects from the routes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.name = f"{socket.gethostname()}:{os.getpid()}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message, headers=[*message.get("headers", []), (b"x-salmonn-replica", self.name)])
+            await send(message)
+
+        await self.app(scope, receive, named if scope["type"] == "http" else send)
 
 
 class _ErrorsMiddleware:
