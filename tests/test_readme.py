@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,41 @@ def default_model(mini_parts, mini_cache, monkeypatch):
     monkeypatch.delenv(MODEL_ENV, raising=False)
 
 
-@pytest.mark.parametrize("code", BLOCKS)
+SERVER = "127.0.0.1:8000"
+"""Examples that talk to the README's `salmonn-agent serve` (started by the ``readme_server`` fixture)."""
+
+
+@pytest.fixture
+def readme_server(default_model):
+    """The README's ``salmonn-agent serve`` command, running until the test ends."""
+    import shlex
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    (line,) = [c for c in ALL_COMMANDS if c.startswith("salmonn-agent serve")]
+    server = subprocess.Popen([sys.executable, "-m", "salmonn_agent.cli", *shlex.split(line)[1:]],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, server.stderr.read()
+            assert time.monotonic() < deadline, "the README's server did not become ready"
+            try:
+                if httpx.get(f"http://{SERVER}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        yield
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+@pytest.mark.parametrize("code", [b for b in BLOCKS if SERVER not in b])
 def test_readme_python_example_runs(code, default_model, tmp_path, capsys):
     shutil.copytree(ROOT / "examples" / "audio", tmp_path / "examples" / "audio")
     cwd = os.getcwd()
@@ -34,12 +69,36 @@ def test_readme_python_example_runs(code, default_model, tmp_path, capsys):
     assert capsys.readouterr().out  # the example prints its answers
 
 
-COMMANDS = [
+BASH_BLOCKS = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+ALL_COMMANDS = [
     line.split("  #")[0].strip()
-    for block in re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    for block in BASH_BLOCKS
     for line in block.splitlines()
-    if line.startswith("salmonn-agent ") and " devices" not in line
+    if line.startswith("salmonn-agent ")
 ]
+COMMANDS = [c for c in ALL_COMMANDS if " devices" not in c and not c.startswith("salmonn-agent serve")
+            and "--server" not in c]
+"""Commands that run on their own (``serve`` runs until stopped: see ``readme_server``)."""
+
+
+def test_readme_server_examples_run(readme_server, tmp_path, capsys):
+    """The serving section: its shell block (curl, ``ask --server``) and its Python examples."""
+    import subprocess
+
+    shutil.copytree(ROOT / "examples" / "audio", tmp_path / "examples" / "audio")
+    (block,) = [b for b in BASH_BLOCKS if SERVER in b and "curl" in b]
+    script = "set -euo pipefail\n" + block.replace("salmonn-agent ", f"{sys.executable} -m salmonn_agent.cli ")
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert '"choices"' in result.stdout and '"text"' in result.stdout and result.stdout.strip().splitlines()[-1]
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        for code in [b for b in BLOCKS if SERVER in b]:
+            exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
+    finally:
+        os.chdir(cwd)
+    assert capsys.readouterr().out
 
 
 @pytest.mark.parametrize("command", COMMANDS)
