@@ -418,7 +418,7 @@ class ChatSALMONN(BaseChatModel):
             system_parts.append(text)
         if schema is not None:
             options["num_beams"] = 1
-        config = client.config.generation.updated(**options)
+        config = client.config.generation.updated(**{k: v for k, v in options.items() if k != "seed"})
         rendered = render_conversation(
             messages, client.config.prompt_template, runtime.reader,
             extra_system="\n\n".join(system_parts) or None,

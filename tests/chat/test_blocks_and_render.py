@@ -114,6 +114,28 @@ def test_size_limit_is_configurable(tiny_model, chirp_wav):
 
 
 # ---------------------------------------------------------------- rendering
+def test_local_audio_can_be_limited_to_directories_or_turned_off(tiny_model, chirp_wav, tmp_path):
+    load = lambda payload: tiny_model.load(payload)  # noqa: E731
+    inside = BlockReader(load, max_bytes=2_000_000, local_audio=[chirp_wav.parent])
+    for url in (str(chirp_wav), chirp_wav.as_uri()):
+        assert inside.read(HumanMessage(content=[{"type": "audio", "url": url}]), 0).clips[0].load().size
+    other = tmp_path / "other.wav"
+    other.write_bytes(chirp_wav.read_bytes())
+    escape = chirp_wav.parent / ".." / tmp_path.name / "other.wav"
+    for url in (str(other), str(escape), "file:///etc/passwd"):
+        with pytest.raises(ContentBlockError, match="outside the directories"):
+            inside.read(HumanMessage(content=[{"type": "audio", "url": url}]), 0)
+    off = BlockReader(load, max_bytes=2_000_000, local_audio=False)
+    errors = []
+    for url in (str(chirp_wav), "/no/such/file.wav", "file:///etc/passwd"):
+        with pytest.raises(ContentBlockError, match="local audio paths are off") as caught:
+            off.read(HumanMessage(content=[{"type": "audio", "url": url}]), 0)
+        errors.append(str(caught.value))
+    assert len(set(errors)) == 1  # whether a file exists is never revealed
+    data = base64.b64encode(chirp_wav.read_bytes()).decode()
+    assert off.read(HumanMessage(content=[{"type": "audio", "base64": data, "mime_type": "audio/wav"}]), 0).clips
+
+
 def test_single_turn_is_the_official_prompt_byte_for_byte(reader, tiny_model, chirp_wav):
     for instruction in ["Recognize the speech and give me the transcription.", "  Describe it. ", ""]:
         message = audio_message(chirp_wav, instruction or None)

@@ -98,6 +98,24 @@ def test_encoder_runs_once_for_a_two_turn_conversation(chat, tiny_model, questio
     assert chat.audio_cache.hits == 2 and chat.audio_cache.misses == 1
 
 
+def test_seeded_sampling_is_reproducible_and_decoded_alone(tiny_model, question):
+    chat = ChatSALMONN(client=tiny_model, temperature=1.0, max_tokens=12)
+    jobs = capture_jobs(chat)
+    first = chat.invoke([question], seed=7).content
+    assert chat.invoke([question], seed=7).content == first
+    assert {chat.invoke([question], seed=s).content for s in (1, 2, 3, 4)} != {first}
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # at once: each still gets its seeded answer
+        answers = list(pool.map(lambda _: chat.invoke([question], seed=7).content, range(4)))
+    assert answers == [first] * 4
+    assert all(job.options["seed"] == 7 for job in jobs[:2])
+    greedy = ChatSALMONN(client=tiny_model, temperature=0, max_tokens=4)
+    greedy_jobs = capture_jobs(greedy)
+    greedy.invoke([question], seed=7)
+    assert "seed" not in greedy_jobs[0].options  # greedy answers need no seed (and still batch)
+
+
 def test_audio_cache_is_bounded(tiny_model, noise_clips):
     chat = ChatSALMONN(client=tiny_model, max_tokens=2, audio_cache_size=2)
     for seconds in (1, 2, 3):

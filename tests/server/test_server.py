@@ -51,6 +51,18 @@ def test_openai_sdk_audio_question_and_usage(client, wav_bytes, tiny_model):
     assert client.models.list().data[0].id == "tiny-salmonn"
 
 
+def test_sampling_options_stop_and_seed(client, wav_bytes):
+    def ask(**options) -> str:
+        return client.chat.completions.create(model="salmonn", messages=question(wav_bytes), max_tokens=10,
+                                              **options).choices[0].message.content
+
+    assert ask(temperature=1.0, top_p=0.9, seed=3) == ask(temperature=1.0, top_p=0.9, seed=3)
+    greedy = ask(temperature=0)
+    cut = greedy[2:4]
+    if cut.strip():
+        assert cut not in ask(temperature=0, stop=[cut])
+
+
 def test_openai_sdk_streams_chunks_before_the_end(client, wav_bytes):
     whole = client.chat.completions.create(model="salmonn", messages=question(wav_bytes), max_tokens=8)
     stream = client.chat.completions.create(model="salmonn", messages=question(wav_bytes), max_tokens=8,
