@@ -80,9 +80,9 @@ def prepare_samples(
     if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise AudioError(f"Invalid sample rate {sample_rate!r}: give a positive integer in Hz.")
     samples = _to_float(np.asarray(samples))
-    samples = to_mono(samples)
-    if samples.size == 0:
+    if samples.size == 0:  # before downmixing: the mean of no frames is NaN
         raise AudioError("The audio is empty (0 samples): give at least a few milliseconds of sound.")
+    samples = to_mono(samples)
     if not np.all(np.isfinite(samples)):
         bad = int(np.count_nonzero(~np.isfinite(samples)))
         raise AudioError(

@@ -44,7 +44,7 @@ from langchain_core.callbacks import (
 )
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel, LangSmithParams
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCall
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolCall, ToolMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.output_parsers import (
     JsonOutputKeyToolsParser,
@@ -400,6 +400,12 @@ class ChatSALMONN(BaseChatModel):
                 f"ChatSALMONN got unsupported parameters {sorted(unknown)}; per-call parameters "
                 f"are {sorted(_PER_CALL - {'ls_structured_output_format', 'stream'})}."
             )
+        if not any(_asks_something(message) for message in messages):
+            raise ContentBlockError(
+                "Nothing to answer: the messages hold no user text, audio or tool result"
+                f" ({', '.join(type(m).__name__ for m in messages) or 'no messages'}). Send a user message "
+                "with text or an audio block."
+            )
         runtime = self._runtime(kwargs.get("model"))
         client = runtime.client
         tools = [convert_to_openai_tool(tool) for tool in kwargs.get("tools") or []]
@@ -423,9 +429,14 @@ class ChatSALMONN(BaseChatModel):
             messages, client.config.prompt_template, runtime.reader,
             extra_system="\n\n".join(system_parts) or None,
         )
+        audio_tokens = 0
         for clip in rendered.clips:  # decode now, so a bad block fails in the caller
-            if clip.key not in runtime.engine.cache:
-                clip.load()
+            cached = runtime.engine.cache.get(clip.key)
+            audio_tokens += cached.num_tokens if cached is not None else client.num_audio_tokens(len(clip.load()))
+        # Checked here too (the model checks again, hints included), so that a request too long for
+        # the context fails alone instead of failing the batch it would have joined.
+        client.check_prompt_length(client.count_prompt_text_tokens(rendered.prompt), audio_tokens,
+                                   config.max_new_tokens)
         stops = tuple(s for s in (stop if stop is not None else self.stop or []) if s)
         if schema is not None:  # a stop sequence inside the JSON would break it
             stops = ()
@@ -614,6 +625,17 @@ def _response_format(response_format: dict[str, Any]) -> tuple[dict[str, Any], s
     return schema, "Answer with only a JSON object that matches this JSON schema: " + json.dumps(
         schema, ensure_ascii=False
     )
+
+
+def _asks_something(message: BaseMessage) -> bool:
+    """Whether a message gives the model something to answer: a user turn with text or audio, or a
+    tool result."""
+    if isinstance(message, ToolMessage):
+        return True
+    if not isinstance(message, HumanMessage):
+        return False
+    return any(block.get("type") not in ("text", "reasoning") or str(block.get("text", "")).strip()
+               for block in message.content_blocks)
 
 
 def _is_json(text: str) -> bool:

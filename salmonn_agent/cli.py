@@ -109,6 +109,9 @@ def _ask(args: argparse.Namespace) -> int:
     server = args.server or os.environ.get(SERVER_ENV)
     if server:
         return _ask_server(args, server)
+    from salmonn_agent.audio import SAMPLE_RATE, load_audio
+
+    audio = load_audio(args.audio)  # a missing or broken file fails now, not after loading the model
     model = load_model_from_args(args)
     options = {
         "num_beams": args.num_beams,
@@ -121,12 +124,12 @@ def _ask(args: argparse.Namespace) -> int:
     }
     options = {k: v for k, v in options.items() if v is not None}
     if args.stream:
-        for piece in model.stream(args.audio, args.instruction, **options):
+        for piece in model.stream(audio, args.instruction, sample_rate=SAMPLE_RATE, **options):
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
     else:
-        print(model.generate(args.audio, args.instruction, **options)[0])
+        print(model.generate(audio, args.instruction, sample_rate=SAMPLE_RATE, **options)[0])
     return 0
 
 

@@ -28,6 +28,11 @@ class CheckpointError(SalmonnError, RuntimeError):
     """A checkpoint that does not match the model (missing or unexpected parameters)."""
 
 
+class PromptTooLongError(SalmonnError, ValueError):
+    """A prompt (text and audio tokens) plus the answer's room does not fit the LLM's context
+    (OpenAI's ``context_length_exceeded``); raised before anything is generated."""
+
+
 class ModelNotAvailableError(SalmonnError, RuntimeError):
     """No model was given and no default model can be found."""
 

@@ -74,6 +74,21 @@ def test_bad_input_is_refused_with_a_clear_error(audio, rate, message):
         load_audio(audio, sample_rate=rate)
 
 
+def test_zero_frame_audio_is_called_empty(tmp_path):
+    import warnings
+
+    import soundfile as sf
+
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0, 2), dtype=np.float32), 44_100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warnings on the way
+        for audio, rate in ((np.zeros((0, 2), dtype=np.float32), SAMPLE_RATE), (np.zeros((2, 0)), SAMPLE_RATE),
+                            (empty, None), (empty.read_bytes(), None)):
+            with pytest.raises(AudioError, match=r"empty \(0 samples\)"):
+                load_audio(audio, sample_rate=rate)
+
+
 def test_corrupt_and_missing_files(tmp_path):
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + bytes(100))

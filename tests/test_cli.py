@@ -61,6 +61,23 @@ def test_bad_audio_is_one_line_and_exit_2(tiny_model_dir, tmp_path, capsys, cont
     assert err.startswith("salmonn-agent: error:") and err.count("\n") == 1
 
 
+def test_bad_audio_fails_before_the_model_loads(monkeypatch, tmp_path, capsys):
+    import salmonn_agent.cli as cli
+
+    def never(args):
+        raise AssertionError("the model was loaded before the audio was checked")
+
+    monkeypatch.setattr(cli, "load_model_from_args", never)
+    assert main(["ask", str(tmp_path / "missing.wav"), "hello"]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_an_instruction_longer_than_the_context_is_one_line(tiny_model_dir, capsys):
+    assert main(["ask", str(SPEECH), "listen " * 5000, "--model", str(tiny_model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "over the model's context" in err and err.count("\n") == 1
+
+
 def test_bad_options_and_paths(tiny_model_dir, tmp_path, capsys):
     assert main(["ask", str(SPEECH), "hi", "--model", str(tiny_model_dir), "--num-beams", "0"]) == 2
     assert "num_beams" in capsys.readouterr().err

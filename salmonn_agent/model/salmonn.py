@@ -36,7 +36,7 @@ from transformers import (
 
 from salmonn_agent.audio import SAMPLE_RATE, AudioInput, load_audio
 from salmonn_agent.config import AUDIO_PLACEHOLDER, GenerationConfig, SALMONNConfig
-from salmonn_agent.errors import ConfigError, SalmonnError
+from salmonn_agent.errors import ConfigError, PromptTooLongError, SalmonnError
 from salmonn_agent.model.generation import (
     CancelOnEvent,
     PrefixCache,
@@ -338,6 +338,27 @@ class SALMONN(nn.Module):
         chunks = max(1, -(-num_samples // self.chunk_samples))
         return chunks * self.tokens_per_chunk()
 
+    @property
+    def max_positions(self) -> int | None:
+        """The LLM's context length in positions (None when its config does not say)."""
+        value = getattr(self.llm.config.get_text_config(decoder=True), "max_position_embeddings", None)
+        return int(value) if value else None
+
+    def count_prompt_text_tokens(self, prompt: str) -> int:
+        """Text tokens of a rendered prompt, as :meth:`embed_prompts` counts them (hints excluded)."""
+        bos = 1 if self.config.add_bos else 0
+        return bos + sum(len(self.tokenizer.encode(piece)) for piece in split_prompt(prompt))
+
+    def check_prompt_length(self, text_tokens: int, audio_tokens: int, max_new_tokens: int) -> None:
+        """Raise :class:`PromptTooLongError` when a prompt and its answer cannot fit the context."""
+        limit = self.max_positions
+        if limit is not None and text_tokens + audio_tokens + max_new_tokens > limit:
+            raise PromptTooLongError(
+                f"The prompt is {text_tokens + audio_tokens} tokens ({text_tokens} of text, {audio_tokens} of "
+                f"audio) and the answer may take {max_new_tokens} more: over the model's context of {limit} "
+                "positions. Shorten the text or the audio, or lower max_new_tokens."
+            )
+
     def load(self, audio: AudioInput, sample_rate: int | None = None) -> np.ndarray:
         """Decode and validate one input into 16 kHz mono samples (bounded by max_audio_seconds)."""
         return load_audio(audio, sample_rate, max_seconds=self.config.max_audio_seconds)
@@ -548,6 +569,8 @@ class SALMONN(nn.Module):
             )
         config = (generation or self.config.generation).updated(**options)
         inputs = self.embed_prompts(prompts, audios)
+        for text_tokens, audio_tokens in zip(inputs.text_tokens, inputs.audio_tokens):
+            self.check_prompt_length(text_tokens, audio_tokens, config.max_new_tokens)
         kwargs = self._generate_kwargs(config)
         if logits_processor is not None:
             kwargs["logits_processor"] = logits_processor
@@ -597,6 +620,7 @@ class SALMONN(nn.Module):
             raise ConfigError("Streaming works with num_beams=1 (greedy or sampling); drop num_beams.")
         config = (generation or self.config.generation).updated(num_beams=1, **options)
         inputs = self.embed_prompts([prompt], [audios])
+        self.check_prompt_length(inputs.text_tokens[0], inputs.audio_tokens[0], config.max_new_tokens)
         cancel = cancel or threading.Event()
         streamer = RecordingStreamer(self.tokenizer.tokenizer, skip_prompt=True, skip_special_tokens=True)
         kwargs = self._generate_kwargs(config)

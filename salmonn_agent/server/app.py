@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from salmonn_agent.agent.hearing import TRANSCRIBE_PROMPT
 from salmonn_agent.chat.errors import ContentBlockError, GenerationTimeout, ToolCallError
 from salmonn_agent.chat_model import ChatSALMONN
-from salmonn_agent.errors import SalmonnError, format_validation_error
+from salmonn_agent.errors import PromptTooLongError, SalmonnError, format_validation_error
 from salmonn_agent.server.settings import ServerSettings
 from salmonn_agent.server.wire import (
     ChatCompletionRequest,
@@ -360,6 +360,8 @@ def _result(task: asyncio.Future) -> Any:
         raise APIError(422, str(err), code="tool_call_failed") from None
     except GenerationTimeout as err:
         raise APIError(504, str(err), kind="server_error", code="timeout") from None
+    except PromptTooLongError as err:
+        raise APIError(400, str(err), code="context_length_exceeded") from None
     except (ContentBlockError, SalmonnError, ValueError) as err:
         raise APIError(400, str(err)) from None
 

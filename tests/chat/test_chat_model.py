@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from salmonn_agent.chat.errors import GenerationTimeout
+from salmonn_agent.chat.errors import ContentBlockError, GenerationTimeout
 from salmonn_agent.chat.messages import audio_message
 from salmonn_agent.chat_model import ChatSALMONN
 
@@ -114,6 +114,33 @@ def test_seeded_sampling_is_reproducible_and_decoded_alone(tiny_model, question)
     greedy_jobs = capture_jobs(greedy)
     greedy.invoke([question], seed=7)
     assert "seed" not in greedy_jobs[0].options  # greedy answers need no seed (and still batch)
+
+
+@pytest.mark.parametrize("messages", [
+    [], [SystemMessage("Be brief.")], [AIMessage("Hello there.")], [HumanMessage("")], [HumanMessage("   ")],
+    [SystemMessage("Be brief."), HumanMessage([{"type": "text", "text": ""}])],
+])
+def test_requests_with_nothing_to_answer_are_refused_before_generating(chat, messages):
+    jobs = capture_jobs(chat)
+    with pytest.raises(ContentBlockError, match="Nothing to answer"):
+        chat.invoke(messages)
+    assert not jobs
+
+
+def test_a_prompt_longer_than_the_context_fails_before_generating(chat, tiny_model, question):
+    from salmonn_agent.errors import PromptTooLongError
+
+    jobs = capture_jobs(chat)
+    long_text = "please listen carefully " * 3000  # far over the tiny LLM's 2048 positions
+    start = time.monotonic()
+    with pytest.raises(PromptTooLongError, match="over the model's context of 2048 positions"):
+        chat.invoke([HumanMessage(long_text)])
+    with pytest.raises(PromptTooLongError, match="lower max_new_tokens"):
+        chat.invoke([question], max_tokens=4000)
+    assert not jobs and time.monotonic() - start < 10
+    with pytest.raises(PromptTooLongError):  # the model itself checks too (ask, the tools)
+        tiny_model.generate(np.zeros(16_000, dtype=np.float32), long_text, sample_rate=16_000)
+    assert chat.invoke([question]).content is not None  # and the chat model still answers
 
 
 def test_audio_cache_is_bounded(tiny_model, noise_clips):

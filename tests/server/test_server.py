@@ -154,6 +154,8 @@ def test_api_key_is_required_when_set(start_server, wav_bytes):
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}).encode(), 400, "image_url"),
     (json.dumps({"messages": [{"role": "user", "content": [
         {"type": "text", "text": "hi"}]}], "tool_choice": "required"}).encode(), 400, "tools"),
+    (json.dumps({"messages": [{"role": "user", "content": "listen " * 5000}]}).encode(), 400, "context of 2048"),
+    (json.dumps({"messages": [{"role": "system", "content": "Be brief."}]}).encode(), 400, "Nothing to answer"),
 ])
 def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(server, wav_bytes, body, status, words):
     response = httpx.post(f"{server.url}/chat/completions", content=body,
