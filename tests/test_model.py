@@ -389,3 +389,20 @@ def test_prefix_cache_needs_one_prompt_and_skips_beam_search(tiny_model, noise_c
     (beams,) = tiny_model.generate_detailed([prompt], [[audio]], prefix_cache=cache, num_beams=2, max_new_tokens=4)
     assert beams.token_ids == tiny_model.generate_detailed([prompt], [[audio]], num_beams=2, max_new_tokens=4)[0].token_ids
     assert cache.embeds is kept and cache.reused_tokens == 0  # untouched by beam search
+
+
+def test_loading_prints_no_progress_bars_or_library_warnings(tiny_model_dir, capfd):
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    from salmonn_agent.model.salmonn import SALMONN
+
+    hf_logging.enable_progress_bar()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        SALMONN.from_pretrained(tiny_model_dir, device="cpu")
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)]
+    assert hf_logging.is_progress_bar_enabled()  # the user's own setting is restored

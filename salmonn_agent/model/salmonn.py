@@ -184,6 +184,12 @@ class SALMONN(nn.Module):
             "llm": _resolve(config.llm, base_dir),
             "beats": _resolve(config.beats, base_dir) if config.beats else None,
         })
+        with quiet_base_loading():
+            model = cls._build(config)
+        return place_model(model, device, dtype)
+
+    @classmethod
+    def _build(cls, config: SALMONNConfig) -> "SALMONN":
         whisper, llm_path = config.whisper, config.llm
         speech_encoder = load_whisper_encoder(whisper, config.chunk_seconds, torch.float32)
         features = WhisperFeatures.from_pretrained(whisper, config.chunk_seconds)
@@ -196,8 +202,7 @@ class SALMONN(nn.Module):
         tokenizer = PromptTokenizer.load(llm_path, config.tokenizer_mode)
         transcriber = SpeechTranscriber.from_pretrained(whisper, speech_encoder) if config.speech_transcript else None
         tagger = SoundTagger.load() if config.sound_tags else None
-        model = cls(config, speech_encoder, features, llm, tokenizer, beats, transcriber, tagger).eval()
-        return place_model(model, device, dtype)
+        return cls(config, speech_encoder, features, llm, tokenizer, beats, transcriber, tagger).eval()
 
     @classmethod
     def from_pretrained(
@@ -809,6 +814,24 @@ def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
             f"Unknown dtype {dtype!r}: use auto, float32, float16-weights, bfloat16, float16 or int8."
         )
     return names[dtype]
+
+
+@contextlib.contextmanager
+def quiet_base_loading() -> Iterator[None]:
+    """Keep transformers' per-model "Loading weights" bars and peft's use of a deprecated
+    transformers helper (a FutureWarning) off the user's terminal while the base parts load;
+    transformers' progress-bar setting is restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def place_model(model: SALMONN, device: str | torch.device | None, dtype: torch.dtype | str) -> SALMONN:
