@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 def add_model_options(parser: argparse.ArgumentParser, device_flag: str = "--device") -> None:
     """The options every model-using command shares: which model, where, in what precision.
 
-    ``device_flag`` renames ``--device`` where it would clash (``listen --device`` is the microphone).
+    The model's device is ``--model-device`` in every command, and also ``--device`` except in
+    ``listen``, where ``--device`` is the old name of ``--mic`` (the microphone).
     """
     group = parser.add_argument_group("model")
     source = group.add_mutually_exclusive_group()
@@ -75,8 +76,10 @@ def add_model_options(parser: argparse.ArgumentParser, device_flag: str = "--dev
     source.add_argument(
         "--config", help="official SALMONN decode_config.yaml (whisper_path, beats_path, llama_path, ckpt)"
     )
+    flags = ["--model-device"] if device_flag == "--model-device" else [device_flag, "--model-device"]
     group.add_argument(
-        device_flag, dest="model_device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)"
+        *flags, dest="model_device", default="auto",
+        help="where the model runs: cpu, cuda, cuda:N, mps or auto (default)",
     )
     group.add_argument("--dtype", default="auto",
                        help="auto (default: float16-weights on a CPU, float32 elsewhere), float32, "

@@ -69,7 +69,8 @@ def add_stream_commands(
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--input", type=Path, metavar="FILE", help="replay a file instead of the microphone")
-    src.add_argument("--device", help="microphone: index or part of the name (see `devices`)")
+    src.add_argument("--mic", "--device", dest="device", metavar="MIC",
+                     help="microphone: index or part of the name (see `devices`; --device is its old name)")
     p.add_argument("--fast", action="store_true", help="with --input: as fast as possible, not real time")
     p.add_argument("--ask", metavar="INSTRUCTION", help="have the model answer each window")
     _add_output_options(p)
