@@ -153,6 +153,7 @@ def run_assistant(args: argparse.Namespace) -> int:
             runner = agent.run if live else agent.process
             results = asyncio.run(runner(listener, max_turns=args.max_turns))
         except KeyboardInterrupt:
+            _summary(agent.results, agent, args.audit)  # what happened before Ctrl-C
             return 130
         finally:
             listener.close()
@@ -173,7 +174,7 @@ def format_turn(result: TurnResult) -> str:
     said = f"error: {result.error}" if result.error else json.dumps(result.answer, ensure_ascii=False)
     acts = "; ".join(
         f"{a.tool} {'ran' if a.ok else 'failed' if a.allowed else 'denied'}"
-        + ("" if a.ok else f" ({a.error or a.reason})")
+        + (f": {_one_line(a.output)}" if a.ok and a.output else "" if a.ok else f" ({a.error or a.reason})")
         for a in result.actions
     ) or "none"
     ttft = f"{m.ttft_ms:.0f} ms" if m.ttft_ms is not None else "-"
@@ -182,6 +183,12 @@ def format_turn(result: TurnResult) -> str:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """An action's output on one line of the turn's text record (the JSON record has all of it)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -274,6 +281,8 @@ def _summary(results: list[TurnResult], agent: VoiceAgent, audit: Path | None) -
     events = sum(d.new_event for d in agent.detections)
     text = (f"{len(results)} turns; {len(outcomes)} actions ({allowed} allowed, {len(outcomes) - allowed} "
             f"denied); {events} watched events")
-    if audit is not None:
+    if audit is not None and audit.is_file():
         text += f"; audit log: {audit}"
+    elif audit is not None:
+        text += f"; no audit log written ({audit}: no action was requested)"
     print(text + ".", file=sys.stderr)

@@ -92,3 +92,25 @@ def test_salmonn_mini_brain_remembers_no_turns_by_default():
 
     assert memory_turns_for("salmonn-mini") == 0
     assert memory_turns_for("models/salmonn-13b") == AgentConfig().max_memory_turns > 0
+
+
+def test_text_mode_shows_what_an_action_returned_and_the_summary_is_true(tmp_path, capsys):
+    from salmonn_agent.agent.commands import _summary, format_turn
+    from salmonn_agent.agent.policy import ActionOutcome
+    from salmonn_agent.agent.runtime import TurnMetrics, TurnResult
+
+    notes = ActionOutcome(tool="read_notes", allowed=True, reason="allowed", output="1. buy rice\n2. call mum")
+    result = TurnResult(turn=1, window={"id": "w1", "start": 0.0, "end": 1.0}, answer="", actions=[notes],
+                        metrics=TurnMetrics(eou_delay_ms=10.0, ttft_ms=None, turn_ms=20.0))
+    line = format_turn(result)
+    assert "read_notes ran: 1. buy rice 2. call mum" in line  # the notes reach the terminal, not only --json
+
+    class NoAgent:
+        detections: list = []
+
+    _summary([result], NoAgent(), tmp_path / "audit.jsonl")
+    err = capsys.readouterr().err
+    assert "no audit log written" in err and "audit log: " not in err
+    (tmp_path / "audit.jsonl").write_text("{}\n")
+    _summary([result], NoAgent(), tmp_path / "audit.jsonl")
+    assert f"audit log: {tmp_path / 'audit.jsonl'}" in capsys.readouterr().err
