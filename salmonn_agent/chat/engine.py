@@ -7,9 +7,11 @@ in all, so a burst of requests is not split by a straggler into a second full de
 and runs every waiting job with the same generation options
 (up to ``max_batch_size``) as one batch: the clips nobody has encoded yet go through the
 encoders together (:class:`~salmonn_agent.chat.cache.AudioTokenCache`), then
-``SALMONN.generate_detailed`` decodes all prompts at once, each row under its own
-:class:`~salmonn_agent.chat.controls.RequestControl`. Greedy answers equal those of one-by-one
-runs (the model left-pads and masks). The worker exits when idle and restarts on demand.
+``SALMONN.generate_detailed`` decodes the prompts of equal length at once (one call per
+length), each row under its own :class:`~salmonn_agent.chat.controls.RequestControl`. Prompts of
+different lengths are not decoded together: left padding changes the attention's arithmetic
+enough to flip a near-tie, and an answer must not depend on its batch-mates; so greedy answers
+equal those of one-by-one runs. The worker exits when idle and restarts on demand.
 
 A request that runs alone (a batch of one, greedy or sampling) goes through the
 :class:`~salmonn_agent.chat.cache.PrefixCacheStore`: it reuses the LLM key/value cache of the
@@ -149,6 +151,19 @@ class GenerationEngine:
         clips = [clip for job in batch for clip in job.clips]
         tokens = iter(self.cache.resolve(self.model, clips))
         audios = [[next(tokens) for _ in job.clips] for job in batch]
+        # Only prompts of one length decode together: left padding changes the attention's
+        # arithmetic enough to flip a near-tie (measured with salmonn-mini in float16 weights),
+        # and an answer must not depend on its batch-mates.
+        groups: dict[int, list[int]] = {}
+        for index, (job, clip_tokens) in enumerate(zip(batch, audios)):
+            groups.setdefault(self.model.prompt_length(job.prompt, clip_tokens), []).append(index)
+        results: dict[int, Generation] = {}
+        for indices in groups.values():
+            outputs = self._generate_group([batch[i] for i in indices], [audios[i] for i in indices])
+            results.update(zip(indices, outputs))
+        return [results[i] for i in range(len(batch))]
+
+    def _generate_group(self, batch: list[Job], audios: list[list[Any]]) -> list[Generation]:
         options = dict(batch[0].options)
         seed = options.pop("seed", None)
         if seed is not None:

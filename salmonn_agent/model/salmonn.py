@@ -354,6 +354,11 @@ class SALMONN(nn.Module):
         bos = 1 if self.config.add_bos else 0
         return bos + sum(len(self.tokenizer.encode(piece)) for piece in split_prompt(prompt))
 
+    def prompt_length(self, prompt: str, clips: Sequence[EncodedAudio]) -> int:
+        """Positions a rendered prompt takes with its encoded clips (audio tokens and hints included)."""
+        hints = sum(len(self.hint_ids(c.transcript, c.sound_tags)) for c in clips)
+        return self.count_prompt_text_tokens(prompt) + sum(c.num_tokens for c in clips) + hints
+
     def check_prompt_length(self, text_tokens: int, audio_tokens: int, max_new_tokens: int) -> None:
         """Raise :class:`PromptTooLongError` when a prompt and its answer cannot fit the context."""
         limit = self.max_positions

@@ -117,3 +117,26 @@ def test_sound_watch_example_runs_with_salmonn_mini(mini_parts, mini_cache, tmp_
                         "--watch", "an alarm", "--audit", str(tmp_path / "audit.jsonl"), cache=mini_cache)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("checked ")
+
+
+@pytest.mark.slow
+def test_salmonn_mini_answers_do_not_depend_on_their_batch_mates(mini):
+    """16 requests at once (batched by the chat engine) give the answers of 16 one after another,
+    in the default precision (float16 weights on a CPU), repeats and prefix-cache hits included."""
+    import concurrent.futures
+
+    from salmonn_agent.audio import load_audio
+    from salmonn_agent.chat_model import ChatSALMONN, audio_message
+
+    clips = [load_audio(FIXTURES / f) for f in ("lights.flac", "weather.flac")]
+    clips.append(synth_sound("alarm", np.random.default_rng(3), 3.0).audio)
+    instructions = ["Recognize the speech and give me the transcription.", "What do you hear?",
+                    "Is anyone speaking?", "Describe the audio."]
+    requests = [[audio_message(clips[i % 3], instructions[i % 4], sample_rate=16_000)] for i in range(16)]
+    sequential_chat = ChatSALMONN(client=mini, temperature=0, max_tokens=24)
+    sequential = [sequential_chat.invoke(r).content for r in requests]
+    concurrent_chat = ChatSALMONN(client=mini, temperature=0, max_tokens=24)
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        concurrent = list(pool.map(lambda r: concurrent_chat.invoke(r).content, requests))
+    assert concurrent_chat._runtime(None).engine.batches_run < 16  # they really were batched
+    assert concurrent == sequential
