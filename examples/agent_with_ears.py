@@ -30,10 +30,13 @@ from langchain_core.messages import (
     ToolMessage,
 )
 from langchain_core.tools import BaseTool
-from langgraph.errors import GraphRecursionError
-from langgraph.graph import START, MessagesState, StateGraph
-from langgraph.graph.state import CompiledStateGraph
-from langgraph.prebuilt import ToolNode, tools_condition
+try:
+    from langgraph.errors import GraphRecursionError
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.graph.state import CompiledStateGraph
+    from langgraph.prebuilt import ToolNode, tools_condition
+except ImportError:  # the example's one extra dependency: say how to get it, not a traceback
+    sys.exit('error: this example needs LangGraph: pip install "salmonn-agent[agents]" (or pip install langgraph)')
 
 from salmonn_agent.agent.audio_refs import AudioResolver, WindowStore
 from salmonn_agent.agent.hearing import HearingTools
@@ -69,7 +72,13 @@ def load_brain(spec: str, model: str | None) -> BaseChatModel:
     module, _, attr = spec.partition(":")
     if not module or not attr:
         raise ConfigError(f"--brain {spec!r} must look like module:attr, e.g. langchain_ollama:ChatOllama.")
-    factory: Any = getattr(importlib.import_module(module), attr)
+    try:
+        factory: Any = getattr(importlib.import_module(module), attr)
+    except ImportError as err:
+        raise ConfigError(f"--brain {spec!r}: cannot import {module!r} ({err}); install the package that "
+                          f"provides it, e.g. pip install {module.split('.')[0].replace('_', '-')}.") from None
+    except AttributeError:
+        raise ConfigError(f"--brain {spec!r}: module {module!r} has no {attr!r}.") from None
     return factory(model=model) if model else factory()
 
 
@@ -102,12 +111,13 @@ def main() -> int:
     try:
         if not args.mic and not args.input.is_file():
             raise AudioError(f"Audio file not found: {str(args.input)!r}. Check the path.")
+        brain = load_brain(args.brain, args.brain_model) if args.brain else None  # before the model loads
         ears = ChatSALMONN(client=load_model(args.model), model=resolve_model_name(args.model),
                            temperature=0, max_tokens=args.max_tokens)
         folder = None if args.mic else args.input.resolve().parent
         hearing = HearingTools(ears, AudioResolver(folder, WindowStore()))
         tools = [t for t in hearing.tools() if args.mic or t.name != "listen"]
-        brain = load_brain(args.brain, args.brain_model) if args.brain else ears
+        brain = brain or ears
         agent = build_agent(brain, tools)
 
         where = "Use the listen tool to hear the user." if args.mic else f"The audio is {args.input.name!r}."

@@ -159,6 +159,17 @@ def test_agent_with_ears_defaults_to_salmonn_as_the_brain(clip, tiny_model_dir):
     assert done.stdout.splitlines()[-1].startswith("answer: ")
 
 
+@pytest.mark.parametrize(("brain", "words"), [("nosuch_package:ChatX", "cannot import 'nosuch_package'"),
+                                               ("json:NoSuchModel", "has no 'NoSuchModel'"),
+                                               ("nocolon", "module:attr")])
+def test_agent_with_ears_bad_brain_is_one_error_line_before_loading(clip, tmp_path, brain, words):
+    done = run("examples/agent_with_ears.py", "--input", str(clip), "--brain", brain,
+               env={"SALMONN_AGENT_MODEL": str(tmp_path / "no-model")})  # a model load would fail differently
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and words in line
+
+
 def test_sound_watch_checks_every_window_of_a_file(alarm_wav, tiny_model_dir, tmp_path, webhook):
     url, received = webhook
     done = run("examples/sound_watch.py", url, "--input", str(alarm_wav), "--model", str(tiny_model_dir),
