@@ -101,11 +101,17 @@ def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns SA
 
 
 def answer_windows(windows: Iterable[Any], instruction: str, args: argparse.Namespace) -> Iterator[tuple[Any, str]]:
-    """Answer ``instruction`` about each front-end window as it comes (``listen --ask``)."""
+    """Answer ``instruction`` about each front-end window as it comes (``listen --ask``).
+
+    The model loads when this is called, before any window is read (so before the microphone
+    opens); the answers come as the returned iterator is read."""
     model = load_model_from_args(args)
-    for window in windows:
-        answer = model.generate(window.samples, instruction, sample_rate=window.sample_rate)[0]
-        yield window, answer
+
+    def answers() -> Iterator[tuple[Any, str]]:
+        for window in windows:
+            yield window, model.generate(window.samples, instruction, sample_rate=window.sample_rate)[0]
+
+    return answers()
 
 
 def _ask(args: argparse.Namespace) -> int:

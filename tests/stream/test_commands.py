@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import threading
 import json
 
 import numpy as np
@@ -98,3 +99,30 @@ def test_listen_on_the_fake_microphone(fake_sd, clips, capsys, monkeypatch):
     (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert record["kind"] == "speech"
     assert not any(s.alive for s in fake_sd.streams)
+
+
+def test_listen_ask_loads_the_model_before_the_microphone_opens(fake_sd, clips, capsys, monkeypatch):
+    events: list[str] = []
+    fake_sd.signal = np.concatenate([np.zeros(SR // 2, np.float32), clips["time"], np.zeros(SR, np.float32)])
+    opened = fake_sd.InputStream
+    monkeypatch.setattr(fake_sd, "InputStream", lambda **kw: events.append("microphone opened") or opened(**kw))
+
+    def answer_windows(windows, instruction, args):
+        events.append("model loaded")  # what cli.answer_windows does when called
+
+        def answers():
+            for window in windows:
+                events.append(f"answer in {threading.current_thread().name}")
+                yield window, "an answer"
+                raise KeyboardInterrupt
+
+        return answers()
+
+    parser = argparse.ArgumentParser(prog="salmonn-agent")
+    add_stream_commands(parser.add_subparsers(required=True), answer_windows=answer_windows)
+    args = parser.parse_args(["listen", "--mic", "USB", "--ask", "What is said?", "--json"])
+    assert args.handler(args) == 130
+    assert events[:2] == ["model loaded", "microphone opened"]
+    assert events[2] == "answer in MainThread"  # while the front-end keeps reading in its own thread
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["kind"] == "speech" and record["answer"] == "an answer"
