@@ -216,7 +216,11 @@ def read_data_file(path: str | Path, fmt: Literal["yaml", "json"], missing_hint:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"File not found: {str(path)!r}; {missing_hint}.")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{str(path)!r} is not a text {fmt.upper()} file (it holds binary data); "
+                          f"{missing_hint}.") from None
     try:
         return json.loads(text) if fmt == "json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:

@@ -78,6 +78,23 @@ def test_an_instruction_longer_than_the_context_is_one_line(tiny_model_dir, caps
     assert "over the model's context" in err and err.count("\n") == 1
 
 
+def test_broken_model_files_name_the_fault(tiny_model_dir, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    assert main(["ask", str(SPEECH), "hi", "--model", str(broken)]) == 2
+    assert "base model path '../whisper' does not exist" in capsys.readouterr().err  # base parts left behind
+    shutil.copytree(tiny_model_dir.parent / "whisper", tmp_path / "whisper")
+    shutil.copytree(tiny_model_dir.parent / "llm", tmp_path / "llm")
+    assert main(["ask", str(SPEECH), "hi", "--model", str(broken)]) == 2
+    assert "not a complete safetensors file" in capsys.readouterr().err
+    assert main(["ask", str(SPEECH), "hi", "--config", str(tiny_model_dir / "model.safetensors")]) == 2
+    assert "not a text YAML file" in capsys.readouterr().err
+
+
 def test_bad_options_and_paths(tiny_model_dir, tmp_path, capsys):
     assert main(["ask", str(SPEECH), "hi", "--model", str(tiny_model_dir), "--num-beams", "0"]) == 2
     assert "num_beams" in capsys.readouterr().err

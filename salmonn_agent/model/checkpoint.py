@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from pydantic import BaseModel
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from salmonn_agent.config import OfficialConfig, SALMONNConfig
@@ -210,7 +211,14 @@ def load_pretrained(
     except (OSError, ValueError) as err:
         raise ConfigError(f"{str(directory / CONFIG_FILE)!r} is not a valid SALMONN config: {err}") from None
     model = cls.from_config(config, base_dir=directory, device="cpu")
-    load_trainable(model, load_file(str(directory / WEIGHTS_FILE)), repr(str(directory)))
+    try:
+        weights = load_file(str(directory / WEIGHTS_FILE))
+    except SafetensorError as err:
+        raise CheckpointError(
+            f"{str(directory / WEIGHTS_FILE)!r} is not a complete safetensors file ({err}); it may be truncated "
+            "or damaged: copy or save the model again."
+        ) from None
+    load_trainable(model, weights, repr(str(directory)))
     return place_model(model, device, dtype)
 
 
@@ -224,12 +232,16 @@ def _local_model_dir(path: str | Path) -> Path:
                 "tools/convert_salmonn_checkpoint.py)."
             )
         return directory
-    if directory.exists() or str(path).count("/") != 1:
+    if directory.exists() or str(path).count("/") != 1 or str(path).startswith((".", "/", "~")):
         raise ConfigError(f"Model not found: {str(path)!r} is neither a model directory nor a hub id.")
     from huggingface_hub import snapshot_download
 
     try:
         return Path(snapshot_download(str(path), allow_patterns=[CONFIG_FILE, WEIGHTS_FILE]))
     except Exception as err:  # noqa: BLE001 - network/hub errors vary
-        raise ConfigError(f"Could not download model {str(path)!r} from the hub: {err}") from None
+        raise ConfigError(
+            f"Model not found: there is no local directory {str(path)!r}, and downloading it as a hub id "
+            f"failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no details'}). "
+            "Check the path (a directory from save_pretrained) or the hub id and your connection."
+        ) from None
 

@@ -878,7 +878,19 @@ def _resolve(reference: str, base_dir: str | Path | None) -> str:
     for candidate in candidates:
         if candidate.exists():
             return str(candidate.resolve())
+    if _looks_local(reference):
+        tried = " or ".join(repr(str(c)) for c in candidates)
+        raise ConfigError(
+            f"The base model path {reference!r} does not exist (tried {tried}); fix it in the model's "
+            "salmonn_config.json or the decode config (whisper_path, beats_path, llama_path), or give a hub id."
+        )
     return reference
+
+
+def _looks_local(reference: str) -> bool:
+    """Whether a reference can only be a local path (a hub id is ``name`` or ``owner/name``)."""
+    return (reference.startswith((".", "/", "~")) or reference.count("/") > 1 or "\\" in reference
+            or reference.endswith((".pt", ".pth", ".bin", ".safetensors")))
 
 
 def _add_lora(llm: nn.Module, config: SALMONNConfig) -> nn.Module:
