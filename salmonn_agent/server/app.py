@@ -117,7 +117,7 @@ class BodyLimit:
             await self._refuse(send)
             return
         seen = 0
-        started = False
+        tracked = _StartTracker(send)
 
         async def counted_receive() -> Message:
             nonlocal seen
@@ -128,15 +128,10 @@ class BodyLimit:
                     raise _BodyTooLarge
             return message
 
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.app(scope, counted_receive, tracked_send)
+            await self.app(scope, counted_receive, tracked)
         except _BodyTooLarge:
-            if not started:
+            if not tracked.started:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
@@ -151,6 +146,18 @@ class BodyLimit:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class _StartTracker:
+    """An ASGI ``send`` that remembers whether the response has started (after which no error
+    response can be sent any more)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send, self.started = send, False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self.send(message)
 
 
 def create_app(settings: ServerSettings, load: Callable[[], ChatSALMONN]) -> FastAPI:
@@ -421,19 +428,13 @@ class _ErrorsMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = _StartTracker(send)
         try:
             await self.app(scope, receive, tracked)
         except _BodyTooLarge:
             raise
         except Exception as err:  # noqa: BLE001 - the client gets a JSON error, the log the traceback
             logger.exception("request failed")
-            if scope["type"] == "http" and not started:
+            if scope["type"] == "http" and not tracked.started:
                 response = APIError(500, f"Internal error: {type(err).__name__}: {err}", kind="server_error").response()
                 await response(scope, receive, send)
