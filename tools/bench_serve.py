@@ -17,7 +17,7 @@ Every request has the same clip with a different -80 dB dither, so the audio cac
 for the encoders. Answers are greedy, at most ``--tokens`` tokens.
 
 Usage: python tools/bench_serve.py --json [--model DIR] [--clip examples/audio/speech.wav]
-       [--tokens 16] [--requests-per-client 2] [--port 8765]
+       [--tokens 16] [--requests-per-client 2] [--port 8765] [--max-batch-size N]
 """
 
 from __future__ import annotations
@@ -117,11 +117,14 @@ def main() -> int:
     parser.add_argument("--requests-per-client", type=int, default=2)
     parser.add_argument("--singles", type=int, default=5, help="single requests for the latency figures")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--max-batch-size", type=int, help="the server's --max-batch-size (default: its own)")
     args = parser.parse_args()
 
     command = [sys.executable, "-m", "salmonn_agent.cli", "serve", "--port", str(args.port), "--max-in-flight", "64"]
     if args.model:
         command += ["--model", args.model]
+    if args.max_batch_size:
+        command += ["--max-batch-size", str(args.max_batch_size)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{args.port}"
     try:
@@ -155,6 +158,7 @@ def main() -> int:
             "model": args.model or "salmonn-mini",
             "clip_s": round(len(bench.samples) / bench.rate, 2),
             "tokens": args.tokens,
+            "max_batch_size": args.max_batch_size,
             "server_ready_s": round(ready_s, 2),
             "ttft_ms": {"p50": round(_percentile(ttft, 50), 1), "p95": round(_percentile(ttft, 95), 1)},
             "latency_ms": {"p50": round(_percentile(latency, 50), 1), "p95": round(_percentile(latency, 95), 1)},

@@ -27,8 +27,8 @@ def add_serve_command(
     serve.add_argument("--max-body-mb", type=float, default=25.0, help="largest request body in MB (default 25)")
     serve.add_argument("--max-in-flight", type=int, default=32,
                        help="requests running or queued at once; more get 503 (default 32)")
-    serve.add_argument("--max-batch-size", type=int, default=8,
-                       help="most requests decoded together (default 8)")
+    serve.add_argument("--max-batch-size", type=int, default=16,
+                       help="most requests decoded together (default 16: a server has many clients)")
     serve.set_defaults(handler=lambda args: _serve(args, load_model))
 
 

@@ -48,7 +48,7 @@ class RayServeOptions(BaseModel):
     """CPUs Ray reserves per replica."""
     num_gpus: float = Field(0.0, ge=0)
     """GPUs (or a fraction) Ray reserves per replica."""
-    max_batch_size: int = Field(8, ge=1)
+    max_batch_size: int = Field(16, ge=1)
     max_in_flight: int = Field(32, ge=1)
     max_body_mb: float = Field(25.0, gt=0)
     api_key: str | None = None
