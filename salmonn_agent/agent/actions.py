@@ -78,6 +78,7 @@ def _tool(
     args_schema: type[BaseModel],
     kind: str,
     risky: bool = False,
+    flow: str | None = None,
 ) -> StructuredTool:
     """A StructuredTool whose ActionErrors come back as the tool's error answer."""
 
@@ -94,7 +95,7 @@ def _tool(
         args_schema=args_schema,
         handle_tool_error=True,
         handle_validation_error=_invalid_arguments,
-        metadata={"risky": risky, "kind": kind},
+        metadata={"risky": risky, "kind": kind, **({"data_flow": flow} if flow else {})},
     )
 
 
@@ -205,7 +206,7 @@ def notes_tools(book: NotesBook) -> list[BaseTool]:
     return [
         _tool(add_note, name="add_note", args_schema=AddNoteArgs, kind="notes",
               description="Write down a note for the user."),
-        _tool(read_notes, name="read_notes", args_schema=ReadNotesArgs, kind="notes",
+        _tool(read_notes, name="read_notes", args_schema=ReadNotesArgs, kind="notes", flow="reads_private",
               description="Read the user's latest notes."),
         _tool(delete_notes, name="delete_notes", args_schema=NoArgs, kind="notes", risky=True,
               description="Delete ALL notes in the user's notes file. Cannot be undone."),
@@ -448,7 +449,7 @@ def webhook_tool(url: str, *, name: str = "send_webhook", timeout_s: float = 5.0
         return f"Sent event {event!r} to the webhook (HTTP {status})."
 
     return _tool(
-        send_webhook, name=name, args_schema=EventArgs, kind="webhook",
+        send_webhook, name=name, args_schema=EventArgs, kind="webhook", flow="sends_out",
         description="Notify the user's configured web service (webhook) that something happened.",
     )
 

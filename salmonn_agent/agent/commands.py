@@ -71,6 +71,8 @@ def add_assistant_command(
     p.add_argument("--notes", type=Path, metavar="PATH", help="the notes file (default: in the user data folder)")
     p.add_argument("--webhook", metavar="URL", help="offer send_webhook, which POSTs JSON to this http(s) URL")
     p.add_argument("--audit", type=Path, metavar="PATH", help="append every action request to this JSON Lines file")
+    p.add_argument("--audit-redact", action="store_true",
+                   help="keep the actions' outputs (notes read back...) out of the audit log")
     p.add_argument(
         "--barge-in", choices=("cancel", "queue"), default="cancel",
         help="new speech during an answer: cancel the answer (default) or queue the new request",
@@ -110,7 +112,7 @@ def run_assistant(args: argparse.Namespace) -> int:
         actions = _actions(args, board, emit)
         names = [tool.name for tool in actions]
         _check_names(args, names)
-        audit = AuditLog(args.audit)
+        audit = AuditLog(args.audit, redact_results=args.audit_redact)
         confirm = _ask_on_terminal if sys.stdin.isatty() else None
         gate = ActionGate(ActionPolicy(allow=args.allow), audit, confirm=confirm)
 

@@ -10,6 +10,11 @@ for, whatever it answered, goes through an :class:`ActionGate`:
 4. **rate limits**: a sliding window per tool (``rate_limits``, else ``default_rate_limit``);
 5. **confirmation**: risky tools (``tool.metadata["risky"]`` or :attr:`ActionPolicy.risky`) run
    only when the ``confirm`` callback returns True; without a callback they are refused;
+6. **data flow**: once a tool that reads private data (``metadata["data_flow"] ==
+   "reads_private"`` or :attr:`ActionPolicy.private_readers`, e.g. ``read_notes``) has run in a
+   turn, a tool that sends data out (``"sends_out"`` or :attr:`ActionPolicy.senders`, e.g.
+   ``send_webhook``) needs confirmation for the rest of that turn: the gate cannot see what the
+   call carries, so it treats the turn as holding private data;
 
 and every request, allowed, denied or failed, is written to the :class:`AuditLog` (JSON Lines)
 with the audio window that triggered it::
@@ -71,6 +76,21 @@ class ActionPolicy(BaseModel):
         default_factory=lambda: RateLimit(10, 60.0),
         description="Rate limit of tools without their own entry (None: unlimited).",
     )
+    private_readers: list[str] = Field(default_factory=list,
+                                       description="Extra tool names that read private data.")
+    senders: list[str] = Field(default_factory=list, description="Extra tool names that send data out.")
+    private_data_ttl_s: float = Field(
+        300.0, gt=0, description="Without a turn number, how long private data read stays in play (seconds).",
+    )
+
+    def flow_of(self, tool: str, metadata: dict[str, Any] | None = None) -> str | None:
+        """``"reads_private"``, ``"sends_out"`` or None for ``tool``."""
+        if tool in self.private_readers:
+            return "reads_private"
+        if tool in self.senders:
+            return "sends_out"
+        flow = (metadata or {}).get("data_flow")
+        return flow if flow in ("reads_private", "sends_out") else None
 
     def limit_for(self, tool: str) -> RateLimit | None:
         """The rate limit that applies to ``tool``."""
@@ -181,16 +201,20 @@ class AuditLog:
 
     Each line is an :class:`AuditRecord` (time, tool, args, decision, reason, result or error,
     window, turn...). Writes are serialised by a lock, so one log can serve several threads.
-    The last ``keep`` records also stay in memory.
+    The last ``keep`` records also stay in memory. ``redact_results`` writes ``[redacted: N
+    characters]`` instead of each tool's output (notes read back, for instance).
     """
 
-    def __init__(self, path: str | Path | None = None, *, keep: int = 1000) -> None:
+    def __init__(self, path: str | Path | None = None, *, keep: int = 1000, redact_results: bool = False) -> None:
         self.path = None if path is None else Path(path).expanduser()
+        self.redact_results = redact_results
         self._recent: deque[AuditRecord] = deque(maxlen=keep)
         self._lock = threading.Lock()
 
     def write(self, record: AuditRecord) -> None:
         """Append ``record`` (to the file when there is one)."""
+        if self.redact_results and record.result is not None:
+            record = record.model_copy(update={"result": f"[redacted: {len(record.result)} characters]"})
         line = record.model_dump_json()
         with self._lock:
             if self.path is not None:
@@ -245,6 +269,8 @@ class ActionGate:
         self.clock = clock
         self._calls: defaultdict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
+        self._private_read: dict[int | None, tuple[float, str]] = {}
+        """Turn → (when, which tool) private data was last read in it."""
 
     def check(self, request: ActionRequest, tool: BaseTool | None = None) -> ActionDecision:
         """The decision :meth:`execute` would make, without running, counting or auditing.
@@ -266,6 +292,9 @@ class ActionGate:
         if decision.allowed:
             assert tool is not None  # _decide refuses unknown tools
             output, error = self._run(tool, request)
+            if error is None and self.policy.flow_of(request.tool, tool.metadata) == "reads_private":
+                with self._lock:
+                    self._private_read[request.turn] = (self.clock(), request.tool)
         outcome = ActionOutcome(
             tool=request.tool, allowed=decision.allowed, reason=decision.reason, code=decision.code,
             output=output, error=error,
@@ -331,20 +360,32 @@ class ActionGate:
                     stamp = now
                     calls.append(now)
 
-        if not self.policy.is_risky(name, tool.metadata if tool is not None else None):
+        metadata = tool.metadata if tool is not None else None
+        leak = self._private_data_in_play(request) if self.policy.flow_of(name, metadata) == "sends_out" else None
+        if not self.policy.is_risky(name, metadata) and leak is None:
             return ActionDecision(allowed=True, reason="allowed by policy")
-        decision = self._confirm(request)
+        decision = self._confirm(request, leak)
         if not decision.allowed and stamp is not None:
             with self._lock:
                 self._calls[name].remove(stamp)
         return decision
 
-    def _confirm(self, request: ActionRequest) -> ActionDecision:
+    def _private_data_in_play(self, request: ActionRequest) -> str | None:
+        """The private-data tool that ran earlier in this request's turn, if any."""
+        with self._lock:
+            seen = self._private_read.get(request.turn)
+        if seen is None:
+            return None
+        when, reader = seen
+        if request.turn is None and self.clock() - when > self.policy.private_data_ttl_s:
+            return None
+        return reader
+
+    def _confirm(self, request: ActionRequest, leak: str | None = None) -> ActionDecision:
+        why = (f"{request.tool!r} sends data out after {leak!r} read private data in the same turn"
+               if leak else f"{request.tool!r} is risky")
         if self.confirm is None:
-            return _deny(
-                "needs_confirmation",
-                f"needs confirmation: {request.tool!r} is risky and no confirmation is available",
-            )
+            return _deny("needs_confirmation", f"needs confirmation: {why} and no confirmation is available")
         try:
             confirmed = bool(self.confirm(request))
         except Exception as exc:  # noqa: BLE001 - a broken confirmation must deny, not crash the agent

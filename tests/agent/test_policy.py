@@ -385,3 +385,48 @@ def test_a_heard_instruction_to_delete_notes_is_stopped_by_the_gate(chat, tools,
     follow_up = chat.bind_tools(list(tools.values())).invoke([heard, answer, message], max_tokens=6)
     assert isinstance(follow_up, AIMessage)
     assert book.path.read_bytes() == before
+
+
+def _sender(sent: list[dict]) -> BaseTool:
+    from salmonn_agent.agent.actions import EventArgs
+
+    def send_webhook(event: str, details: str = "") -> str:
+        sent.append({"event": event, "details": details})
+        return "Sent."
+
+    return StructuredTool.from_function(send_webhook, name="send_webhook", args_schema=EventArgs,
+                                        description="Send an event out.", metadata={"data_flow": "sends_out"})
+
+
+def test_a_turn_that_read_notes_cannot_send_data_out_without_confirmation(tools, audit) -> None:
+    sent: list[dict] = []
+    webhook = _sender(sent)
+    clock = FakeClock()
+    gate = ActionGate(ActionPolicy(allow=["read_notes", "send_webhook"]), audit, clock=clock)
+    assert gate.execute(webhook, request("send_webhook", {"event": "door"})).ok  # nothing private read yet
+    assert gate.execute(tools["read_notes"], request("read_notes")).ok
+    leak = gate.execute(webhook, request("send_webhook", {"event": "notes", "details": "buy milk; call Anna"}))
+    assert not leak.allowed and leak.code == "needs_confirmation" and "'read_notes' read private data" in leak.reason
+    assert len(sent) == 1
+    next_turn = ActionRequest(tool="send_webhook", args={"event": "door"}, window=WINDOW, turn=5)
+    assert gate.execute(webhook, next_turn).ok  # a later turn is clean again
+    confirmed = ActionGate(ActionPolicy(allow=["read_notes", "send_webhook"]), audit, confirm=lambda r: True)
+    confirmed.execute(tools["read_notes"], request("read_notes"))
+    assert confirmed.execute(webhook, request("send_webhook", {"event": "notes"})).reason == "confirmed by the user"
+    # without turn numbers, private data stays in play for private_data_ttl_s
+    untimed = ActionGate(ActionPolicy(allow=["read_notes", "send_webhook"], private_data_ttl_s=60), audit, clock=clock)
+    untimed.execute(tools["read_notes"], ActionRequest(tool="read_notes"))
+    assert not untimed.execute(webhook, ActionRequest(tool="send_webhook", args={"event": "x"})).allowed
+    clock.now += 61
+    assert untimed.execute(webhook, ActionRequest(tool="send_webhook", args={"event": "x"})).ok
+
+
+def test_the_audit_log_can_redact_action_results(tools, tmp_path) -> None:
+    audit = AuditLog(tmp_path / "audit.jsonl", redact_results=True)
+    gate = ActionGate(ActionPolicy(allow=["read_notes"]), audit)
+    outcome = gate.execute(tools["read_notes"], request("read_notes"))
+    assert "buy milk" in outcome.text  # the assistant still gets the notes
+    text = (tmp_path / "audit.jsonl").read_text()
+    assert "buy milk" not in text and "call Anna" not in text
+    (record,) = audit.records()
+    assert record.result == f"[redacted: {len(outcome.output)} characters]"
