@@ -212,7 +212,9 @@ def _source(args: argparse.Namespace) -> Source:
     from salmonn_agent.stream.sources import FileSource, MicrophoneSource
 
     if args.input is None:
-        return MicrophoneSource(args.mic)
+        microphone = MicrophoneSource(args.mic)
+        microphone.check()  # no microphone (or a wrong --mic) is reported now, before the model loads
+        return microphone
     source = FileSource(args.input, realtime=args.realtime)
     source.start()  # decodes the file: a missing or unreadable one is reported now
     return source

@@ -164,6 +164,7 @@ def run_listen(args: argparse.Namespace) -> int:
         source = FileSource(args.input, realtime=not args.fast)
     else:
         source = MicrophoneSource(args.device)
+        source.check()  # a missing microphone fails now, before --ask loads a model
     listener = Listener(source, config)
     feed = _BackgroundWindows(listener, source) if answer is not None else None
     # With --ask the model loads here, before the microphone opens, and the front-end then runs

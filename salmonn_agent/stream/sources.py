@@ -361,6 +361,12 @@ class MicrophoneSource(Source):
         """Audio lost to overflows, in 16 kHz samples."""
         return int(round(self._dropped_frames * SAMPLE_RATE / self.rate))
 
+    def check(self) -> InputDevice:
+        """Find the device without opening it (raises FrontendError naming the fix), so that a
+        command can fail before it loads a model."""
+        self.device_info = _resolve_device(list_input_devices(), self.device)
+        return self.device_info
+
     def start(self) -> None:
         """Open the device and start recording (raises FrontendError naming the fix)."""
         if self._stream is not None:

@@ -114,3 +114,17 @@ def test_text_mode_shows_what_an_action_returned_and_the_summary_is_true(tmp_pat
     (tmp_path / "audit.jsonl").write_text("{}\n")
     _summary([result], NoAgent(), tmp_path / "audit.jsonl")
     assert f"audit log: {tmp_path / 'audit.jsonl'}" in capsys.readouterr().err
+
+
+def test_no_microphone_is_reported_before_the_model_loads(monkeypatch, tmp_path, capsys):
+    import salmonn_agent.cli as cli
+    from salmonn_agent.stream import sources
+
+    monkeypatch.setattr(sources, "list_input_devices", lambda: [])
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded before the microphone was checked")
+
+    monkeypatch.setattr(cli, "load_model_from_args", never)
+    assert main(["assistant", "--notes", str(tmp_path / "n.txt")]) == 2
+    assert "No audio input device found" in capsys.readouterr().err

@@ -126,3 +126,15 @@ def test_listen_ask_loads_the_model_before_the_microphone_opens(fake_sd, clips, 
     assert events[2] == "answer in MainThread"  # while the front-end keeps reading in its own thread
     (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert record["kind"] == "speech" and record["answer"] == "an answer"
+
+
+def test_listen_ask_without_a_microphone_fails_before_the_model_loads(fake_sd):
+    fake_sd.devices = [d for d in fake_sd.devices if d["max_input_channels"] == 0]
+    loaded = []
+    parser = argparse.ArgumentParser(prog="salmonn-agent")
+    add_stream_commands(parser.add_subparsers(required=True),
+                        answer_windows=lambda windows, instruction, args: loaded.append(1) or iter(()))
+    args = parser.parse_args(["listen", "--ask", "What is said?"])
+    with pytest.raises(SalmonnError, match="No audio input device"):
+        args.handler(args)
+    assert not loaded
