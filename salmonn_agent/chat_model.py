@@ -435,8 +435,8 @@ class ChatSALMONN(BaseChatModel):
             audio_tokens += cached.num_tokens if cached is not None else client.num_audio_tokens(len(clip.load()))
         # Checked here too (the model checks again, hints included), so that a request too long for
         # the context fails alone instead of failing the batch it would have joined.
-        client.check_prompt_length(client.count_prompt_text_tokens(rendered.prompt), audio_tokens,
-                                   config.max_new_tokens)
+        text_tokens = client.count_prompt_text_tokens(rendered.prompt)
+        client.check_prompt_length(text_tokens, audio_tokens, config.max_new_tokens)
         stops = tuple(s for s in (stop if stop is not None else self.stop or []) if s)
         if schema is not None:  # a stop sequence inside the JSON would break it
             stops = ()
@@ -448,7 +448,7 @@ class ChatSALMONN(BaseChatModel):
             if schema is not None else None,
         )
         return _Request(
-            job=Job(rendered.prompt, rendered.clips, options, control),
+            job=Job(rendered.prompt, rendered.clips, options, text_tokens, control),
             model_name=str(kwargs.get("model") or self.model_name),
             stop=stops,
             tool_names=tool_names if choice.mode != "none" else [],

@@ -208,6 +208,13 @@ class SALMONNConfig(BaseModel):
         )
 
 
+def looks_local(reference: str) -> bool:
+    """Whether a model reference can only be a local path: a hub id is ``name`` or ``owner/name``,
+    never ``./x``, ``/x``, ``~/x``, ``a/b/c``, a Windows path or a weights file."""
+    return (reference.startswith((".", "/", "~")) or reference.count("/") > 1 or "\\" in reference
+            or reference.endswith((".pt", ".pth", ".bin", ".safetensors")))
+
+
 def read_data_file(path: str | Path, fmt: Literal["yaml", "json"], missing_hint: str) -> Any:
     """Parse a YAML or JSON file, with one clear :class:`ConfigError` for a missing or malformed one.
 

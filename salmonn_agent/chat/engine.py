@@ -42,11 +42,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class Job:
-    """One request: a rendered prompt, its clips, generation options and its control."""
+    """One request: a rendered prompt (and its count of text tokens), its clips, generation options
+    and its control."""
 
     prompt: str
     clips: list[AudioClip]
     options: dict[str, Any]
+    text_tokens: int
     control: RequestControl = field(default_factory=RequestControl)
     future: Future = field(default_factory=Future)
 
@@ -156,7 +158,7 @@ class GenerationEngine:
         # and an answer must not depend on its batch-mates.
         groups: dict[int, list[int]] = {}
         for index, (job, clip_tokens) in enumerate(zip(batch, audios)):
-            groups.setdefault(self.model.prompt_length(job.prompt, clip_tokens), []).append(index)
+            groups.setdefault(self.model.prompt_length(job.text_tokens, clip_tokens), []).append(index)
         results: dict[int, Generation] = {}
         for indices in groups.values():
             outputs = self._generate_group([batch[i] for i in indices], [audios[i] for i in indices])

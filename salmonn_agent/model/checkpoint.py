@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from salmonn_agent.config import OfficialConfig, SALMONNConfig
+from salmonn_agent.config import OfficialConfig, SALMONNConfig, looks_local
 from salmonn_agent.errors import CheckpointError, ConfigError
 from salmonn_agent.model.qformer import official_to_ours, ours_to_official
 
@@ -232,7 +232,8 @@ def _local_model_dir(path: str | Path) -> Path:
                 "tools/convert_salmonn_checkpoint.py)."
             )
         return directory
-    if directory.exists() or str(path).count("/") != 1 or str(path).startswith((".", "/", "~")):
+    # A salmonn-agent model on the hub is always owner/name.
+    if directory.exists() or str(path).count("/") != 1 or looks_local(str(path)):
         raise ConfigError(f"Model not found: {str(path)!r} is neither a model directory nor a hub id.")
     from huggingface_hub import snapshot_download
 

@@ -35,7 +35,7 @@ from transformers import (
 )
 
 from salmonn_agent.audio import SAMPLE_RATE, AudioInput, load_audio
-from salmonn_agent.config import AUDIO_PLACEHOLDER, GenerationConfig, SALMONNConfig
+from salmonn_agent.config import AUDIO_PLACEHOLDER, GenerationConfig, SALMONNConfig, looks_local
 from salmonn_agent.errors import ConfigError, PromptTooLongError, SalmonnError
 from salmonn_agent.model.generation import (
     CancelOnEvent,
@@ -349,15 +349,21 @@ class SALMONN(nn.Module):
         value = getattr(self.llm.config.get_text_config(decoder=True), "max_position_embeddings", None)
         return int(value) if value else None
 
-    def count_prompt_text_tokens(self, prompt: str) -> int:
-        """Text tokens of a rendered prompt, as :meth:`embed_prompts` counts them (hints excluded)."""
-        bos = 1 if self.config.add_bos else 0
-        return bos + sum(len(self.tokenizer.encode(piece)) for piece in split_prompt(prompt))
+    def prompt_piece_ids(self, prompt: str) -> list[list[int]]:
+        """Token ids of a rendered prompt's text pieces (split at its audio placeholders; the
+        first piece starts with BOS when the model adds one)."""
+        bos = [self.tokenizer.tokenizer.bos_token_id] if self.config.add_bos else []
+        return [(bos if i == 0 else []) + self.tokenizer.encode(piece) for i, piece in enumerate(split_prompt(prompt))]
 
-    def prompt_length(self, prompt: str, clips: Sequence[EncodedAudio]) -> int:
-        """Positions a rendered prompt takes with its encoded clips (audio tokens and hints included)."""
+    def count_prompt_text_tokens(self, prompt: str) -> int:
+        """Text tokens of a rendered prompt, hints excluded."""
+        return sum(len(ids) for ids in self.prompt_piece_ids(prompt))
+
+    def prompt_length(self, text_tokens: int, clips: Sequence[EncodedAudio]) -> int:
+        """Positions a prompt of ``text_tokens`` (:meth:`count_prompt_text_tokens`) takes with its
+        encoded clips (audio tokens and hints included)."""
         hints = sum(len(self.hint_ids(c.transcript, c.sound_tags)) for c in clips)
-        return self.count_prompt_text_tokens(prompt) + sum(c.num_tokens for c in clips) + hints
+        return text_tokens + sum(c.num_tokens for c in clips) + hints
 
     def check_prompt_length(self, text_tokens: int, audio_tokens: int, max_new_tokens: int) -> None:
         """Raise :class:`PromptTooLongError` when a prompt and its answer cannot fit the context."""
@@ -487,17 +493,15 @@ class SALMONN(nn.Module):
         audio_counts: list[int] = []
         head_counts: list[int] = []
         for prompt, clips in zip(prompts, audios, strict=True):
-            pieces = split_prompt(prompt)
+            pieces = self.prompt_piece_ids(prompt)
             if len(pieces) - 1 != len(clips):
                 raise SalmonnError(
                     f"The prompt has {len(pieces) - 1} {AUDIO_PLACEHOLDER} placeholders but "
                     f"{len(clips)} audio clips were given; give one clip per placeholder."
                 )
-            bos = [self.tokenizer.tokenizer.bos_token_id] if self.config.add_bos else []
             parts: list[torch.Tensor] = []
             text_total = 0
-            for index, piece in enumerate(pieces):
-                piece_ids = (bos if index == 0 else []) + self.tokenizer.encode(piece)
+            for index, piece_ids in enumerate(pieces):
                 if index == 0:
                     head_counts.append(len(piece_ids) if clips else 0)
                 text_total += len(piece_ids)
@@ -878,19 +882,13 @@ def _resolve(reference: str, base_dir: str | Path | None) -> str:
     for candidate in candidates:
         if candidate.exists():
             return str(candidate.resolve())
-    if _looks_local(reference):
+    if looks_local(reference):
         tried = " or ".join(repr(str(c)) for c in candidates)
         raise ConfigError(
             f"The base model path {reference!r} does not exist (tried {tried}); fix it in the model's "
             "salmonn_config.json or the decode config (whisper_path, beats_path, llama_path), or give a hub id."
         )
     return reference
-
-
-def _looks_local(reference: str) -> bool:
-    """Whether a reference can only be a local path (a hub id is ``name`` or ``owner/name``)."""
-    return (reference.startswith((".", "/", "~")) or reference.count("/") > 1 or "\\" in reference
-            or reference.endswith((".pt", ".pth", ".bin", ".safetensors")))
 
 
 def _add_lora(llm: nn.Module, config: SALMONNConfig) -> nn.Module:
