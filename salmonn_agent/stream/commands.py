@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import queue
 import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -166,29 +164,23 @@ def run_listen(args: argparse.Namespace) -> int:
         source = MicrophoneSource(args.device)
         source.check()  # a missing microphone fails now, before --ask loads a model
     listener = Listener(source, config)
-    feed = _BackgroundWindows(listener, source) if answer is not None else None
-    # With --ask the model loads here, before the microphone opens, and the front-end then runs
-    # in its own thread, so that answering never stops the capture.
-    answered = answer(feed, args.ask, args) if answer is not None and feed is not None else None
+    # With --ask the model loads here, before the microphone opens; the front-end then runs in
+    # its own thread (Listener.threaded_windows), so that answering never stops the capture.
+    answered = answer(listener.threaded_windows(), args.ask, args) if answer is not None else None
+    reported = 0
     try:
         listener.start()
         if not args.json and args.input is None and isinstance(source, MicrophoneSource):
             info = source.device_info
             print(f"Listening on {info.name if info else 'the default input'} (Ctrl-C to stop)...",
                   file=sys.stderr, flush=True)
-        if answered is None:
-            reported = 0
-            for window in listener:
-                _print_window(window, args.json, _save(window, save_dir))
-                reported = _report_drops(source, reported)
-        else:
-            for window, text in answered:
-                _print_window(window, args.json, _save(window, save_dir), answer=text)
+        results = ((w, None) for w in listener) if answered is None else answered
+        for window, text in results:
+            _print_window(window, args.json, _save(window, save_dir), answer=text)
+            reported = _report_drops(source, reported)
     except KeyboardInterrupt:
         return 130
     finally:
-        if feed is not None:
-            feed.stop()
         listener.close()
         if source.overflows:
             print(f"warning: {source.overflows} audio blocks dropped in all (the consumer was too slow).",
@@ -197,51 +189,11 @@ def run_listen(args: argparse.Namespace) -> int:
 
 
 def _report_drops(source: Source, reported: int) -> int:
-    """Say at once when the source dropped audio blocks since the last report; the new count."""
+    """Say when the source dropped audio blocks since the last report; returns the new count."""
     if source.overflows > reported:
         print(f"warning: {source.overflows - reported} audio blocks dropped just now (the consumer was too slow).",
               file=sys.stderr, flush=True)
     return source.overflows
-
-
-class _BackgroundWindows:
-    """Iterates a listener in a thread of its own and hands the windows over through a queue, so
-    a slow consumer (the model answering) never stalls the capture; drops are reported as they
-    happen."""
-
-    def __init__(self, listener: Listener, source: Source) -> None:
-        self.listener, self.source = listener, source
-        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-
-    def _run(self) -> None:
-        reported = 0
-        try:
-            for window in self.listener:
-                self._queue.put(("window", window))
-                reported = _report_drops(self.source, reported)
-                if self._stopping.is_set():
-                    break
-        except BaseException as err:  # noqa: BLE001 - handed to the consuming thread
-            self._queue.put(("error", err))
-        self._queue.put(("end", None))
-
-    def __iter__(self) -> Iterator[AudioWindow]:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="salmonn-listen", daemon=True)
-            self._thread.start()
-        while True:
-            kind, item = self._queue.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise item
-            yield item
-
-    def stop(self) -> None:
-        """Ask the thread to end after its current window (closing the listener ends it too)."""
-        self._stopping.set()
 
 
 def _answerer(args: argparse.Namespace) -> Answerer:

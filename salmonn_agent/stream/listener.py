@@ -12,6 +12,7 @@ closed: no thread is left running after ``close()``.
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -153,23 +154,7 @@ class Listener:
         loop = asyncio.get_running_loop()
         out: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
         self.source.start()
-
-        def work() -> None:
-            try:
-                for window in self.windows():
-                    loop.call_soon_threadsafe(out.put_nowait, ("window", window))
-                    if self.source.stopped and self._closed:
-                        break
-                loop.call_soon_threadsafe(out.put_nowait, ("end", None))
-            except BaseException as err:  # handed to the consumer, re-raised there
-                try:
-                    loop.call_soon_threadsafe(out.put_nowait, ("error", err))
-                except RuntimeError:  # the loop is gone
-                    pass
-
-        thread = threading.Thread(target=work, name="salmonn-listener", daemon=True)
-        self._thread = thread
-        thread.start()
+        thread = self._start_worker(lambda item: loop.call_soon_threadsafe(out.put_nowait, item))
         try:
             while True:
                 kind, item = await out.get()
@@ -189,3 +174,46 @@ class Listener:
                     raise
             thread.join()
             self._thread = None
+
+    def threaded_windows(self) -> Iterator[AudioWindow]:
+        """:meth:`windows` made in a worker thread and handed over through a queue, so that a
+        slow consumer (a model answering each window) never stalls the capture. Closing the
+        iterator stops the source and joins the worker."""
+        out: queue.Queue[tuple[str, object]] = queue.Queue()
+        self.source.start()
+        thread = self._start_worker(out.put)
+        try:
+            while True:
+                kind, item = out.get()
+                if kind == "window":
+                    yield item  # type: ignore[misc]
+                elif kind == "error":
+                    raise item  # type: ignore[misc]
+                else:
+                    return
+        finally:
+            self.source.stop()
+            thread.join(timeout=5.0)
+            self._thread = None
+
+    def _start_worker(self, put: Callable[[tuple[str, object]], object]) -> threading.Thread:
+        """A thread that runs :meth:`windows` and hands ``("window", w)``, then ``("end", None)``
+        (or ``("error", err)``) to ``put``."""
+
+        def work() -> None:
+            try:
+                for window in self.windows():
+                    put(("window", window))
+                    if self.source.stopped and self._closed:
+                        break
+                put(("end", None))
+            except BaseException as err:  # handed to the consumer, re-raised there
+                try:
+                    put(("error", err))
+                except RuntimeError:  # the consumer's event loop is gone
+                    pass
+
+        thread = threading.Thread(target=work, name="salmonn-listener", daemon=True)
+        self._thread = thread
+        thread.start()
+        return thread
