@@ -189,12 +189,10 @@ def create_app(settings: ServerSettings, load: Callable[[], ChatSALMONN]) -> Fas
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        # Only the transcription form is validated by FastAPI (chat completions parse their own JSON).
         first = err.errors()[0] if err.errors() else {}
-        if first.get("type") == "json_invalid":
-            message = f"The request body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})."
-        else:
-            where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-            message = f"{where}: {first.get('msg', 'invalid value')}" if where else str(first.get("msg"))
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where}: {first.get('msg', 'invalid value')}" if where else str(first.get("msg"))
         return APIError(400, message).response()
 
     async def require_key(request: Request) -> None:
