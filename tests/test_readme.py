@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from devkit.serving import wait_until_healthy
 from salmonn_agent.mini.default import MODEL_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,25 +33,12 @@ def readme_server(default_model):
     """The README's ``salmonn-agent serve`` command, running until the test ends."""
     import shlex
     import subprocess
-    import sys
-    import time
-
-    import httpx
 
     (line,) = [c for c in ALL_COMMANDS if c.startswith("salmonn-agent serve")]
     server = subprocess.Popen([sys.executable, "-m", "salmonn_agent.cli", *shlex.split(line)[1:]],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, server.stderr.read()
-            assert time.monotonic() < deadline, "the README's server did not become ready"
-            try:
-                if httpx.get(f"http://{SERVER}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        wait_until_healthy(f"http://{SERVER}", 180, server)
         yield
     finally:
         server.terminate()

@@ -39,6 +39,10 @@ import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from devkit.serving import ServerNotReady, wait_until_healthy  # noqa: E402
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -128,17 +132,10 @@ def main() -> int:
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{args.port}"
     try:
-        start = time.perf_counter()
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"the server exited: {server.stderr.read() if server.stderr else ''}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        ready_s = time.perf_counter() - start
+        try:
+            ready_s = wait_until_healthy(base, 600, server)
+        except ServerNotReady as err:
+            raise SystemExit(str(err)) from None
         bench = Bench(f"{base}/v1", args.clip, args.tokens)
         bench.streamed()  # warm-up
         singles = [bench.streamed() for _ in range(args.singles)]

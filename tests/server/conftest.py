@@ -31,13 +31,9 @@ class RunningServer:
         self.url = f"{self.base}/v1"
 
     def wait_ready(self, timeout: float = 60) -> None:
-        import httpx
+        from devkit.serving import wait_until_healthy
 
-        deadline = time.monotonic() + timeout
-        while httpx.get(f"{self.base}/health").status_code != 200:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the test server's model did not load")
-            time.sleep(0.05)
+        wait_until_healthy(self.base, timeout, poll_s=0.05)
 
     def stop(self) -> None:
         self.server.should_exit = True
