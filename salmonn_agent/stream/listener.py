@@ -156,14 +156,8 @@ class Listener:
         self.source.start()
         thread = self._start_worker(lambda item: loop.call_soon_threadsafe(out.put_nowait, item))
         try:
-            while True:
-                kind, item = await out.get()
-                if kind == "window":
-                    yield item  # type: ignore[misc]
-                elif kind == "error":
-                    raise item  # type: ignore[misc]
-                else:
-                    return
+            while (window := _handed_over(*await out.get())) is not None:
+                yield window
         finally:
             self.source.stop()
             while thread.is_alive():
@@ -183,14 +177,8 @@ class Listener:
         self.source.start()
         thread = self._start_worker(out.put)
         try:
-            while True:
-                kind, item = out.get()
-                if kind == "window":
-                    yield item  # type: ignore[misc]
-                elif kind == "error":
-                    raise item  # type: ignore[misc]
-                else:
-                    return
+            while (window := _handed_over(*out.get())) is not None:
+                yield window
         finally:
             self.source.stop()
             thread.join(timeout=5.0)
@@ -217,3 +205,10 @@ class Listener:
         self._thread = thread
         thread.start()
         return thread
+
+
+def _handed_over(kind: str, item: object) -> AudioWindow | None:
+    """What the worker thread handed over: a window, None at the end; its error is raised here."""
+    if kind == "error":
+        raise item  # type: ignore[misc]
+    return item if kind == "window" else None  # type: ignore[return-value]
