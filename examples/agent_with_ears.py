@@ -42,7 +42,7 @@ from salmonn_agent.agent.audio_refs import AudioResolver, WindowStore
 from salmonn_agent.agent.hearing import HearingTools
 from salmonn_agent.chat_model import ChatSALMONN
 from salmonn_agent.errors import AudioError, ConfigError, SalmonnError
-from salmonn_agent.mini.default import load_model, resolve_model_name
+from salmonn_agent.registry import load_model, resolve_model_name
 
 SPEECH = Path(__file__).resolve().parent / "audio" / "speech.wav"
 SYSTEM = (

@@ -22,7 +22,7 @@ from salmonn_agent.agent.audio_refs import WindowStore
 from salmonn_agent.agent.watch import Detection, SoundWatch
 from salmonn_agent.chat_model import ChatSALMONN
 from salmonn_agent.errors import SalmonnError
-from salmonn_agent.mini.default import load_model, resolve_model_name
+from salmonn_agent.registry import load_model, resolve_model_name
 from salmonn_agent.stream import FileSource, Listener, MicrophoneSource
 
 

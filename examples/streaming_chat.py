@@ -19,7 +19,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from salmonn_agent.chat_model import ChatSALMONN, audio_message
 from salmonn_agent.errors import SalmonnError
-from salmonn_agent.mini.default import load_model, resolve_model_name
+from salmonn_agent.registry import load_model, resolve_model_name
 
 SPEECH = Path(__file__).resolve().parent / "audio" / "speech.wav"
 

@@ -33,7 +33,7 @@ from salmonn_agent.agent.commands import format_turn
 from salmonn_agent.agent.runtime import AgentConfig, VoiceAgent, memory_turns_for
 from salmonn_agent.chat_model import ChatSALMONN
 from salmonn_agent.errors import SalmonnError
-from salmonn_agent.mini.default import load_model, resolve_model_name
+from salmonn_agent.registry import load_model, resolve_model_name
 from salmonn_agent.stream import FileSource, Listener, MicrophoneSource
 
 HARMLESS = ["add_note", "read_notes", "set_timer", "list_timers", "cancel_timer"]

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
         ModelNotAvailableError,
         SalmonnError,
     )
-    from salmonn_agent.mini.default import load_model
+    from salmonn_agent.registry import load_model
     from salmonn_agent.model.salmonn import SALMONN
     from salmonn_agent.stream.config import SegmenterConfig
     from salmonn_agent.stream.errors import FrontendError
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     # the model
     "SALMONN": "salmonn_agent.model.salmonn",
-    "load_model": "salmonn_agent.mini.default",
+    "load_model": "salmonn_agent.registry",
     "load_audio": "salmonn_agent.audio",
     # LangChain
     "ChatSALMONN": "salmonn_agent.chat_model",

@@ -83,7 +83,7 @@ from salmonn_agent.chat.tools import (
     render_tools,
     tool_definitions,
 )
-from salmonn_agent.mini.default import load_model, resolve_model_name
+from salmonn_agent.registry import load_model, resolve_model_name
 
 __all__ = [
     "ChatSALMONN", "ContentBlockError", "GenerationTimeout", "ToolCallError", "audio_block",

@@ -15,7 +15,7 @@ from typing import Any
 
 from salmonn_agent.agent.commands import add_assistant_command
 from salmonn_agent.errors import SalmonnError
-from salmonn_agent.mini.default import MODEL_ENV
+from salmonn_agent.registry import MODEL_ENV
 from salmonn_agent.server.commands import add_serve_command
 from salmonn_agent.server.settings import API_KEY_ENV, SERVER_ENV
 from salmonn_agent.stream.commands import add_stream_commands
@@ -92,7 +92,7 @@ def add_model_options(parser: argparse.ArgumentParser, device_flag: str = "--dev
 def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns SALMONN, imported lazily
     """Load the model the options name: ``--config``, else ``--model``, else
     ``$SALMONN_AGENT_MODEL``, else the embedded default model (salmonn-mini)."""
-    from salmonn_agent.mini.default import load_model
+    from salmonn_agent.registry import load_model
     from salmonn_agent.model.checkpoint import load_official
 
     if args.config:

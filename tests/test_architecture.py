@@ -20,15 +20,16 @@ ALLOWED = {
     "model": {"base", "model"},
     "stream": {"base", "stream"},
     "mini": {"base", "model", "mini"},
+    "registry": {"base", "model", "mini", "registry"},
     "training": {"base", "model", "training"},
-    "chat": {"base", "model", "mini", "chat"},
-    "agent": {"base", "stream", "chat", "mini", "agent"},
-    "server": {"base", "model", "chat", "mini", "agent", "server"},
+    "chat": {"base", "model", "registry", "chat"},
+    "agent": {"base", "stream", "chat", "registry", "agent"},
+    "server": {"base", "model", "chat", "registry", "agent", "server"},
 }
 """Which layers a layer may import. The commands (``cli``, ``*/commands.py``) and the lazy
 top-level API wire the layers together and may import any of them."""
 
-NO_LANGCHAIN = {"base", "model", "stream", "mini", "training"}
+NO_LANGCHAIN = {"base", "model", "stream", "mini", "registry", "training"}
 """Layers that know nothing of LangChain (or LangGraph)."""
 
 

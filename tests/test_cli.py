@@ -31,10 +31,10 @@ def test_ask_stream_prints_the_same_answer(tiny_model_dir, capsys):
 
 
 def test_ask_without_a_model_and_without_the_default_says_so(monkeypatch, tmp_path, capsys):
-    import salmonn_agent.mini.default as default
+    import salmonn_agent.mini.shipped as shipped
 
     monkeypatch.delenv(MODEL_ENV, raising=False)
-    monkeypatch.setattr(default, "WEIGHTS_FILE", tmp_path / "missing.safetensors")
+    monkeypatch.setattr(shipped, "WEIGHTS_FILE", tmp_path / "missing.safetensors")
     assert main(["ask", str(SPEECH), "hello"]) == 2
     err = capsys.readouterr().err
     assert "no embedded default model" in err and "--model" in err
@@ -42,7 +42,7 @@ def test_ask_without_a_model_and_without_the_default_says_so(monkeypatch, tmp_pa
 
 
 def test_model_resolution_order(monkeypatch, tiny_model_dir, capsys):
-    from salmonn_agent.mini.default import DEFAULT_MODEL, resolve_model_name
+    from salmonn_agent.registry import DEFAULT_MODEL, resolve_model_name
 
     monkeypatch.delenv(MODEL_ENV, raising=False)
     assert resolve_model_name(None) == DEFAULT_MODEL

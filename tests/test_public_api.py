@@ -24,7 +24,7 @@ def test_public_names_resolve_to_their_defining_modules() -> None:
 
     from salmonn_agent import ChatSALMONN, load_model
     from salmonn_agent.chat_model import ChatSALMONN as Defined
-    from salmonn_agent.mini.default import load_model as defined
+    from salmonn_agent.registry import load_model as defined
 
     assert ChatSALMONN is Defined and load_model is defined
 

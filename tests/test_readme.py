@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from devkit.serving import wait_until_healthy
-from salmonn_agent.mini.default import MODEL_ENV
+from salmonn_agent.registry import MODEL_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)

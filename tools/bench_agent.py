@@ -284,7 +284,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """The benchmark's JSON object."""
     import torch
 
-    from salmonn_agent.mini.default import load_model, resolve_model_name
+    from salmonn_agent.registry import load_model, resolve_model_name
 
     if args.requests < 1 or not 0 <= args.questions < args.requests:
         raise ConfigError(

@@ -99,7 +99,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
 
     if args.model:
-        from salmonn_agent.mini.default import load_model
+        from salmonn_agent.registry import load_model
 
         model, name, _clip = load_model(args.model, device=args.device, dtype=args.dtype), args.model, _speech_clip
     else:

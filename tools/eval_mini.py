@@ -5,7 +5,7 @@
     python tools/eval_mini.py --real DIR [--real-limit N] [...]   (real recordings, see below)
 
 Model: ``--model DIR`` (a salmonn-agent model directory, e.g. a training run's ``runs/x/model``),
-else the default resolution of ``salmonn_agent.mini.default.load_model(None)``:
+else the default resolution of ``salmonn_agent.registry.load_model(None)``:
 ``$SALMONN_AGENT_MODEL``, else salmonn-mini.
 
 Data: ``--data DIR`` is a ``tools/make_mini_data.py`` output directory (its ``test.json`` and
@@ -238,15 +238,11 @@ def select_real(items: list[dict], limit: int | None) -> dict[str, list[dict]]:
 
 def check_model(model: str | None) -> None:
     """Fail early (before minutes of data generation) when the model cannot be there."""
-    from salmonn_agent.mini.default import (
-        DEFAULT_MODEL,
-        MODEL_ENV,
-        default_model_available,
-        resolve_model_name,
-    )
+    from salmonn_agent.mini.shipped import mini_weights_available
+    from salmonn_agent.registry import DEFAULT_MODEL, MODEL_ENV, resolve_model_name
 
     name = resolve_model_name(model)
-    if name == DEFAULT_MODEL and not default_model_available():
+    if name == DEFAULT_MODEL and not mini_weights_available():
         raise RuntimeError(f"no --model given and this installation has no embedded {DEFAULT_MODEL} weights; "
                            f"pass --model DIR or set ${MODEL_ENV}")
     if name != DEFAULT_MODEL and not Path(name).is_dir():
@@ -254,7 +250,7 @@ def check_model(model: str | None) -> None:
 
 
 def load_model(model: str | None, device: str | None, dtype: str):  # -> SALMONN (imported lazily)
-    from salmonn_agent.mini.default import load_model as resolve_and_load
+    from salmonn_agent.registry import load_model as resolve_and_load
 
     return resolve_and_load(model, device=device, dtype=dtype)
 
@@ -525,7 +521,7 @@ def load_groups_and_model(args: argparse.Namespace, make_groups: Callable[[], di
     """The items to evaluate per group and the loaded model, with its load time; None (after a
     one-line error on stderr) when the model or the data cannot be read."""
     from salmonn_agent.errors import SalmonnError
-    from salmonn_agent.mini.default import resolve_model_name
+    from salmonn_agent.registry import resolve_model_name
 
     try:
         check_model(args.model)
@@ -556,7 +552,7 @@ def main_real(args: argparse.Namespace) -> int:
         return 2
     groups, model, load_s = loaded
     items = read["items"]
-    from salmonn_agent.mini.default import resolve_model_name
+    from salmonn_agent.registry import resolve_model_name
 
     t0 = time.perf_counter()
     records = predict_real(model, groups, args.batch_size, args.max_new_tokens)
@@ -617,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     groups, model, load_s = loaded
     items, prompts, data_dir = read["items"], read["prompts"], read["data_dir"]
-    from salmonn_agent.mini.default import resolve_model_name
+    from salmonn_agent.registry import resolve_model_name
 
     t0 = time.perf_counter()
     records = predict(model, groups, prompts, args.batch_size, args.max_new_tokens)

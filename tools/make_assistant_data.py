@@ -80,7 +80,7 @@ def assistant_prompt(model_dir: str | None) -> str:
     from salmonn_agent.agent.policy import ActionGate, ActionPolicy
     from salmonn_agent.agent.runtime import VoiceAgent
     from salmonn_agent.chat_model import ChatSALMONN
-    from salmonn_agent.mini.default import load_model
+    from salmonn_agent.registry import load_model
 
     model = load_model(model_dir)
     with tempfile.TemporaryDirectory() as tmp:

@@ -127,9 +127,9 @@ def start_model(args: argparse.Namespace) -> Path:
         return Path(args.start)
     target = args.runs / "gpu_start"
     if not (target / "model.safetensors").is_file():
-        from salmonn_agent.mini.default import load_default_model
+        from salmonn_agent.mini.shipped import load_mini
 
-        load_default_model(device="cpu", dtype="float32").save_pretrained(target)
+        load_mini(device="cpu", dtype="float32").save_pretrained(target)
     return target
 
 

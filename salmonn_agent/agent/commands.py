@@ -100,7 +100,7 @@ def run_assistant(args: argparse.Namespace) -> int:
     from salmonn_agent.agent.policy import ActionGate, ActionPolicy, AuditLog
     from salmonn_agent.agent.runtime import AgentConfig, VoiceAgent, memory_turns_for
     from salmonn_agent.agent.watch import SoundWatch, default_action_args
-    from salmonn_agent.mini.default import resolve_model_name
+    from salmonn_agent.registry import resolve_model_name
     from salmonn_agent.stream.listener import Listener
     from salmonn_agent.stream.sources import MicrophoneSource
 

@@ -90,7 +90,7 @@ def memory_turns_for(model_name: str) -> int:
     repeated an earlier answer on every later request; without them it picked the right tool
     for 7 of 10 spoken commands of ``tools/bench_agent.py`` (1 of them with the right arguments).
     """
-    from salmonn_agent.mini.default import DEFAULT_MODEL
+    from salmonn_agent.registry import DEFAULT_MODEL
 
     return 0 if model_name == DEFAULT_MODEL else AgentConfig.model_fields["max_memory_turns"].default
 

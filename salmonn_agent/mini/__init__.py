@@ -4,8 +4,8 @@
 transformers directories. The two converters it uses are public too:
 :func:`convert_ctranslate2_whisper` (a CTranslate2 Whisper directory to transformers) and
 :func:`convert_gguf_llama` (a llama GGUF to a transformers ``LlamaForCausalLM`` directory).
-Each name loads its module on first use, so ``salmonn_agent.mini.default`` (which every command
-imports to find its model) costs no converter import.
+Each name loads its module on first use, so ``salmonn_agent.mini.shipped`` (which loads
+salmonn-mini) costs no converter import.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def _serve(args: argparse.Namespace, load_model: Callable[[argparse.Namespace], 
     import uvicorn
 
     from salmonn_agent.chat_model import ChatSALMONN
-    from salmonn_agent.mini.default import resolve_model_name
+    from salmonn_agent.registry import resolve_model_name
     from salmonn_agent.server.app import create_app
 
     settings = settings_from_args(args)

@@ -90,7 +90,7 @@ class SalmonnReplica:
 
     def __serve_build_asgi_app__(self) -> Any:  # noqa: PLW3201 - Ray Serve's hook name
         from salmonn_agent.chat_model import ChatSALMONN
-        from salmonn_agent.mini.default import load_model, resolve_model_name
+        from salmonn_agent.registry import load_model, resolve_model_name
         from salmonn_agent.model.checkpoint import load_official
         from salmonn_agent.server.app import create_app
 

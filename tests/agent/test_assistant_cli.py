@@ -12,7 +12,8 @@ from devkit import scenes as synth
 from devkit.scenes import SceneBuilder
 from salmonn_agent.audio import load_audio
 from salmonn_agent.cli import main
-from salmonn_agent.mini.default import MODEL_ENV, default_model_available
+from salmonn_agent.mini.shipped import mini_weights_available
+from salmonn_agent.registry import MODEL_ENV
 
 SR = 16_000
 SPEECH = Path(__file__).resolve().parents[1] / "fixtures" / "stream"
@@ -78,7 +79,7 @@ def test_user_errors_are_one_line_and_exit_2(extra, message, scene, base_args, t
     assert err.startswith("salmonn-agent: error: ") and message in err
 
 
-@pytest.mark.skipif(default_model_available(), reason="this installation ships the default model")
+@pytest.mark.skipif(mini_weights_available(), reason="this installation ships the default model")
 def test_without_a_model_the_error_says_how_to_get_one(scene, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(MODEL_ENV, raising=False)
     assert main(["assistant", "--input", str(scene), "--notes", str(tmp_path / "n.txt")]) == 2

@@ -22,7 +22,7 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from salmonn_agent.chat_model import ChatSALMONN
-from salmonn_agent.mini.default import DEFAULT_MODEL, MODEL_ENV
+from salmonn_agent.registry import DEFAULT_MODEL, MODEL_ENV
 
 class _Paths:
     model_dir = DEFAULT_MODEL

@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import salmonn_agent.mini.default as default
+import salmonn_agent.mini.shipped as shipped
+import salmonn_agent.registry as registry
 from salmonn_agent.mini.model import PROMPT_TEMPLATE, chat_prompt_template, mini_config
 from salmonn_agent.model.salmonn import SALMONN
 
@@ -24,12 +25,12 @@ def test_default_model_loads_shipped_weights(mini_parts, mini_cache, tmp_path, m
     assert model.render_prompt("hi").startswith("<|im_start|>system\n")
     weights = {k: v.to(torch.float16) for k, v in model.trainable_state_dict().items()}
     assert sum(v.numel() * 2 for v in weights.values()) < 25e6  # the shipped file's size bound
-    monkeypatch.setattr(default, "WEIGHTS_FILE", tmp_path / "salmonn-mini.safetensors")
-    save_file(weights, str(default.WEIGHTS_FILE))
+    monkeypatch.setattr(shipped, "WEIGHTS_FILE", tmp_path / "salmonn-mini.safetensors")
+    save_file(weights, str(shipped.WEIGHTS_FILE))
     monkeypatch.setenv("SALMONN_AGENT_CACHE", str(mini_cache))
-    monkeypatch.delenv(default.MODEL_ENV, raising=False)
+    monkeypatch.delenv(registry.MODEL_ENV, raising=False)
 
-    loaded = default.load_model(None)
+    loaded = registry.load_model(None)
     for name, value in weights.items():
         assert torch.equal(loaded.trainable_state_dict()[name], value.float()), name
     answer = loaded.generate(SPEECH, "Recognize the speech.", max_new_tokens=5)[0]
@@ -41,8 +42,8 @@ def test_prompt_template_is_the_llms_own_chat_template(mini_parts):
 
 
 def test_missing_default_weights_name_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setattr(default, "WEIGHTS_FILE", tmp_path / "none.safetensors")
-    monkeypatch.delenv(default.MODEL_ENV, raising=False)
-    with pytest.raises(default.ModelNotAvailableError, match="--model DIR"):
-        default.load_model(None)
+    monkeypatch.setattr(shipped, "WEIGHTS_FILE", tmp_path / "none.safetensors")
+    monkeypatch.delenv(registry.MODEL_ENV, raising=False)
+    with pytest.raises(registry.ModelNotAvailableError, match="--model DIR"):
+        registry.load_model(None)
 

@@ -20,7 +20,8 @@ import soundfile as sf
 
 from devkit import scoring
 from devkit.sounds import synth_sound
-from salmonn_agent.mini import default
+from salmonn_agent import registry
+from salmonn_agent.mini import shipped
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stream"
 TEXTS = {item["file"]: item["text"] for item in json.loads((FIXTURES / "speech.json").read_text())}
@@ -29,9 +30,9 @@ TEXTS = {item["file"]: item["text"] for item in json.loads((FIXTURES / "speech.j
 @pytest.fixture(scope="module")
 def mini(mini_parts, mini_cache, monkeypatch_module):
     monkeypatch_module.setenv("SALMONN_AGENT_CACHE", str(mini_cache))
-    monkeypatch_module.delenv(default.MODEL_ENV, raising=False)
-    assert default.default_model_available(), "salmonn-mini's weights are missing from the package"
-    return default.load_model(None)
+    monkeypatch_module.delenv(registry.MODEL_ENV, raising=False)
+    assert shipped.mini_weights_available(), "salmonn-mini's weights are missing from the package"
+    return registry.load_model(None)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run_example(script: str, *args: str, cache: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != default.MODEL_ENV}
+    env = {k: v for k, v in os.environ.items() if k != registry.MODEL_ENV}
     env["SALMONN_AGENT_CACHE"] = str(cache)
     return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, capture_output=True, text=True,
                           check=False, timeout=300, env=env)

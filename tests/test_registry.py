@@ -1,0 +1,36 @@
+"""The model registry: which model an entry point loads."""
+
+from __future__ import annotations
+
+import pytest
+
+import salmonn_agent.mini.shipped as shipped
+from salmonn_agent import registry
+from salmonn_agent.registry import DEFAULT_MODEL, MODEL_ENV, resolve_model_name
+
+
+def test_an_explicit_name_wins_over_the_environment_which_wins_over_salmonn_mini(monkeypatch):
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    assert resolve_model_name(None) == DEFAULT_MODEL == "salmonn-mini"
+    monkeypatch.setenv(MODEL_ENV, "/models/from-env")
+    assert resolve_model_name(None) == "/models/from-env"
+    assert resolve_model_name("/models/explicit") == "/models/explicit"
+    monkeypatch.setenv(MODEL_ENV, "")  # an empty variable names no model
+    assert resolve_model_name(None) == DEFAULT_MODEL
+
+
+def test_load_model_resolves_before_loading(monkeypatch):
+    loaded: list[str] = []
+    monkeypatch.setattr(shipped, "mini_weights_available", lambda: True)
+    monkeypatch.setattr(shipped, "load_mini", lambda **kw: loaded.append("mini") or "the mini model")
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    assert registry.load_model(None, device="cpu") == "the mini model"
+    monkeypatch.setenv(MODEL_ENV, "salmonn-mini")
+    assert registry.load_model() == "the mini model"
+    assert loaded == ["mini", "mini"]
+
+
+def test_missing_mini_weights_name_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setattr(shipped, "WEIGHTS_FILE", tmp_path / "none.safetensors")
+    with pytest.raises(registry.ModelNotAvailableError, match=MODEL_ENV):
+        registry.load_model("salmonn-mini")
