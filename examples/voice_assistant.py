@@ -33,7 +33,7 @@ from salmonn_agent.agent.commands import format_turn
 from salmonn_agent.agent.runtime import AgentConfig, VoiceAgent, memory_turns_for
 from salmonn_agent.chat_model import ChatSALMONN
 from salmonn_agent.errors import SalmonnError
-from salmonn_agent.registry import load_model, resolve_model_name
+from salmonn_agent.registry import load_model, profile_of, resolve_model_name
 from salmonn_agent.stream import FileSource, Listener, MicrophoneSource
 
 HARMLESS = ["add_note", "read_notes", "set_timer", "list_timers", "cancel_timer"]
@@ -76,7 +76,7 @@ def main() -> int:
         chat = ChatSALMONN(client=load_model(args.model), model=resolve_model_name(args.model),
                            temperature=0, max_tokens=args.max_tokens)
         agent = VoiceAgent(chat, actions=actions, gate=gate, store=WindowStore(),
-                           config=AgentConfig(max_memory_turns=memory_turns_for(resolve_model_name(args.model))),
+                           config=AgentConfig(max_memory_turns=memory_turns_for(profile_of(chat))),
                            on_turn=lambda turn: print(format_turn(turn), flush=True))
 
         # Live audio gets barge-in (speaking over an answer stops it); a file replayed as fast

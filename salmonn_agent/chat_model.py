@@ -83,7 +83,7 @@ from salmonn_agent.chat.tools import (
     render_tools,
     tool_definitions,
 )
-from salmonn_agent.registry import load_model, resolve_model_name
+from salmonn_agent.registry import ModelProfile, load_model, profile_for, resolve_model_name
 
 __all__ = [
     "ChatSALMONN", "ContentBlockError", "GenerationTimeout", "ToolCallError", "audio_block",
@@ -236,6 +236,11 @@ class ChatSALMONN(BaseChatModel):
     def model_name(self) -> str:
         """The name reported in metadata: ``model``, or ``salmonn`` for an unnamed client."""
         return self.model or "salmonn"
+
+    @property
+    def model_profile(self) -> ModelProfile:
+        """What this model can do, from the registry (see :mod:`salmonn_agent.registry`)."""
+        return profile_for(self.model_name)
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(

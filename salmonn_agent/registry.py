@@ -1,15 +1,22 @@
-"""Which model to load.
+"""Which model to load, and what the runtime should know about it.
 
 Resolution, for every entry point (CLI, :class:`~salmonn_agent.chat_model.ChatSALMONN`, the
 server, the assistant): an explicit model name, else ``$SALMONN_AGENT_MODEL``, else
 ``salmonn-mini``, the embedded default model. A name is ``salmonn-mini``, a model directory from
 ``save_pretrained`` or a hub id holding one.
+
+Each model has a :class:`ModelProfile`: salmonn-mini its own, any other SALMONN model
+:data:`GENERIC_PROFILE`. A chat model reports its profile as ``model_profile``;
+:func:`profile_of` reads it, and gives :data:`OTHER_CHAT_MODEL_PROFILE` for any chat model
+that has none (one that does not hear and calls tools through ``bind_tools``).
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from salmonn_agent.errors import ModelNotAvailableError
 
@@ -24,9 +31,47 @@ DEFAULT_MODEL = "salmonn-mini"
 """The name that selects the embedded default model."""
 
 
+class ModelProfile(BaseModel):
+    """What the runtime needs to know about a model (or any chat model used as a brain)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hears_audio: bool = Field(
+        True, description="Takes audio content blocks directly (else it needs the hearing tools).",
+    )
+    memory_turns: int | None = Field(
+        None, ge=0,
+        description="Turns the voice assistant remembers by default (None: the assistant's own default).",
+    )
+
+
+GENERIC_PROFILE = ModelProfile()
+"""Any SALMONN model that has no profile of its own (a model directory or hub id)."""
+OTHER_CHAT_MODEL_PROFILE = ModelProfile(hears_audio=False)
+"""A chat model that reports no profile: it hears nothing itself."""
+PROFILES: dict[str, ModelProfile] = {
+    # salmonn-mini learned the assistant's requests as first turns only. With remembered turns
+    # it repeated an earlier answer on every later request; without them it picked the right
+    # tool for 7 of 10 spoken commands of tools/bench_agent.py (1 of them with the right arguments).
+    DEFAULT_MODEL: ModelProfile(memory_turns=0),
+}
+"""The profiles of the models known by name."""
+
+
 def resolve_model_name(explicit: str | None) -> str:
     """The model to load: ``explicit``, else ``$SALMONN_AGENT_MODEL``, else ``salmonn-mini``."""
     return explicit or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+
+
+def profile_for(name: str) -> ModelProfile:
+    """The profile of the model ``name`` (a resolved name, as :func:`resolve_model_name` gives)."""
+    return PROFILES.get(name, GENERIC_PROFILE)
+
+
+def profile_of(chat_model: Any) -> ModelProfile:
+    """What ``chat_model`` can do: its ``model_profile``, else :data:`OTHER_CHAT_MODEL_PROFILE`."""
+    profile = getattr(chat_model, "model_profile", None)
+    return profile if isinstance(profile, ModelProfile) else OTHER_CHAT_MODEL_PROFILE
 
 
 def load_model(

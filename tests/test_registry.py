@@ -1,4 +1,4 @@
-"""The model registry: which model an entry point loads."""
+"""The model registry: which model an entry point loads, and each model's profile."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import pytest
 
 import salmonn_agent.mini.shipped as shipped
 from salmonn_agent import registry
-from salmonn_agent.registry import DEFAULT_MODEL, MODEL_ENV, resolve_model_name
+from salmonn_agent.registry import (
+    DEFAULT_MODEL,
+    GENERIC_PROFILE,
+    MODEL_ENV,
+    ModelProfile,
+    profile_for,
+    resolve_model_name,
+)
 
 
 def test_an_explicit_name_wins_over_the_environment_which_wins_over_salmonn_mini(monkeypatch):
@@ -17,6 +24,22 @@ def test_an_explicit_name_wins_over_the_environment_which_wins_over_salmonn_mini
     assert resolve_model_name("/models/explicit") == "/models/explicit"
     monkeypatch.setenv(MODEL_ENV, "")  # an empty variable names no model
     assert resolve_model_name(None) == DEFAULT_MODEL
+
+
+def test_salmonn_mini_has_its_own_profile_and_any_other_model_the_generic_one():
+    mini = profile_for("salmonn-mini")
+    assert mini.hears_audio and mini.memory_turns == 0
+    assert profile_for("/models/salmonn-13b") is GENERIC_PROFILE
+    assert GENERIC_PROFILE.hears_audio and GENERIC_PROFILE.memory_turns is None
+
+
+def test_profiles_are_frozen_and_checked():
+    with pytest.raises(ValueError):
+        ModelProfile(memory_turns=-1)
+    with pytest.raises(ValueError):
+        ModelProfile(context=4096)  # type: ignore[call-arg]
+    with pytest.raises(ValueError):
+        GENERIC_PROFILE.hears_audio = False  # type: ignore[misc]
 
 
 def test_load_model_resolves_before_loading(monkeypatch):

@@ -73,6 +73,7 @@ from salmonn_agent.agent.audio_refs import WindowStore  # noqa: E402
 from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent, memory_turns_for  # noqa: E402
 from salmonn_agent.audio import SAMPLE_RATE  # noqa: E402
 from salmonn_agent.errors import ConfigError, SalmonnError  # noqa: E402
+from salmonn_agent.registry import profile_of  # noqa: E402
 from salmonn_agent.stream import FileSource, Listener  # noqa: E402
 
 COMMAND_TOOLS = ("set_timer", "add_note", "list_timers", "read_notes")
@@ -155,7 +156,7 @@ async def run_assistant(
         actions = [t for t in build_actions(ActionsConfig(notes_path=notes), board=board) if t.name in ALLOW]
         gate = ActionGate(ActionPolicy(allow=ALLOW), AuditLog())
         chat = ChatSALMONN(client=model, model=name, temperature=0, max_tokens=max_tokens)
-        memory = memory_turns_for(name) if memory_turns is None else memory_turns  # as the command does
+        memory = memory_turns_for(profile_of(chat)) if memory_turns is None else memory_turns  # as the command does
         config = AgentConfig(max_memory_turns=memory)
         agent = VoiceAgent(chat, actions=actions, gate=gate, store=WindowStore(), config=config)
         listener = Listener(FileSource(wav, realtime=realtime), on_onset=agent.on_onset if realtime else None)

@@ -100,7 +100,7 @@ def run_assistant(args: argparse.Namespace) -> int:
     from salmonn_agent.agent.policy import ActionGate, ActionPolicy, AuditLog
     from salmonn_agent.agent.runtime import AgentConfig, VoiceAgent, memory_turns_for
     from salmonn_agent.agent.watch import SoundWatch, default_action_args
-    from salmonn_agent.registry import resolve_model_name
+    from salmonn_agent.registry import profile_of, resolve_model_name
     from salmonn_agent.stream.listener import Listener
     from salmonn_agent.stream.sources import MicrophoneSource
 
@@ -140,7 +140,8 @@ def run_assistant(args: argparse.Namespace) -> int:
             chat, actions=[t for t in actions if t.name in args.allow], gate=gate, store=WindowStore(),
             config=AgentConfig(
                 barge_in=args.barge_in,
-                max_memory_turns=memory_turns_for(name) if args.memory_turns is None else args.memory_turns,
+                max_memory_turns=(memory_turns_for(profile_of(chat)) if args.memory_turns is None
+                                  else args.memory_turns),
             ),
             on_turn=lambda r: emit(format_turn(r), r.model_dump(mode="json")), watch=watch,
         )

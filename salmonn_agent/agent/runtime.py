@@ -6,12 +6,14 @@
     with Listener(MicrophoneSource()) as listener:
         results = asyncio.run(agent.run(listener))
 
-**Brain.** A :class:`~salmonn_agent.chat_model.ChatSALMONN` brain hears each speech window
-itself: the window's audio goes into the request (no separate speech recognizer) and the
-action tools are bound to it. Any other chat model gets a text request naming the stored
-window (``"New speech window w5 (2.1 s). ..."``) with the hearing tools and the action tools
-bound; the runtime runs its hearing calls directly and loops (at most ``max_tool_steps`` rounds
-of tool calls). ``AgentConfig.brain_hears_audio`` overrides the detection.
+**Brain.** The runtime asks the brain what it can do (its profile, see
+:func:`~salmonn_agent.registry.profile_of`). A brain that hears (a
+:class:`~salmonn_agent.chat_model.ChatSALMONN`) gets each speech window itself: the window's
+audio goes into the request (no separate speech recognizer) and the action tools are bound to
+it. Any other chat model gets a text request naming the stored window
+(``"New speech window w5 (2.1 s). ..."``) with the hearing tools and the action tools bound;
+the runtime runs its hearing calls directly and loops (at most ``max_tool_steps`` rounds of
+tool calls). ``AgentConfig.brain_hears_audio`` overrides the profile.
 
 **Safety.** Every action call goes through :meth:`ActionGate.execute` with the turn number and
 the triggering window's summary, whatever the brain answered; hearing tools are read-only and
@@ -26,7 +28,8 @@ interruption and the cancelled turn is re-run (unless an action of it already ra
 never repeated). In ``queue`` mode nothing is cancelled: speech windows wait for the running
 turn, and short ones that arrive during a turn are dropped as noise.
 
-**Memory.** The last ``max_memory_turns`` turns (see :mod:`salmonn_agent.agent.memory`).
+**Memory.** The last ``max_memory_turns`` turns (see :mod:`salmonn_agent.agent.memory`);
+:func:`memory_turns_for` gives a brain's default.
 
 **Metrics** per turn (:class:`TurnMetrics`): end-of-utterance delay (front-end stream time),
 time to first token and total turn time (wall time from the window's arrival at the runtime).
@@ -63,6 +66,7 @@ from salmonn_agent.agent.policy import ActionGate, ActionOutcome, ActionRequest
 from salmonn_agent.agent.watch import Detection, SoundWatch, window_summary
 from salmonn_agent.chat.messages import audio_message
 from salmonn_agent.errors import ConfigError
+from salmonn_agent.registry import ModelProfile, profile_of
 from salmonn_agent.stream.windows import AudioWindow, WindowKind
 
 logger = logging.getLogger(__name__)
@@ -82,17 +86,12 @@ TOOLS_BRAIN_NOTE = (
 _RUNTIME_SKIPS_HEARING = frozenset({"listen"})
 
 
-def memory_turns_for(model_name: str) -> int:
-    """How many turns the assistant remembers with the brain ``model_name`` by default: none for
-    salmonn-mini, :class:`AgentConfig`'s default otherwise.
-
-    salmonn-mini learned the assistant's requests as first turns only. With remembered turns it
-    repeated an earlier answer on every later request; without them it picked the right tool
-    for 7 of 10 spoken commands of ``tools/bench_agent.py`` (1 of them with the right arguments).
-    """
-    from salmonn_agent.registry import DEFAULT_MODEL
-
-    return 0 if model_name == DEFAULT_MODEL else AgentConfig.model_fields["max_memory_turns"].default
+def memory_turns_for(profile: ModelProfile) -> int:
+    """How many turns the assistant remembers by default with a brain of this profile: the
+    profile's ``memory_turns`` (none for salmonn-mini), else :class:`AgentConfig`'s default."""
+    if profile.memory_turns is not None:
+        return profile.memory_turns
+    return AgentConfig.model_fields["max_memory_turns"].default
 
 
 class AgentConfig(BaseModel):
@@ -122,7 +121,7 @@ class AgentConfig(BaseModel):
         False, description="After actions ran, ask the brain again for a spoken answer (costs a generation)."
     )
     brain_hears_audio: bool | None = Field(
-        None, description="Send the audio to the brain (None: only when it is a ChatSALMONN)."
+        None, description="Send the audio to the brain (None: when its profile says it hears audio)."
     )
     watch_kinds: list[WindowKind] = Field(
         default_factory=lambda: ["sound", "periodic"], description="Window kinds the sound watch checks."
@@ -241,7 +240,8 @@ class VoiceAgent:
         self.watch = watch
         self.memory = ConversationMemory(self.config.max_memory_turns, self.config.keep_audio_turns)
         self.hears_audio = (
-            self.config.brain_hears_audio if self.config.brain_hears_audio is not None else _is_salmonn(brain)
+            self.config.brain_hears_audio if self.config.brain_hears_audio is not None
+            else profile_of(brain).hears_audio
         )
         self.actions = {tool.name: tool for tool in actions}
         self.hearing: dict[str, BaseTool] = {}
@@ -292,7 +292,7 @@ class VoiceAgent:
         """The exact prompt a ChatSALMONN brain gets for ``window`` as the next request (memory
         included; the bound action tools in the system text). ``window``: anything with
         ``samples`` and ``sample_rate``. Used to make salmonn-mini's voice-assistant training data."""
-        if not self.hears_audio or not _is_salmonn(self.brain):
+        if not self.hears_audio or not callable(getattr(self.brain, "rendered_prompt", None)):
             raise ConfigError("rendered_prompt needs a ChatSALMONN brain that hears the audio.")
         messages = [self._system, *self.memory.messages(), audio_message(window, self.config.turn_instruction)]
         return self.brain.rendered_prompt(messages, **getattr(self._runnable, "kwargs", {}))
@@ -635,12 +635,6 @@ class VoiceAgent:
                 self.on_turn(result)
             except Exception:  # a broken callback must not stop the assistant
                 logger.exception("on_turn failed for turn %d", result.turn)
-
-
-def _is_salmonn(brain: Any) -> bool:
-    from salmonn_agent.chat_model import ChatSALMONN
-
-    return isinstance(brain, ChatSALMONN)
 
 
 def _event_s(window: AudioWindow) -> float:

@@ -90,9 +90,10 @@ def test_without_a_model_the_error_says_how_to_get_one(scene, tmp_path, monkeypa
 def test_salmonn_mini_brain_remembers_no_turns_by_default():
     """salmonn-mini learned spoken requests as first turns only (see memory_turns_for)."""
     from salmonn_agent.agent.runtime import AgentConfig, memory_turns_for
+    from salmonn_agent.registry import profile_for
 
-    assert memory_turns_for("salmonn-mini") == 0
-    assert memory_turns_for("models/salmonn-13b") == AgentConfig().max_memory_turns > 0
+    assert memory_turns_for(profile_for("salmonn-mini")) == 0
+    assert memory_turns_for(profile_for("models/salmonn-13b")) == AgentConfig().max_memory_turns > 0
 
 
 def test_text_mode_shows_what_an_action_returned_and_the_summary_is_true(tmp_path, capsys):

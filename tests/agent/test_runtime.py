@@ -20,10 +20,11 @@ from salmonn_agent.agent.actions import NotesBook, notes_tools
 from salmonn_agent.agent.audio_refs import AudioResolver, WindowStore
 from salmonn_agent.agent.hearing import HearingTools
 from salmonn_agent.agent.policy import ActionGate, ActionPolicy, AuditLog
-from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent
+from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent, memory_turns_for
 from salmonn_agent.audio import load_audio
 from salmonn_agent.config import AUDIO_PLACEHOLDER
 from salmonn_agent.errors import ConfigError, SalmonnError
+from salmonn_agent.registry import GENERIC_PROFILE, OTHER_CHAT_MODEL_PROFILE, ModelProfile, profile_of
 from salmonn_agent.stream.windows import AudioWindow, WindowMetrics
 
 SR = 16_000
@@ -194,6 +195,41 @@ async def test_a_brain_failure_is_reported_not_raised(book):
 def test_a_deaf_brain_without_hearing_tools_is_a_config_error(book):
     with pytest.raises(ConfigError, match="hearing tools"):
         agent_for(ScriptedBrain(responses=[AIMessage("x")]), book, AuditLog(), allow=[])
+
+
+class ProfiledBrain(ScriptedBrain):
+    """A chat model of another kind that reports a profile saying it hears audio blocks."""
+
+    @property
+    def model_profile(self) -> ModelProfile:
+        return ModelProfile(hears_audio=True, memory_turns=2)
+
+
+async def test_the_runtime_reads_a_foreign_brains_profile_not_its_class(book):
+    brain = ProfiledBrain(responses=[AIMessage("ok")])
+    agent = agent_for(brain, book, AuditLog(), allow=["add_note"])  # no hearing tools needed
+
+    assert agent.hears_audio and "add_note" in brain.bound and "transcribe" not in brain.bound
+    assert memory_turns_for(profile_of(brain)) == 2
+    await agent.handle_window(tone_window(0.1))
+    request = brain.seen[0][-1]
+    assert any(isinstance(b, dict) and b.get("type") == "audio" for b in request.content)
+    with pytest.raises(ConfigError, match="rendered_prompt"):  # it hears, but renders no SALMONN prompt
+        agent.rendered_prompt(tone_window(0.1))
+
+
+def test_a_brain_without_a_profile_gets_the_default_of_other_chat_models(book):
+    brain = ScriptedBrain(responses=[AIMessage("x")])
+    assert profile_of(brain) == OTHER_CHAT_MODEL_PROFILE and not OTHER_CHAT_MODEL_PROFILE.hears_audio
+    assert memory_turns_for(profile_of(brain)) == AgentConfig().max_memory_turns
+    assert agent_for(brain, book, AuditLog(), allow=[], brain_hears_audio=True).hears_audio  # the config overrides
+
+
+def test_a_salmonn_brain_reports_its_models_profile(chat):
+    from salmonn_agent.chat_model import ChatSALMONN
+
+    assert profile_of(chat) == GENERIC_PROFILE and profile_of(chat).hears_audio
+    assert profile_of(ChatSALMONN(model="salmonn-mini")).memory_turns == 0
 
 
 # ---------------------------------------------------------------- memory and metrics
