@@ -23,7 +23,7 @@ from salmonn_agent.stream.sources import (
     Source,
     list_input_devices,
 )
-from salmonn_agent.stream.vad import Segmenter, SegmenterStats, segment
+from salmonn_agent.stream.segmenter import Segmenter, SegmenterStats, segment
 from salmonn_agent.stream.windows import AudioWindow, WindowKind, WindowMetrics
 
 __all__ = [
