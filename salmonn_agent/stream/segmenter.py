@@ -16,7 +16,6 @@ between them (``periodic`` windows are extra, overlapping copies for monitoring)
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from salmonn_agent.audio import SAMPLE_RATE, amplitude_db, power_db
+from salmonn_agent.audio import SAMPLE_RATE
 from salmonn_agent.sound_tags import SoundTag
 from salmonn_agent.stream.config import SegmenterConfig
 from salmonn_agent.stream.filters import HighPass
@@ -35,10 +34,11 @@ from salmonn_agent.stream.spectral import speech_score
 from salmonn_agent.stream.tagging import PATCH, EventScores, shared_tagger
 from salmonn_agent.stream.vad import FrameVad, frame_levels_db
 from salmonn_agent.stream.windows import (
+    SILENT_DB,
     AudioWindow,
     CloseReason,
     WindowKind,
-    WindowMetrics,
+    make_window,
 )
 
 
@@ -79,7 +79,6 @@ _PIECE = 4 * SAMPLE_RATE  # pushes are analysed four seconds at a time at most
 _CONTEXT = SAMPLE_RATE  # audio before an event used to estimate the noise spectrum
 _MIN_PAUSE = SAMPLE_RATE * 90 // 1000  # a quiet pause this long parts a sound from speech
 _LONG_SOUND = SAMPLE_RATE  # a sound this long before speech keeps its own window anyway
-_SILENT_DB = -120.0
 _SMOOTH = 3  # frames averaged (in dB) before the noise floor's minimum
 
 
@@ -229,7 +228,7 @@ class Segmenter:
         self._floor: float | None = None
         self._h_floor = np.full(self._floor_frames - 1, np.inf)
         self._h_raw = np.full(_SMOOTH - 1, np.inf)
-        self._h_level = np.full(self._hist, _SILENT_DB)
+        self._h_level = np.full(self._hist, SILENT_DB)
         self._h_voiced = np.zeros(self._hist, dtype=bool)
         self._state = VadState.QUIET
         self._win_start = 0
@@ -298,7 +297,7 @@ class Segmenter:
             self._highpass = HighPass(self.config.highpass_hz or 100.0)
         self._pos += n_samples
         self._framed = self._barrier = self._periodic_barrier = self._pos
-        self._h_level[:] = _SILENT_DB
+        self._h_level[:] = SILENT_DB
         self._h_voiced[:] = False
         self._h_floor[:] = np.inf
         self._h_raw[:] = np.inf
@@ -673,38 +672,13 @@ class Segmenter:
         split: bool = False,
         tags: tuple[SoundTag, ...] = (),
     ) -> None:
-        samples = self._ring.read(start, end)
-        event_len = max(event_end - event_start, 1)
-        ev = samples[max(event_start - start, 0) : max(event_end - start, 0)]
-        ev_level = power_db(float(np.dot(ev, ev)) / ev.size) if ev.size else _SILENT_DB
-        power = float(np.dot(samples, samples)) / max(samples.size, 1)
-        peak = float(np.max(np.abs(samples))) if samples.size else 0.0
-        metrics = WindowMetrics(
-            reason=reason,
-            voiced_ratio=min(1.0, voiced_frames * self._flen / event_len),
-            level_db=power_db(power),
-            peak_db=amplitude_db(peak),
-            noise_floor_db=floor_db,
-            snr_db=ev_level - floor_db,
-            speech_score=score,
-            speech_prob=prob,
-            split=split,
+        window = make_window(
+            self._ring.read(start, end), start, kind, event=(event_start, event_end), emitted_at=now,
+            index=self._index, reason=reason, noise_floor_db=floor_db,
+            voiced_ratio=min(1.0, voiced_frames * self._flen / max(event_end - event_start, 1)),
+            speech_score=score, speech_prob=prob, split=split, tags=tags,
         )
-        out.append(
-            AudioWindow(
-                samples=samples,
-                sample_rate=SAMPLE_RATE,
-                start_sample=start,
-                end_sample=end,
-                kind=kind,
-                event_start=event_start / SAMPLE_RATE,
-                event_end=event_end / SAMPLE_RATE,
-                emitted_at=now / SAMPLE_RATE,
-                index=self._index,
-                metrics=metrics,
-                tags=tags,
-            )
-        )
+        out.append(window)
         self._index += 1
         self.stats.windows[kind] += 1
         if kind != "periodic":
@@ -723,14 +697,8 @@ class Segmenter:
                 snaps.popleft()
             v0 = snaps[0][1]
             v1 = self._voiced_total
-            floor = self._floor if self._floor is not None else _SILENT_DB
-            self._emit(out, start, tick, "periodic", start, tick, "periodic", floor, 0, self._pos)
-            out[-1] = _with_voiced(out[-1], (v1 - v0) * self._flen / max(tick - start, 1))
-
-
-def _with_voiced(window: AudioWindow, ratio: float) -> AudioWindow:
-    metrics = window.metrics.model_copy(update={"voiced_ratio": min(1.0, ratio)})
-    return dataclasses.replace(window, metrics=metrics)
+            floor = self._floor if self._floor is not None else SILENT_DB
+            self._emit(out, start, tick, "periodic", start, tick, "periodic", floor, v1 - v0, self._pos)
 
 
 def segment(samples: np.ndarray, config: SegmenterConfig | None = None) -> list[AudioWindow]:
