@@ -1,4 +1,7 @@
-"""Streaming audio front-end: microphone, file or array → VAD → windows SALMONN hears.
+"""The audio front-end: microphone, file or array → VAD → windows SALMONN hears.
+
+"Stream" here is the stream of audio samples coming in; the stream of tokens of a chat
+reply is :mod:`salmonn_agent.chat.streaming`'s business.
 
     from salmonn_agent.stream import Listener, FileSource, MicrophoneSource, SegmenterConfig
 
