@@ -3,7 +3,7 @@
 The front-end works on frames of 10, 20 or 30 ms of 16 kHz audio
 (``SegmenterConfig.frame_ms``). :func:`frame_levels_db` gives their levels and
 :class:`FrameVad` asks webrtcvad which of them are voiced; the segmenter
-(:mod:`salmonn_agent.stream.segmenter`) turns both into events, and :func:`voiced_ratio`
+(:mod:`salmonn_agent.stream.segmenter`) turns both into events, and :func:`voiced_fraction`
 measures a whole clip without the segmenter's level gates.
 
 webrtcvad is imported when a :class:`FrameVad` is made, not with this module.
@@ -68,7 +68,7 @@ def _speech_call(vad: Any) -> Callable[[memoryview, int], bool]:
     return partial(process, handle, SAMPLE_RATE)
 
 
-def voiced_ratio(frames: np.ndarray, mode: int) -> float:
+def voiced_fraction(frames: np.ndarray, mode: int) -> float:
     """Share of the rows of ``frames`` webrtcvad calls speech (no level gates); 0.0 for none."""
     if not frames.size:
         return 0.0

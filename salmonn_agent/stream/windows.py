@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from salmonn_agent.audio import SAMPLE_RATE, amplitude_db, power_db
 from salmonn_agent.sound_tags import SoundTag
-from salmonn_agent.stream.vad import RECORDING_FRAME, frame_levels_db, voiced_ratio
+from salmonn_agent.stream.vad import RECORDING_FRAME, frame_levels_db, voiced_fraction
 
 WindowKind = Literal["speech", "sound", "periodic"]
 """``speech`` (someone spoke), ``sound`` (a non-speech event) or ``periodic`` (monitoring)."""
@@ -210,7 +210,7 @@ def recording_window(samples: np.ndarray, start_sample: int, reason: CloseReason
     end_sample = start_sample + samples.size
     return make_window(
         samples, start_sample, "periodic", event=(start_sample, end_sample), emitted_at=end_sample,
-        index=0, reason=reason, noise_floor_db=floor, voiced_ratio=voiced_ratio(frames, vad_mode),
+        index=0, reason=reason, noise_floor_db=floor, voiced_ratio=voiced_fraction(frames, vad_mode),
     )
 
 
