@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 from devkit import scenes as synth  # noqa: E402
 from salmonn_agent.audio import SAMPLE_RATE, load_audio, power_db  # noqa: E402
 from salmonn_agent.stream.config import SegmenterConfig  # noqa: E402
-from salmonn_agent.stream.vad import Segmenter  # noqa: E402
+from salmonn_agent.stream.segmenter import Segmenter  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "stream"
 

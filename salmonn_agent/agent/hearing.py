@@ -24,13 +24,13 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from salmonn_agent.agent.audio_refs import AudioResolver, WindowStore
-from salmonn_agent.audio import SAMPLE_RATE, amplitude_db, power_db
+from salmonn_agent.audio import SAMPLE_RATE
 from salmonn_agent.chat.messages import audio_message
 from salmonn_agent.errors import SalmonnError, format_validation_error
 from salmonn_agent.stream.config import SegmenterConfig
 from salmonn_agent.stream.listener import Listener
 from salmonn_agent.stream.sources import AudioChunk, MicrophoneSource, Source
-from salmonn_agent.stream.windows import AudioWindow, CloseReason, WindowMetrics
+from salmonn_agent.stream.windows import AudioWindow, CloseReason, recording_window
 
 TRANSCRIBE_PROMPT = "Recognize the speech and give me the transcription."
 """The instruction SALMONN was trained on for speech recognition."""
@@ -273,7 +273,7 @@ class HearingTools:
         samples = np.concatenate(parts).astype(np.float32, copy=False)
         reason: CloseReason = "max_length" if bounded.limit_reached else "end_of_stream"
         vad_mode = (self.segmenter or SegmenterConfig()).vad_mode
-        return _recording_window(samples, first, reason, vad_mode), ""
+        return recording_window(samples, first, reason, vad_mode), ""
 
 
 # ---------------------------------------------------------------- helpers
@@ -333,47 +333,6 @@ class _Bounded(Source):
             if self.samples_seen >= self.max_samples:
                 self.limit_reached = True
                 return
-
-
-def _recording_window(samples: np.ndarray, start_sample: int, reason: CloseReason, vad_mode: int) -> AudioWindow:
-    """A fixed-length recording as a ``periodic`` window, with its levels measured."""
-    frame = 480  # 30 ms, a webrtcvad frame
-    power = float(np.dot(samples, samples)) / samples.size
-    frames = samples[: samples.size // frame * frame].reshape(-1, frame)
-    floor = power_db(float(np.min(np.mean(frames**2, axis=1)))) if frames.size else power_db(power)
-    level = power_db(power)
-    end_sample = start_sample + samples.size
-    metrics = WindowMetrics(
-        reason=reason,
-        voiced_ratio=_voiced_ratio(frames, vad_mode),
-        level_db=level,
-        peak_db=amplitude_db(float(np.max(np.abs(samples)))),
-        noise_floor_db=floor,
-        snr_db=level - floor,
-    )
-    return AudioWindow(
-        samples=samples,
-        sample_rate=SAMPLE_RATE,
-        start_sample=start_sample,
-        end_sample=end_sample,
-        kind="periodic",
-        event_start=start_sample / SAMPLE_RATE,
-        event_end=end_sample / SAMPLE_RATE,
-        emitted_at=end_sample / SAMPLE_RATE,
-        index=0,
-        metrics=metrics,
-    )
-
-
-def _voiced_ratio(frames: np.ndarray, vad_mode: int) -> float:
-    """Share of 30 ms frames webrtcvad calls speech (without the segmenter's level gates)."""
-    if not frames.size:
-        return 0.0
-    import webrtcvad
-
-    vad = webrtcvad.Vad(vad_mode)
-    pcm = (np.clip(frames, -1.0, 1.0) * 32767).astype("<i2")
-    return sum(vad.is_speech(row.tobytes(), SAMPLE_RATE) for row in pcm) / len(pcm)
 
 
 def _reply_text(reply: Any) -> str:

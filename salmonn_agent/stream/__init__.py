@@ -1,4 +1,7 @@
-"""Streaming audio front-end: microphone, file or array → VAD → windows SALMONN hears.
+"""The audio front-end: microphone, file or array → VAD → windows SALMONN hears.
+
+"Stream" here is the stream of audio samples coming in; the stream of tokens of a chat
+reply is :mod:`salmonn_agent.chat.streaming`'s business.
 
     from salmonn_agent.stream import Listener, FileSource, MicrophoneSource, SegmenterConfig
 
@@ -23,7 +26,7 @@ from salmonn_agent.stream.sources import (
     Source,
     list_input_devices,
 )
-from salmonn_agent.stream.vad import Segmenter, SegmenterStats, segment
+from salmonn_agent.stream.segmenter import Segmenter, SegmenterStats, segment
 from salmonn_agent.stream.windows import AudioWindow, WindowKind, WindowMetrics
 
 __all__ = [

@@ -11,7 +11,7 @@ ConfirmMethod = Literal["yamnet", "spectral", "silero", "none"]
 
 
 class SegmenterConfig(BaseModel):
-    """Every knob of :class:`~salmonn_agent.stream.vad.Segmenter`; the defaults suit a quiet room.
+    """Every knob of :class:`~salmonn_agent.stream.segmenter.Segmenter`; the defaults suit a quiet room.
 
     Times are in milliseconds (``_ms``) or seconds (``_s``), levels in dBFS (0 dB = full scale).
     Speech starts when at least ``start_voiced_ms`` of the last ``start_window_ms`` are voiced

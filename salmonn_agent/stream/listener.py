@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from salmonn_agent.audio import SAMPLE_RATE
 from salmonn_agent.stream.config import SegmenterConfig
 from salmonn_agent.stream.sources import Source
-from salmonn_agent.stream.vad import Segmenter
+from salmonn_agent.stream.segmenter import Segmenter
 from salmonn_agent.stream.windows import AudioWindow
 
 

@@ -5,11 +5,11 @@ white noise: all 100 % "voiced"). Speech differs in that its spectral shape move
 time (formants, voicing on and off) while those sounds keep theirs. The score is the mean
 change in spectral shape (dB, averaged over 16 log-spaced bands from 150 Hz to 7 kHz)
 between consecutive 60 ms blocks that stand above the noise; band powers are floored at
-6 dB over the noise spectrum so the noise's own flicker does not count. Measured on the
-espeak-ng fixtures: clean speech scores 5.5-9, speech 20 dB over white/pink/brown noise 4-7,
-at 10 dB 2.5-4.6; steady tones, chords and hums stay under 1.7, noise bursts about 2.0; the
-default threshold is 2.6. Beeping alarms (a tone switched on and off) score 3.4-4.2 over a
-quiet room and pass as speech: use confirm_with='silero' where that matters.
+6 dB over the noise spectrum so the noise's own flicker does not count. Speech scores above
+the default threshold (``SegmenterConfig.min_speech_score``), steady tones, chords, hums and
+noise below it. Beeping alarms (a tone switched on and off) change their spectrum too and
+pass as speech: use confirm_with='yamnet' or 'silero' where that matters. The scores behind
+the threshold are in docs/front-end.md.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 webrtcvad calls most harmonic sounds speech (animals, alarms, music); YAMNet, trained on
 AudioSet's 521 classes, tells them apart and names them. :class:`EventScores` keeps, for the
 open event, the highest score of each class over YAMNet's 0.96 s patches. The segmenter feeds
-it while the event goes on (one patch every 0.48 s of audio, about 2 ms each), so closing an
-event costs one or two patches at most, whatever its length.
+it while the event goes on (one patch per patch length of audio), so closing an event costs
+one or two patches at most, whatever its length.
 
 A speech candidate is confirmed when the best speech-class score (``Speech``, child speech,
 conversation, narration, babbling, synthesized speech, whispering) reaches

@@ -1,5 +1,8 @@
 """What the front-end emits: :class:`AudioWindow`, a stretch of the stream SALMONN should hear.
 
+:func:`make_window` builds and measures every window the front-end makes: the segmenter's,
+and a fixed-length recording's (:func:`recording_window`, used by the ``listen`` tool).
+
 ``AudioWindow`` is a frozen dataclass rather than a pydantic model: it carries a numpy array
 (which pydantic can only hold as an unchecked arbitrary type) and is built in the segmenter's
 hot path, where validation would cost time and check nothing the segmenter has not already
@@ -17,7 +20,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from salmonn_agent.audio import SAMPLE_RATE, amplitude_db, power_db
 from salmonn_agent.sound_tags import SoundTag
+from salmonn_agent.stream.vad import RECORDING_FRAME, frame_levels_db, voiced_fraction
 
 WindowKind = Literal["speech", "sound", "periodic"]
 """``speech`` (someone spoke), ``sound`` (a non-speech event) or ``periodic`` (monitoring)."""
@@ -27,6 +32,9 @@ CloseReason = Literal[
 ]
 """Why a window was closed: silence after the event, the length limit, the end of the input,
 no audio for a while (watchdog), a hole in the input (dropped audio), or the periodic clock."""
+
+SILENT_DB = power_db(0.0)
+"""The level of digital silence (dBFS): the floor of every level the front-end measures."""
 
 
 class WindowMetrics(BaseModel):
@@ -137,3 +145,75 @@ class AudioWindow:
             f"AudioWindow(#{self.index} {self.kind} {self.start:.2f}-{self.end:.2f}s, "
             f"event {self.event_start:.2f}-{self.event_end:.2f}s, {self.metrics.reason})"
         )
+
+
+def make_window(
+    samples: np.ndarray,
+    start_sample: int,
+    kind: WindowKind,
+    *,
+    event: tuple[int, int],
+    emitted_at: int,
+    index: int,
+    reason: CloseReason,
+    noise_floor_db: float,
+    voiced_ratio: float,
+    speech_score: float | None = None,
+    speech_prob: float | None = None,
+    split: bool = False,
+    tags: tuple[SoundTag, ...] = (),
+) -> AudioWindow:
+    """The window of 16 kHz ``samples`` that starts at stream sample ``start_sample``, measured.
+
+    ``event`` is the detected event's ``[start, end)`` and ``emitted_at`` the moment the window
+    is ready, both in stream samples. The levels are measured here: the whole window's RMS and
+    peak, and the event's RMS over ``noise_floor_db`` (``snr_db``); the other metrics are
+    passed in as the caller measured them.
+    """
+    event_start, event_end = event
+    ev = samples[max(event_start - start_sample, 0) : max(event_end - start_sample, 0)]
+    metrics = WindowMetrics(
+        reason=reason,
+        voiced_ratio=voiced_ratio,
+        level_db=power_db(_power(samples)),
+        peak_db=amplitude_db(float(np.max(np.abs(samples))) if samples.size else 0.0),
+        noise_floor_db=noise_floor_db,
+        snr_db=(power_db(_power(ev)) if ev.size else SILENT_DB) - noise_floor_db,
+        speech_score=speech_score,
+        speech_prob=speech_prob,
+        split=split,
+    )
+    return AudioWindow(
+        samples=samples,
+        sample_rate=SAMPLE_RATE,
+        start_sample=start_sample,
+        end_sample=start_sample + samples.size,
+        kind=kind,
+        event_start=event_start / SAMPLE_RATE,
+        event_end=event_end / SAMPLE_RATE,
+        emitted_at=emitted_at / SAMPLE_RATE,
+        index=index,
+        metrics=metrics,
+        tags=tags,
+    )
+
+
+def recording_window(samples: np.ndarray, start_sample: int, reason: CloseReason, vad_mode: int) -> AudioWindow:
+    """A fixed-length recording of 16 kHz ``samples`` (not empty) as a ``periodic`` window.
+
+    The whole recording is the event. Measured on 30 ms frames: the noise floor is the
+    quietest frame, and ``voiced_ratio`` the share of frames webrtcvad (at ``vad_mode``) calls
+    speech, without the segmenter's level gates.
+    """
+    frames = samples[: samples.size // RECORDING_FRAME * RECORDING_FRAME].reshape(-1, RECORDING_FRAME)
+    floor = float(frame_levels_db(frames).min()) if frames.size else power_db(_power(samples))
+    end_sample = start_sample + samples.size
+    return make_window(
+        samples, start_sample, "periodic", event=(start_sample, end_sample), emitted_at=end_sample,
+        index=0, reason=reason, noise_floor_db=floor, voiced_ratio=voiced_fraction(frames, vad_mode),
+    )
+
+
+def _power(samples: np.ndarray) -> float:
+    """Mean power of ``samples`` (0.0 for none)."""
+    return float(np.dot(samples, samples)) / max(samples.size, 1)

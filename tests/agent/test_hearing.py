@@ -23,7 +23,7 @@ from salmonn_agent.agent.hearing import DESCRIBE_PROMPT, TRANSCRIBE_PROMPT, Hear
 from salmonn_agent.audio import load_audio
 from salmonn_agent.stream.errors import FrontendError
 from salmonn_agent.stream.sources import ArraySource, AudioChunk, Source
-from salmonn_agent.stream.vad import segment
+from salmonn_agent.stream.segmenter import segment
 from salmonn_agent.stream.windows import AudioWindow
 
 SR = 16_000
