@@ -9,8 +9,11 @@ The brain is a ReAct loop built with LangGraph (``pip install "salmonn-agent[age
 chat model decides which hearing tool to call (transcribe, describe_audio, ask_about_audio,
 listen), SALMONN answers it, and the brain answers the question. The brain is ``--brain
 module:attr`` (a chat model class or factory, called with ``model=--brain-model`` when given),
-by default SALMONN itself (the embedded default model, or ``--model DIR``): offline, but a
-small brain. The agent can hear the files in ``--input``'s folder only.
+by default SALMONN itself (the embedded default model, or ``--model DIR``). A brain that hears
+audio itself (its ``model_profile`` says so, as SALMONN's does) needs no plan: the question goes
+to it with the audio, through the same hearing tool (``ask_about_audio``, or ``listen`` with
+``--mic``), as the voice assistant hands audio to a brain that hears. The agent can hear the
+files in ``--input``'s folder only.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from salmonn_agent.agent.audio_refs import AudioResolver, WindowStore
 from salmonn_agent.agent.hearing import HearingTools
 from salmonn_agent.chat_model import ChatSALMONN
 from salmonn_agent.errors import AudioError, ConfigError, SalmonnError
-from salmonn_agent.registry import load_model, resolve_model_name
+from salmonn_agent.registry import load_model, profile_of, resolve_model_name
 
 SPEECH = Path(__file__).resolve().parent / "audio" / "speech.wav"
 SYSTEM = (
@@ -115,9 +118,16 @@ def main() -> int:
         ears = ChatSALMONN(client=load_model(args.model), model=resolve_model_name(args.model),
                            temperature=0, max_tokens=args.max_tokens)
         folder = None if args.mic else args.input.resolve().parent
+        brain = brain or ears
+        if profile_of(brain).hears_audio:  # it hears the audio itself: ask it, no tool plan needed
+            hearing = HearingTools(brain, AudioResolver(folder, WindowStore()))
+            if args.mic:
+                print(f"answer: {hearing.listen(args.question)}", flush=True)
+            else:
+                print(f"answer: {hearing.ask_about_audio(args.input.name, args.question)}", flush=True)
+            return 0
         hearing = HearingTools(ears, AudioResolver(folder, WindowStore()))
         tools = [t for t in hearing.tools() if args.mic or t.name != "listen"]
-        brain = brain or ears
         agent = build_agent(brain, tools)
 
         where = "Use the listen tool to hear the user." if args.mic else f"The audio is {args.input.name!r}."

@@ -65,6 +65,31 @@ class ScriptedBrain(BaseChatModel):
 '''
 
 
+HEARING_BRAIN = '''
+"""A brain that hears: it reports the audio blocks and the question it was given."""
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from salmonn_agent.registry import ModelProfile
+
+
+class HearingBrain(BaseChatModel):
+    model_profile: ModelProfile = ModelProfile(hears_audio=True)
+
+    @property
+    def _llm_type(self) -> str:
+        return "hearing"
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        blocks = [b for b in messages[-1].content if isinstance(b, dict)]
+        audio = [b for b in blocks if b.get("type") == "audio"]
+        question = " ".join(b["text"] for b in blocks if b.get("type") == "text")
+        reply = AIMessage(f"heard {len(audio)} audio block(s); question: {question}")
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+'''
+
+
 def run(script: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run ``script`` (relative to the repository) like a user does."""
     return subprocess.run(
@@ -156,7 +181,19 @@ def test_agent_with_ears_defaults_to_salmonn_as_the_brain(clip, tiny_model_dir):
     done = run("examples/agent_with_ears.py", "What is said?", "--input", str(clip), "--model", str(tiny_model_dir),
                "--max-tokens", "4")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1].startswith("answer: ")
+    # SALMONN hears the clip itself: the question goes to it with the audio, no tool plan first.
+    [line] = done.stdout.splitlines()
+    assert line.startswith("answer: ") and len(line) > len("answer: ")
+
+
+def test_agent_with_ears_gives_a_hearing_brain_the_audio(clip, tiny_model_dir, tmp_path):
+    # A brain whose profile says it hears gets the audio with the question (as the voice
+    # assistant does), so even a brain that never plans a tool call answers about the clip.
+    (tmp_path / "hearing_brain.py").write_text(HEARING_BRAIN)
+    done = run("examples/agent_with_ears.py", "What is said?", "--input", str(clip), "--model", str(tiny_model_dir),
+               "--brain", "hearing_brain:HearingBrain", env={"PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["answer: heard 1 audio block(s); question: What is said?"]
 
 
 @pytest.mark.parametrize(("brain", "words"), [("nosuch_package:ChatX", "cannot import 'nosuch_package'"),
