@@ -98,16 +98,8 @@ class WindowStore:
             return list(self._windows)
 
     def summary(self, window_id: str) -> dict[str, Any]:
-        """``{"id", "index", "kind", "start", "end", "duration"}`` of a kept window (for logs)."""
-        window = self.get(window_id)
-        return {
-            "id": _normalize_id(window_id),
-            "index": window.index,
-            "kind": window.kind,
-            "start": round(window.start, 3),
-            "end": round(window.end, 3),
-            "duration": round(window.duration, 3),
-        }
+        """:func:`window_summary` of a kept window (for logs)."""
+        return window_summary(self.get(window_id), _normalize_id(window_id))
 
     def __len__(self) -> int:
         with self._lock:
@@ -117,6 +109,14 @@ class WindowStore:
         key = _normalize_id(window_id) if isinstance(window_id, str) else None
         with self._lock:
             return key in self._windows
+
+
+def window_summary(window: AudioWindow, window_id: str | None = None) -> dict[str, Any]:
+    """``{"id", "index", "kind", "start", "end", "duration"}`` of a window, for logs and the audit."""
+    return {
+        "id": window_id, "index": window.index, "kind": window.kind,
+        "start": round(window.start, 3), "end": round(window.end, 3), "duration": round(window.duration, 3),
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,11 +59,11 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, Field
 
-from salmonn_agent.agent.audio_refs import WindowStore
+from salmonn_agent.agent.audio_refs import WindowStore, window_summary
 from salmonn_agent.agent.hearing import HearingTools
 from salmonn_agent.agent.memory import ConversationMemory
 from salmonn_agent.agent.policy import ActionGate, ActionOutcome, ActionRequest
-from salmonn_agent.agent.watch import Detection, SoundWatch, window_summary
+from salmonn_agent.agent.watch import Detection, SoundWatch
 from salmonn_agent.chat.messages import audio_message
 from salmonn_agent.errors import ConfigError
 from salmonn_agent.registry import ModelProfile, profile_of

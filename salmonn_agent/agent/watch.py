@@ -33,6 +33,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel
 
+from salmonn_agent.agent.audio_refs import window_summary
 from salmonn_agent.agent.policy import ActionGate, ActionOutcome, ActionRequest
 from salmonn_agent.chat.messages import audio_message
 from salmonn_agent.errors import ConfigError
@@ -87,15 +88,6 @@ def is_yes(answer: str) -> bool:
     """Whether an answer's first word is "yes" (any case, any punctuation around it)."""
     match = _FIRST_WORD.search(answer)
     return match is not None and match.group(0).lower() == "yes"
-
-
-def window_summary(window: AudioWindow, window_id: str | None = None) -> dict[str, Any]:
-    """``{"id", "index", "kind", "start", "end", "duration"}`` of a window, for logs and the audit
-    (the fields of :meth:`WindowStore.summary`, without needing the window to be kept)."""
-    return {
-        "id": window_id, "index": window.index, "kind": window.kind,
-        "start": round(window.start, 3), "end": round(window.end, 3), "duration": round(window.duration, 3),
-    }
 
 
 def default_action_args(tool: BaseTool) -> Callable[[Detection], dict[str, Any]]:
