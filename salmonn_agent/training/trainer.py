@@ -11,7 +11,6 @@ final model (``SALMONN.from_pretrained``), the next stage's ``model:``. Metrics 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
@@ -24,7 +23,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
 from salmonn_agent.audio import SAMPLE_RATE, load_audio
@@ -47,7 +48,7 @@ from salmonn_agent.training.data import (
 )
 from salmonn_agent.training.loss import SALMONNForTraining, encoded_clips, frozen_features
 from salmonn_agent.training.prompts import PromptBank
-from salmonn_agent.training.schedule import WarmupCosineSchedule, build_optimizer
+from salmonn_agent.training.schedule import build_optimizer, lr_at, warmup_cosine_schedule
 from salmonn_agent.training.wer import normalize_transcript
 
 logger = logging.getLogger(__name__)
@@ -81,16 +82,8 @@ def make_accelerator(config: TrainConfig):
     precision = "no"
     if config.run.amp and not cpu:
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return Accelerator(cpu=cpu, mixed_precision=precision,
+    return Accelerator(cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=config.run.accum_grad_iters,
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -229,7 +222,12 @@ class Trainer:
         self.config = config
         self.run = config.run
         self.acc = accelerator or make_accelerator(config)
-        seed_everything(self.run.seed)
+        if self.acc.gradient_accumulation_steps != self.run.accum_grad_iters:
+            raise ConfigError(
+                f"The accelerator accumulates {self.acc.gradient_accumulation_steps} micro-batches per step but "
+                f"run.accum_grad_iters is {self.run.accum_grad_iters}; create it with make_accelerator(config)."
+            )
+        set_seed(self.run.seed)
         self.output_dir = config.path(config.output_dir)
         if model is None:
             source = config.path(config.model)
@@ -274,7 +272,7 @@ class Trainer:
         model.train()
         optimizer = build_optimizer(self.module, run.optims)
         module, optimizer = acc.prepare(self.module, optimizer)
-        schedule = WarmupCosineSchedule(optimizer, total_steps, run.optims)
+        schedule = warmup_cosine_schedule(optimizer, total_steps, run.optims)
         trainable = [p for p in self.module.parameters() if p.requires_grad]
 
         step, micro, skipped = 0, 0, []
@@ -304,14 +302,14 @@ class Trainer:
         last_loss, validation, samples_seen = None, None, 0
         with model.lora_scale(run.lora_scale):
             while step < stop_at:
-                lr = schedule.apply()
-                for k in range(run.accum_grad_iters):
+                lr = lr_at(step, total_steps, run.optims)
+                for _ in range(run.accum_grad_iters):
                     batch: Batch = next(batches)
                     micro += 1
                     skipped.extend(batch.skipped)
-                    sync = k == run.accum_grad_iters - 1
-                    ctx = acc.no_sync(module) if not sync and acc.num_processes > 1 else contextlib.nullcontext()
-                    with ctx:
+                    # accumulate() skips the gradient all-reduce until the step's last micro-batch;
+                    # backward() divides each loss by accum_grad_iters.
+                    with acc.accumulate(module):
                         if len(batch) == 0:  # every sample unreadable: keep ranks in step
                             loss = sum(p.sum() for p in trainable) * 0.0
                             acc.backward(loss)
@@ -321,7 +319,7 @@ class Trainer:
                         _write_cache(self.cache, batch, speech, beats, hints)
                         with acc.autocast():
                             out = module(speech, beats, **_step_inputs(batch, hints))
-                        acc.backward(out.loss / run.accum_grad_iters)
+                        acc.backward(out.loss)
                     window["loss_sum"] += float(out.loss_sum.sum())
                     window["tokens"] += float(out.count.sum())
                     window["correct"] += float(out.correct.sum())
@@ -379,7 +377,7 @@ class Trainer:
                               "use 'auto', null, or an output_dir/checkpoints/step_N folder.")
         return path
 
-    def _save_checkpoint(self, step: int, micro: int, optimizer: Any, schedule: WarmupCosineSchedule,
+    def _save_checkpoint(self, step: int, micro: int, optimizer: Any, schedule: LambdaLR,
                          skipped: list[tuple[str, str]]) -> None:
         self.acc.wait_for_everyone()
         if not self.acc.is_main_process:
