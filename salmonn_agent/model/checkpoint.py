@@ -24,7 +24,6 @@ import torch
 from pydantic import BaseModel
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-
 from torch import nn
 
 from salmonn_agent.config import SALMONNConfig, looks_local

@@ -31,7 +31,7 @@ from salmonn_agent.audio import SAMPLE_RATE, AudioInput, load_audio
 from salmonn_agent.config import AUDIO_PLACEHOLDER, OfficialConfig, SALMONNConfig, looks_local
 from salmonn_agent.errors import ConfigError, PromptTooLongError, SalmonnError
 from salmonn_agent.model import checkpoint
-from salmonn_agent.model.beats import pad_waves
+from salmonn_agent.model.beats import BEATs, pad_waves
 from salmonn_agent.model.generation import GenerationMixin
 from salmonn_agent.model.half_weights import halve_linear_weights, merge_lora
 from salmonn_agent.model.hints import hint_text
@@ -145,8 +145,6 @@ class SALMONN(GenerationMixin, nn.Module):
         features = WhisperFeatures.from_pretrained(whisper, config.chunk_seconds)
         beats = None
         if config.beats:
-            from salmonn_agent.model.beats import BEATs
-
             beats = BEATs.from_checkpoint(config.beats)
         llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=torch.float32)
         tokenizer = PromptTokenizer.load(llm_path, config.tokenizer_mode)
