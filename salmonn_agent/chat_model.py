@@ -64,7 +64,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from salmonn_agent.chat.blocks import BlockReader
 from salmonn_agent.chat.cache import AudioTokenCache, PrefixCacheStore
-from salmonn_agent.chat.controls import RequestControl, cut_at_stop
+from salmonn_agent.chat.controls import RequestControl
 from salmonn_agent.chat.engine import GenerationEngine, Job
 from salmonn_agent.chat.errors import (
     ContentBlockError,
@@ -74,7 +74,6 @@ from salmonn_agent.chat.errors import (
 from salmonn_agent.chat.grammar import GrammarFactory
 from salmonn_agent.chat.messages import audio_block, audio_message
 from salmonn_agent.chat.render import render_conversation
-from salmonn_agent.chat.streaming import TextAssembler
 from salmonn_agent.chat.tools import (
     ToolChoice,
     call_schema,
@@ -84,6 +83,7 @@ from salmonn_agent.chat.tools import (
     tool_definitions,
 )
 from salmonn_agent.registry import ModelProfile, load_model, profile_for, resolve_model_name
+from salmonn_agent.model.text_stream import TextAssembler, cut_at_stop
 
 __all__ = [
     "ChatSALMONN", "ContentBlockError", "GenerationTimeout", "ToolCallError", "audio_block",

@@ -92,11 +92,11 @@ def add_model_options(parser: argparse.ArgumentParser, device_flag: str = "--dev
 def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns SALMONN, imported lazily
     """Load the model the options name: ``--config``, else ``--model``, else
     ``$SALMONN_AGENT_MODEL``, else the embedded default model (salmonn-mini)."""
+    from salmonn_agent.model.salmonn import SALMONN
     from salmonn_agent.registry import load_model
-    from salmonn_agent.model.checkpoint import load_official
 
     if args.config:
-        return load_official(args.config, device=args.model_device, dtype=args.dtype)
+        return SALMONN.from_official(args.config, device=args.model_device, dtype=args.dtype)
     return load_model(args.model, device=args.model_device, dtype=args.dtype)
 
 

@@ -129,7 +129,7 @@ def test_not_a_model_directory(tmp_path):
 
 def test_official_yaml_end_to_end(tiny_model, noise_clips, tmp_path):
     """decode_config.yaml with whisper/llama paths and a .pth builds the same model."""
-    from salmonn_agent.model.checkpoint import load_official
+    from salmonn_agent.model.salmonn import SALMONN
 
     ckpt = tmp_path / "salmonn.pth"
     write_official_checkpoint(tiny_model, ckpt)
@@ -146,4 +146,4 @@ def test_official_yaml_end_to_end(tiny_model, noise_clips, tmp_path):
     # The official Q-Former is BERT-base sized; the tiny one is smaller, so the YAML path must
     # refuse this checkpoint by shape rather than load it silently.
     with pytest.raises(CheckpointError, match="shape"):
-        load_official(tmp_path / "decode.yaml", device="cpu")
+        SALMONN.from_official(tmp_path / "decode.yaml", device="cpu")

@@ -67,6 +67,14 @@ def test_prompt_tokens_are_bos_then_two_sentencepiece_pieces(tiny_model, noise_c
     assert inputs.audio_tokens == [88]
 
 
+def test_byte_fallback_tokens_decode_as_sentencepiece_does(tiny_model):
+    sp = tiny_model.tokenizer.sentencepiece_model
+    space, letter = sp.piece_to_id("<0x20>"), sp.piece_to_id("<0x41>")
+    for ids in ([space, letter], sp.encode("héllo 😀\n日本"), [tiny_model._eos_id, space, letter]):
+        assert tiny_model.tokenizer.decode(ids) == sp.decode([i for i in ids if i != tiny_model._eos_id])
+    assert tiny_model.tokenizer.decode([space, letter]) == " A"
+
+
 def test_placeholder_count_must_match_clips(tiny_model, noise_clips):
     (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
     with pytest.raises(SalmonnError, match="placeholders"):
@@ -310,7 +318,7 @@ def _next_turn(prompt: str, answer: str, question: str) -> str:
 
 
 def test_prefix_cache_gives_the_same_greedy_answers_and_prefills_only_the_new_turn(tiny_model, noise_clips):
-    from salmonn_agent.model.salmonn import PrefixCache
+    from salmonn_agent.model.generation import PrefixCache
 
     (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
     cache = PrefixCache()
@@ -339,7 +347,7 @@ def test_prefix_cache_gives_the_same_greedy_answers_and_prefills_only_the_new_tu
 
 
 def test_prefix_cache_reuses_a_partly_matching_prefix(tiny_model, noise_clips):
-    from salmonn_agent.model.salmonn import PrefixCache
+    from salmonn_agent.model.generation import PrefixCache
 
     (audio,) = tiny_model.encode_audio([noise_clips["30s"]], sample_rate=SR)
     cache = PrefixCache()
@@ -356,7 +364,8 @@ def test_prefix_cache_reuses_a_partly_matching_prefix(tiny_model, noise_clips):
 
 
 def test_prefix_cache_is_rebuilt_for_another_lora_scale_or_dtype(tiny_model, tiny_model_dir, noise_clips):
-    from salmonn_agent.model.salmonn import SALMONN, PrefixCache
+    from salmonn_agent.model.generation import PrefixCache
+    from salmonn_agent.model.salmonn import SALMONN
 
     (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
     prompt = tiny_model.render_prompt("hello")
@@ -377,7 +386,7 @@ def test_prefix_cache_is_rebuilt_for_another_lora_scale_or_dtype(tiny_model, tin
 
 
 def test_prefix_cache_needs_one_prompt_and_skips_beam_search(tiny_model, noise_clips):
-    from salmonn_agent.model.salmonn import PrefixCache
+    from salmonn_agent.model.generation import PrefixCache
 
     (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
     prompt = tiny_model.render_prompt("hello")

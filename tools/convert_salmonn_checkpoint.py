@@ -16,7 +16,7 @@ import sys
 
 from salmonn_agent.config import OfficialConfig
 from salmonn_agent.errors import SalmonnError
-from salmonn_agent.model.checkpoint import load_official
+from salmonn_agent.model.salmonn import SALMONN
 
 
 def main() -> int:
@@ -29,7 +29,7 @@ def main() -> int:
         official = OfficialConfig.from_yaml(args.config)
         if args.ckpt:
             official.model.ckpt = args.ckpt
-        model = load_official(official, device="cpu")
+        model = SALMONN.from_official(official, device="cpu")
         model.save_pretrained(args.out_dir)
     except SalmonnError as err:
         print(f"convert_salmonn_checkpoint: error: {err}", file=sys.stderr)

@@ -4,8 +4,7 @@
         [--batch-size 32] [--workers 8]
         [--extra-train 12000] [--extra-assistant 6000] [--export FILE] [--json-out FILE]
 
-The CPU recipe (``tools/train_mini.py``, about four hours on 2 cores) trains salmonn-mini in
-small stages on one dataset. On a GPU far more steps fit in minutes, so this script continues
+The CPU recipe (``tools/train_mini.py``) trains salmonn-mini in small stages on one dataset. On a GPU far more steps fit in minutes, so this script continues
 from a trained salmonn-mini (``--start``: a model directory; default: the shipped weights on the
 cached base parts) with more data:
 
@@ -28,12 +27,8 @@ cached base parts) with more data:
    ``tool`` (the expected tool) and ``answers`` (a spoken question answered with its answer);
 4. the result's trainable parameters, float16, to ``--export`` (default: not written).
 
-The shipped weights used this script on one H200 (16 cores), from the weights shipped until
-then (the CPU recipe's stage 3, in float16): a schedule of 1,003 steps at batch 32 on 26,400
-items, of which the step-500 checkpoint (the run was stopped at step 570 by an outside time
-limit), i.e. about ``--start runs/mini/stage3/model --steps 1003 --stop-after 500 --workers 12``; then ``tools/train_mini.py --export-from
-runs/mini/stage_gpu/model --blend-with runs/mini/stage3/model`` averaged it with its start. The
-start-up took about 140 s, then 0.23-0.25 s a step.
+docs/model-card.md ("Training recipe", stages 7 and 8) gives the run behind the shipped
+weights: its options, its times, and the averaging with its start.
 
 Prints one JSON object (also to ``--json-out``): data sizes, probe and training times, steps,
 the metrics of both models. Needs espeak-ng (data), a CUDA GPU (``--device``), the base parts.
@@ -60,8 +55,7 @@ TRAIN_SETS = {"data": "train.json", "data_seed1": "train.json", "assistant": "as
 STAGE = ROOT / "examples" / "mini" / "stage_gpu.yaml"
 PROBE_STEPS = 20
 # The least start-up time (loading, data-loader workers, final save) counted against --minutes;
-# the probe's own start-up is used when longer. On one H200 (16 cores, 12 spawned workers, 26,400
-# items) it was about 140 s, against 0.23-0.25 s a step at batch 32.
+# the probe's own start-up is used when longer.
 SETUP_S = 45.0
 
 

@@ -20,7 +20,9 @@ import torch
 from salmonn_agent.chat.blocks import AudioClip
 
 if TYPE_CHECKING:
-    from salmonn_agent.model.salmonn import SALMONN, EncodedAudio, PrefixCache
+    from salmonn_agent.model.generation import PrefixCache
+    from salmonn_agent.model.inputs import EncodedAudio
+    from salmonn_agent.model.salmonn import SALMONN
 
 
 class AudioTokenCache:
@@ -149,7 +151,7 @@ class PrefixCacheStore:
     def checkout(self, prompt: str, clip_keys: Sequence[str]) -> PrefixCache | None:
         """The cache to generate ``prompt`` with: a stored conversation's (taken out of the
         store) or a new empty one; None when the store is off."""
-        from salmonn_agent.model.salmonn import PrefixCache
+        from salmonn_agent.model.generation import PrefixCache
 
         if not self.enabled:
             return None

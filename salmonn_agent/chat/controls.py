@@ -121,22 +121,3 @@ class ControlProcessor(LogitsProcessor):
     def _force_eos(self, scores: torch.FloatTensor, row: int) -> None:
         scores[row] = float("-inf")
         scores[row, self.eos_id] = 0.0
-
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    """``text`` up to the first stop sequence, and whether one was found."""
-    positions = [text.find(s) for s in stop if s and s in text]
-    if not positions:
-        return text, False
-    return text[: min(positions)], True
-
-
-def unsafe_tail(text: str, stop: Sequence[str]) -> int:
-    """Length of the end of ``text`` that could still grow into a stop sequence (hold it back)."""
-    longest = 0
-    for s in stop:
-        for size in range(min(len(s) - 1, len(text)), 0, -1):
-            if text.endswith(s[:size]):
-                longest = max(longest, size)
-                break
-    return longest

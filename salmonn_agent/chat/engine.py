@@ -37,7 +37,8 @@ from salmonn_agent.chat.cache import AudioTokenCache, PrefixCacheStore
 from salmonn_agent.chat.controls import ControlProcessor, RequestControl
 
 if TYPE_CHECKING:
-    from salmonn_agent.model.salmonn import SALMONN, Generation
+    from salmonn_agent.model.generation import Generation
+    from salmonn_agent.model.salmonn import SALMONN
 
 
 @dataclass

@@ -22,9 +22,10 @@ import logging
 import math
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -593,3 +594,15 @@ def _warn_if_shared_bias_differs(state_dict: Mapping[str, torch.Tensor]) -> None
             "The checkpoint's per-layer copies of the shared relative position embedding differ; "
             "all layers will use one of them (the last loaded), as the reference does."
         )
+
+
+def pad_waves(chunks: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """16 kHz chunks of any length as one zero-padded batch ``[chunks, samples]`` and its
+    padding mask (True = padding), what :meth:`BEATs.extract_features` reads."""
+    longest = max(len(c) for c in chunks)
+    wav = torch.zeros(len(chunks), longest, dtype=torch.float32)
+    padding = torch.ones(len(chunks), longest, dtype=torch.bool)
+    for row, chunk in enumerate(chunks):
+        wav[row, : len(chunk)] = torch.from_numpy(chunk)
+        padding[row, : len(chunk)] = False
+    return wav, padding

@@ -8,6 +8,9 @@ with an error naming what is missing.
 
 Our format is a directory with ``salmonn_config.json`` (architecture + references to the frozen
 Whisper / BEATs / LLM by hub id or path) and ``model.safetensors`` (trainable parameters).
+
+This module reads and writes the files and moves trainable parameters in and out of any
+module; ``SALMONN.from_pretrained`` / ``from_official`` / ``save_pretrained`` build on it.
 """
 
 from __future__ import annotations
@@ -16,19 +19,16 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from pydantic import BaseModel
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from salmonn_agent.config import OfficialConfig, SALMONNConfig, looks_local
+from salmonn_agent.config import SALMONNConfig, looks_local
 from salmonn_agent.errors import CheckpointError, ConfigError
 from salmonn_agent.model.qformer import official_to_ours, ours_to_official
-
-if TYPE_CHECKING:
-    from salmonn_agent.model.salmonn import SALMONN
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,22 @@ _PREFIXES = (  # official prefix → ours
     ("ln_audio.", "ln_audio."),
 )
 _LORA_WITHOUT_ADAPTER = re.compile(r"\.lora_(A|B)\.weight$")
+
+TRAINED_PREFIXES = ("window_qformer.", "ln_speech.", "ln_audio.", "projection.")
+"""The SALMONN parts that training changes (besides LoRA); everything else is a frozen base model."""
+
+
+def trainable_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters SALMONN trains (Q-Former, queries, layer norms, projection, LoRA), detached.
+
+    Chosen by name, not by ``requires_grad``: a stage that holds the Q-Former fixed
+    (``run.freeze_qformer``) still saves it.
+    """
+    return {
+        name: param.detach()
+        for name, param in model.named_parameters()
+        if name.startswith(TRAINED_PREFIXES) or "lora_" in name
+    }
 
 
 class LoadReport(BaseModel):
@@ -103,9 +119,12 @@ def read_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_trainable(model: SALMONN, state: dict[str, torch.Tensor], source: str) -> LoadReport:
-    """Load trainable parameters given under our names; refuse if any is missing or misshapen."""
-    expected = model.trainable_state_dict()
+def load_trainable(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str, *, allow_unexpected: bool = True
+) -> LoadReport:
+    """Load trainable parameters given under our names; refuse if any is missing or misshapen
+    (and, with ``allow_unexpected=False``, if ``state`` holds names the model does not train)."""
+    expected = trainable_parameters(model)
     missing = sorted(set(expected) - set(state))
     if missing:
         raise CheckpointError(
@@ -120,8 +139,13 @@ def load_trainable(model: SALMONN, state: dict[str, torch.Tensor], source: str) 
                 f"{source}: {name} has shape {tuple(state[name].shape)} but the model expects "
                 f"{tuple(expected[name].shape)}; the checkpoint belongs to another model size."
             )
-    all_names = set(model.state_dict())
-    unexpected = sorted(set(state) - all_names)
+    if not allow_unexpected and set(state) - set(expected):
+        extra = sorted(set(state) - set(expected))
+        raise CheckpointError(
+            f"{source} does not match this model: {len(extra)} unexpected parameters "
+            f"(first: {', '.join(extra[:5])}); resume with the same model and config."
+        )
+    unexpected = sorted(set(state) - set(model.state_dict()))
     if unexpected:
         logger.warning(
             "%s: %d unexpected keys ignored (first: %s)", source, len(unexpected), ", ".join(unexpected[:5])
@@ -129,11 +153,11 @@ def load_trainable(model: SALMONN, state: dict[str, torch.Tensor], source: str) 
     with torch.no_grad():
         params = dict(model.named_parameters())
         for name in expected:
-            params[name].copy_(state[name].to(params[name].dtype))
+            params[name].copy_(state[name].to(params[name].device, params[name].dtype))
     return LoadReport(source=source, loaded=len(expected), unexpected=unexpected, ignored_buffers=0)
 
 
-def load_official_state(model: SALMONN, path: str | Path) -> LoadReport:
+def load_official_state(model: nn.Module, path: str | Path) -> LoadReport:
     """Load an official ``.pth`` checkpoint into ``model``, mapping upstream names onto ours."""
     renamed: dict[str, torch.Tensor] = {}
     ignored = 0
@@ -147,37 +171,14 @@ def load_official_state(model: SALMONN, path: str | Path) -> LoadReport:
     return report.model_copy(update={"ignored_buffers": ignored})
 
 
-def load_official(
-    config: OfficialConfig | str | Path,
-    *,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | str = torch.float32,
-) -> SALMONN:
-    """Build SALMONN from an official decode YAML (or its parsed form) and load ``model.ckpt``."""
-    from salmonn_agent.model.salmonn import SALMONN, place_model
-
-    official = config if isinstance(config, OfficialConfig) else OfficialConfig.from_yaml(config)
-    if not official.model.ckpt:
-        raise ConfigError("The config has no model.ckpt: set it to the SALMONN .pth file.")
-    model = SALMONN.from_config(SALMONNConfig.from_official(official), device="cpu")
-    if official.model.speech_llama_proj_model:
-        raise ConfigError(
-            "model.speech_llama_proj_model initialises the projection for training; for decoding "
-            "model.ckpt already holds it. Leave speech_llama_proj_model empty."
-        )
-    report = load_official_state(model, official.model.ckpt)
-    logger.info("loaded %d trainable tensors from %s", report.loaded, report.source)
-    return place_model(model, device, dtype)
-
-
-def save_pretrained(model: SALMONN, path: str | Path) -> None:
-    """Write the config JSON and the trainable weights (safetensors) to directory ``path``."""
+def write_model_dir(config: SALMONNConfig, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Write the config JSON and the trainable weights ``state`` (safetensors) to directory ``path``."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / CONFIG_FILE).write_text(
-        _relocatable(model.config, path).model_dump_json(indent=2) + "\n", encoding="utf-8"
+        _relocatable(config, path).model_dump_json(indent=2) + "\n", encoding="utf-8"
     )
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": "pt", "salmonn_agent": "1"})
 
 
@@ -195,31 +196,26 @@ def _relocatable(config: SALMONNConfig, directory: Path) -> SALMONNConfig:
     )
 
 
-def load_pretrained(
-    cls: type[SALMONN],
-    path: str | Path,
-    *,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | str = torch.float32,
-) -> SALMONN:
-    """Load a model directory written by :func:`save_pretrained` (or download one by hub id)."""
-    from salmonn_agent.model.salmonn import place_model
-
+def read_model_dir(path: str | Path) -> tuple[Path, SALMONNConfig]:
+    """The local directory of a model written by :func:`write_model_dir` (downloaded first when
+    ``path`` is a hub id) and its config."""
     directory = _local_model_dir(path)
     try:
         config = SALMONNConfig.model_validate_json((directory / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ConfigError(f"{str(directory / CONFIG_FILE)!r} is not a valid SALMONN config: {err}") from None
-    model = cls.from_config(config, base_dir=directory, device="cpu")
+    return directory, config
+
+
+def read_weights(directory: Path) -> dict[str, torch.Tensor]:
+    """The trainable weights of a model directory."""
     try:
-        weights = load_file(str(directory / WEIGHTS_FILE))
+        return load_file(str(directory / WEIGHTS_FILE))
     except SafetensorError as err:
         raise CheckpointError(
             f"{str(directory / WEIGHTS_FILE)!r} is not a complete safetensors file ({err}); it may be truncated "
             "or damaged: copy or save the model again."
         ) from None
-    load_trainable(model, weights, repr(str(directory)))
-    return place_model(model, device, dtype)
 
 
 def _local_model_dir(path: str | Path) -> Path:

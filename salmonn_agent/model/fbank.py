@@ -5,6 +5,10 @@ which is what BEATs was trained on: frames cut with ``snip_edges`` (no padding),
 per-frame DC removal, pre-emphasis 0.97, a Povey window, the power spectrum of an FFT padded to
 the next power of two, Kaldi's triangular mel filters (20 Hz to Nyquist, mel = 1127 ln(1 + f/700))
 and the natural log floored at float32 epsilon. The computation runs in float32, as torchaudio's.
+
+Written here rather than imported because torchaudio is not a dependency: it is built against
+one exact PyTorch release (a second large wheel that must match torch's version and CUDA build)
+and BEATs needs only this one function of it. Whisper's own features come from transformers.
 """
 
 from __future__ import annotations

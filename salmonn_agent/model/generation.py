@@ -1,17 +1,59 @@
-"""Generation helpers: the conversation prefix cache and token streaming.
+"""Generation: the five entry points, their LLM calls and the key/value caches between calls.
 
-:class:`PrefixCache` keeps an LLM key/value cache between the turns of one conversation;
-:class:`TextStream` hands out text pieces while a background thread generates.
+:class:`GenerationMixin` gives ``SALMONN`` ``generate``, ``generate_from_prompts``,
+``generate_detailed``, ``stream`` and ``stream_from_prompt``; all of them embed the prompts
+(``SALMONN.embed_prompts``) and call the LLM's ``generate`` through :meth:`_llm_generate`.
+:class:`PrefixCache` keeps an LLM key/value cache between the turns of one conversation, and a
+single request reuses the keys/values of its prompt's head (the text before its first clip).
+Streamed text comes from :mod:`salmonn_agent.model.text_stream`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
-from transformers import DynamicCache, StoppingCriteria, TextIteratorStreamer
+import transformers
+from packaging.version import Version
+from torch import nn
+from transformers import DynamicCache, DynamicLayer, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+
+from salmonn_agent.audio import AudioInput
+from salmonn_agent.config import GenerationConfig, SALMONNConfig
+from salmonn_agent.errors import ConfigError, SalmonnError
+from salmonn_agent.model.inputs import EncodedAudio, PromptInputs
+from salmonn_agent.model.prompt import PromptTokenizer
+from salmonn_agent.model.text_stream import TextStream, TokenQueue
+
+# SALMONN's prompt reaches the LLM as embeddings only, so a repetition penalty can only count the
+# generated tokens: that is upstream's behaviour too, and transformers' warning about it on every
+# call would only clutter answers.
+warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`", category=UserWarning)
+
+_CACHE_KWARG = "cache" if Version(transformers.__version__).release >= (5, 24) else "past_key_values"
+"""``generate``'s name for a key/value cache to start from: transformers 5.24 renamed
+``past_key_values`` to ``cache`` (the old name is deprecated there); earlier 5.x know only the old."""
+
+AudioLike = AudioInput | EncodedAudio
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated answer with what it cost: token ids, finish reason and prompt sizes."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str  # "stop" (end symbol), "length" (max_new_tokens) or "cancelled"
+    prompt_text_tokens: int
+    prompt_audio_tokens: int
 
 
 class PrefixCache:
@@ -117,83 +159,282 @@ def cut_at_eos(ids: list[int], eos_id: int, pad_id: int | None, max_new_tokens: 
     return ids, "length" if len(ids) >= max_new_tokens else "stop"
 
 
-class RecordingStreamer(TextIteratorStreamer):
-    """A text streamer that also keeps the generated token ids."""
+class GenerationMixin:
+    """Text generation for ``SALMONN``: entry points, LLM calls, key/value caches.
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.token_ids: list[int] = []
-
-    def put(self, value: torch.Tensor) -> None:
-        if not (self.skip_prompt and self.next_tokens_are_prompt):
-            self.token_ids.extend(int(i) for i in value.reshape(-1).tolist())
-        super().put(value)
-
-
-class TextStream(Iterator[str]):
-    """Text pieces of one answer as they are generated; ``close()`` stops generation.
-
-    After the last piece: ``token_ids``, ``finish_reason`` ("stop", "length" or "cancelled"),
-    ``prompt_text_tokens`` and ``prompt_audio_tokens``.
+    The model provides the attributes annotated here and the methods ``embed_prompts``,
+    ``check_prompt_length``, ``render_prompt``, ``encode_audio`` and ``lora_scale``.
     """
 
-    def __init__(
-        self, run: object, streamer: RecordingStreamer, cancel: threading.Event,
-        errors: list[BaseException], eos_id: int, max_new_tokens: int,
-        prompt_text_tokens: int, prompt_audio_tokens: int,
-    ) -> None:
-        self._streamer = streamer
-        self._cancel = cancel
-        self._errors = errors
-        self._eos_id = eos_id
-        self._max_new_tokens = max_new_tokens
-        self.prompt_text_tokens = prompt_text_tokens
-        self.prompt_audio_tokens = prompt_audio_tokens
-        self.finish_reason: str | None = None
-        self._worker = threading.Thread(target=run, name="salmonn-generate", daemon=True)
-        self._started = False
-        self._done = False
+    config: SALMONNConfig
+    llm: nn.Module
+    tokenizer: PromptTokenizer
+    device: torch.device
+    dtype: torch.dtype
+    _eos_id: int
+    _lora_layers: list[nn.Module]
 
-    @property
-    def token_ids(self) -> list[int]:
-        """Generated token ids so far, without the end symbol."""
-        ids = self._streamer.token_ids
-        return ids[: ids.index(self._eos_id)] if self._eos_id in ids else list(ids)
+    if TYPE_CHECKING:  # provided by SALMONN
+        def embed_prompts(self, prompts: Sequence[str], audios: Sequence[Sequence[EncodedAudio]]) -> PromptInputs: ...
+        def check_prompt_length(self, text_tokens: int, audio_tokens: int, max_new_tokens: int) -> None: ...
+        def render_prompt(self, instruction: str) -> str: ...
+        def encode_audio(self, audios: Sequence[AudioInput], sample_rate: int | None = None) -> list[EncodedAudio]: ...
+        def lora_scale(self, scale: float | None) -> contextlib.AbstractContextManager[None]: ...
 
-    def __iter__(self) -> "TextStream":
-        return self
+    def _init_generation(self) -> None:
+        self._generate_lock = threading.RLock()
+        self._head_cache = PrefixCache()  # see _generate_with_head
+        self.head_hits = 0
+        """Single requests that reused the keys/values of their prompt's head (see :meth:`generate_detailed`)."""
 
-    def __next__(self) -> str:
-        if self._done:
-            raise StopIteration
-        if not self._started:
-            self._started = True
-            self._worker.start()
-        for piece in self._streamer:
-            if piece:
-                return piece
-        self._finish()
-        if self._errors:
-            raise self._errors[0]
-        raise StopIteration
+    def generate(
+        self,
+        audios: AudioLike | Sequence[AudioLike],
+        instructions: str | Sequence[str],
+        *,
+        sample_rate: int | None = None,
+        generation: GenerationConfig | None = None,
+        **options: object,
+    ) -> list[str]:
+        """Answer each instruction about its audio clip; returns one string per clip.
 
-    def close(self) -> None:
-        """Stop generating (at the next token) and wait for the worker to finish."""
-        if not self._done:
-            self._cancel.set()
-            self._finish()
+        ``audios`` and ``instructions`` are single items or equal-length sequences (one
+        instruction may serve all clips). ``options`` override the generation config for this
+        call: ``max_new_tokens``, ``num_beams``, ``do_sample``, ``temperature``, ``top_p``,
+        ``repetition_penalty``, ``length_penalty``, ``min_length``, ``lora_scale``.
+        """
+        clips, prompts = self._pair(audios, instructions)
+        encoded = self._encode_mixed(clips, sample_rate)
+        return self.generate_from_prompts(
+            [self.render_prompt(p) for p in prompts], [[e] for e in encoded],
+            generation=generation, **options,
+        )
 
-    def _finish(self) -> None:
-        if self._started:
-            self._worker.join()
-        self._done = True
-        if self.finish_reason is None:
-            if self._cancel.is_set():
-                self.finish_reason = "cancelled"
-            elif self._eos_id in self._streamer.token_ids:
-                self.finish_reason = "stop"
-            else:
-                self.finish_reason = "length" if len(self.token_ids) >= self._max_new_tokens else "stop"
+    def generate_from_prompts(
+        self,
+        prompts: Sequence[str],
+        audios: Sequence[Sequence[EncodedAudio]],
+        *,
+        generation: GenerationConfig | None = None,
+        **options: object,
+    ) -> list[str]:
+        """Generate from fully rendered prompts, each with one ``<SpeechHere>`` per clip given."""
+        return [g.text for g in self.generate_detailed(prompts, audios, generation=generation, **options)]
 
-    def __del__(self) -> None:
-        self._cancel.set()
+    def generate_detailed(
+        self,
+        prompts: Sequence[str],
+        audios: Sequence[Sequence[EncodedAudio]],
+        *,
+        generation: GenerationConfig | None = None,
+        logits_processor: LogitsProcessorList | None = None,
+        prefix_cache: PrefixCache | None = None,
+        **options: object,
+    ) -> list[Generation]:
+        """Like :meth:`generate_from_prompts`, with token ids, finish reasons and prompt sizes.
+
+        ``logits_processor`` is handed to ``generate`` (e.g. constrained decoding of JSON).
+        ``prefix_cache`` (one prompt only) reuses and then updates a conversation's key/value
+        cache (see :class:`PrefixCache`); greedy answers are the same with or without it.
+        """
+        if prefix_cache is not None and len(prompts) != 1:
+            raise SalmonnError(
+                f"prefix_cache works with one prompt at a time; got {len(prompts)} prompts. "
+                "Generate them one by one, or drop prefix_cache to batch them."
+            )
+        config = (generation or self.config.generation).updated(**options)
+        inputs = self.embed_prompts(prompts, audios)
+        for text_tokens, audio_tokens in zip(inputs.text_tokens, inputs.audio_tokens):
+            self.check_prompt_length(text_tokens, audio_tokens, config.max_new_tokens)
+        kwargs = self._generate_kwargs(config)
+        if logits_processor is not None:
+            kwargs["logits_processor"] = logits_processor
+        with self._generation_scope(config):
+            output = self._llm_generate(inputs, kwargs, prefix_cache if config.num_beams == 1 else None)
+        if prefix_cache is not None and config.num_beams > 1:
+            prefix_cache.reused_tokens, prefix_cache.prefilled_tokens = 0, int(inputs.embeds.shape[1])
+        results = []
+        for row, text_tokens, audio_tokens in zip(output, inputs.text_tokens, inputs.audio_tokens):
+            ids, reason = cut_at_eos(row.tolist(), self._eos_id, self.tokenizer.tokenizer.pad_token_id,
+                                     config.max_new_tokens)
+            results.append(Generation(self.tokenizer.decode(ids).strip(), ids, reason, text_tokens, audio_tokens))
+        return results
+
+    def stream(
+        self,
+        audio: AudioLike,
+        instruction: str,
+        *,
+        sample_rate: int | None = None,
+        generation: GenerationConfig | None = None,
+        **options: object,
+    ) -> TextStream:
+        """Yield the answer as text pieces while it is generated (greedy or sampling)."""
+        (encoded,) = self._encode_mixed([audio], sample_rate)
+        return self.stream_from_prompt(
+            self.render_prompt(instruction), [encoded], generation=generation, **options
+        )
+
+    def stream_from_prompt(
+        self,
+        prompt: str,
+        audios: Sequence[EncodedAudio],
+        *,
+        generation: GenerationConfig | None = None,
+        cancel: threading.Event | None = None,
+        logits_processor: LogitsProcessorList | None = None,
+        prefix_cache: PrefixCache | None = None,
+        **options: object,
+    ) -> TextStream:
+        """Stream text pieces for one rendered prompt. Closing the iterator (or setting
+        ``cancel``) stops generation at the next token. The returned :class:`TextStream` holds
+        the token ids and finish reason once exhausted. ``prefix_cache`` works as in
+        :meth:`generate_detailed`; it is updated once the stream is exhausted or closed."""
+        beams = options.pop("num_beams", None)
+        if beams is not None and int(beams) > 1:  # type: ignore[arg-type]
+            raise ConfigError("Streaming works with num_beams=1 (greedy or sampling); drop num_beams.")
+        config = (generation or self.config.generation).updated(num_beams=1, **options)
+        inputs = self.embed_prompts([prompt], [audios])
+        self.check_prompt_length(inputs.text_tokens[0], inputs.audio_tokens[0], config.max_new_tokens)
+        cancel = cancel or threading.Event()
+        tokens = TokenQueue()
+        kwargs = self._generate_kwargs(config)
+        kwargs["stopping_criteria"] = StoppingCriteriaList([CancelOnEvent(cancel)])
+        if logits_processor is not None:
+            kwargs["logits_processor"] = logits_processor
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with self._generation_scope(config):
+                    self._llm_generate(inputs, {**kwargs, "streamer": tokens}, prefix_cache)
+            except BaseException as err:  # noqa: BLE001 - re-raised in the consumer thread
+                errors.append(err)
+                tokens.end()
+
+        return TextStream(
+            run, tokens, self.tokenizer.decode, cancel, errors, self._eos_id, config.max_new_tokens,
+            inputs.text_tokens[0], inputs.audio_tokens[0],
+        )
+
+    def _generate_kwargs(self, config: GenerationConfig) -> dict[str, object]:
+        kwargs: dict[str, object] = {
+            "max_new_tokens": config.max_new_tokens,
+            "num_beams": config.num_beams,
+            "do_sample": config.do_sample,
+            # Given only inputs_embeds, current transformers subtracts the prompt's length from
+            # min_length, so upstream's min_length=1 would allow an empty answer. Counting new
+            # tokens keeps the config's intent: at least this many tokens before the end.
+            "min_new_tokens": config.min_length,
+            "repetition_penalty": config.repetition_penalty,
+            "length_penalty": config.length_penalty,
+            "eos_token_id": self._eos_id,
+            "pad_token_id": self.tokenizer.tokenizer.pad_token_id,
+        }
+        if config.do_sample:
+            kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
+        return kwargs
+
+    def _llm_generate(
+        self, inputs: PromptInputs, kwargs: dict[str, object], prefix_cache: PrefixCache | None
+    ) -> torch.Tensor:
+        """The LLM's ``generate`` on ``inputs`` (inside :meth:`_generation_scope`), reusing and
+        then updating ``prefix_cache`` (batch size 1) when one is given."""
+        if prefix_cache is None:
+            if inputs.embeds.shape[0] == 1 and inputs.head_tokens[0] > 0 and kwargs.get("num_beams", 1) == 1:
+                return self._generate_with_head(inputs, kwargs)
+            return self.llm.generate(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **kwargs)
+        rows = inputs.embeds[0]
+        key = self._prefix_key()
+        cache = self._prefix_begin(prefix_cache, rows, key)
+        try:
+            # ``generate`` slices inputs_embeds to the positions the cache lacks; the full
+            # attention mask gives those positions their absolute position ids.
+            output = self.llm.generate(
+                inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **{_CACHE_KWARG: cache}, **kwargs
+            )
+        except BaseException:
+            prefix_cache.reset()
+            raise
+        full = torch.cat([rows, self.llm.get_input_embeddings()(output[0].to(rows.device)).to(rows.dtype)])
+        length = cache.get_seq_length()
+        if length > full.shape[0]:  # not what generate leaves behind; do not trust it
+            prefix_cache.reset()
+        else:
+            prefix_cache.embeds, prefix_cache.cache, prefix_cache.key = full[:length], cache, key
+        return output
+
+    def _generate_with_head(self, inputs: PromptInputs, kwargs: dict[str, object]) -> torch.Tensor:
+        """Generate one prompt reusing the keys/values of its head: the text before its first
+        clip, which the prompt template makes the same for every single-turn request (the
+        system prompt and the start of the user turn). Then keep this prompt's head for the
+        next call. Only the head is kept, never audio or an answer."""
+        head = inputs.head_tokens[0]
+        cache = self._head_cache.copy()
+        output = self._llm_generate(inputs, kwargs, cache)
+        self.head_hits += cache.reused_tokens == head
+        # A head not reused in full was missing, stale (another LoRA state) or another template's.
+        if cache.reused_tokens < head and cache.cache is not None and cache.num_tokens >= head:
+            cache.cache.crop(head - cache.cache.get_seq_length())
+            cache.embeds = cache.embeds[:head]
+            self._head_cache = cache
+        return output
+
+    def _prefix_begin(self, prefix_cache: PrefixCache, rows: torch.Tensor, key: tuple[object, ...]) -> DynamicCache:
+        """The cache to hand ``generate`` for prompt ``rows`` ``[T, H]``: the reusable part of
+        ``prefix_cache`` (cropped to the common prefix, at most ``T - 1``), or a new one."""
+        cache, cached = prefix_cache.cache, prefix_cache.embeds
+        reuse = 0
+        if (
+            cache is not None and cached is not None and prefix_cache.key == key
+            and cache.get_seq_length() == cached.shape[0]
+            and all(type(layer) is DynamicLayer for layer in cache.layers)  # sliding layers cannot be cropped back
+        ):
+            reuse = common_prefix_rows(cached, rows, rows.shape[0] - 1)
+        if reuse == 0:
+            cache = DynamicCache(config=self.llm.config.get_text_config(decoder=True))
+        else:
+            cache.crop(reuse - cache.get_seq_length())
+        # Until generation ends the cache and the rows are out of step: keep neither.
+        prefix_cache.reset()
+        prefix_cache.reused_tokens, prefix_cache.prefilled_tokens = reuse, int(rows.shape[0]) - reuse
+        return cache
+
+    def _prefix_key(self) -> tuple[object, ...]:
+        """What a prefix cache's keys/values depend on besides the inputs: device, dtype, the
+        LoRA layers' scales and state, and the in-place versions of their weights."""
+        lora = tuple(
+            (tuple(sorted(layer.scaling.items())), bool(layer.disable_adapters), tuple(layer.active_adapters),
+             tuple(tensor_version(p) for p in layer.parameters()))
+            for layer in self._lora_layers
+        )
+        return (str(self.device), self.dtype, lora)
+
+    @contextlib.contextmanager
+    def _generation_scope(self, config: GenerationConfig) -> Iterator[None]:
+        """Hold the model for one generation, with the LoRA scale of this call only."""
+        with self._generate_lock, torch.no_grad(), self.lora_scale(config.lora_scale):
+            yield
+
+    def _pair(
+        self, audios: AudioLike | Sequence[AudioLike], instructions: str | Sequence[str]
+    ) -> tuple[list[AudioLike], list[str]]:
+        single = isinstance(audios, (str, bytes, bytearray, np.ndarray, EncodedAudio, Path))
+        clips = [audios] if single else list(audios)  # type: ignore[list-item]
+        prompts = [instructions] if isinstance(instructions, str) else list(instructions)
+        if len(prompts) == 1 and len(clips) > 1:
+            prompts = prompts * len(clips)
+        if not clips or len(prompts) != len(clips):
+            raise SalmonnError(
+                f"Got {len(clips)} audio clips and {len(prompts)} instructions: give one "
+                "instruction per clip, or one for all."
+            )
+        return clips, prompts
+
+    def _encode_mixed(self, clips: Sequence[AudioLike], sample_rate: int | None) -> list[EncodedAudio]:
+        todo = [i for i, c in enumerate(clips) if not isinstance(c, EncodedAudio)]
+        fresh = self.encode_audio([clips[i] for i in todo], sample_rate) if todo else []
+        out = list(clips)
+        for i, encoded in zip(todo, fresh):
+            out[i] = encoded
+        return out  # type: ignore[return-value]

@@ -2,22 +2,20 @@
 
 Decoding one token multiplies a single row by every weight matrix of the LLM, so on a CPU it
 is bound by memory bandwidth: with the weights stored in float16 there are half the bytes to
-read, and PyTorch's float16 kernels ran one or two rows 3.5-3.9x faster than float32 on our
-2-core AVX2 machine (8 rows: 1.2x). A prompt's prefill is the opposite case (many rows,
-compute bound) and float16 matrix products have no fast CPU kernel there (about 4x slower),
-so with more than ``HALF_ROWS`` rows the weight is widened to float32 for that one product.
-Norms, attention, the residual stream and LoRA stay float32.
+read, and PyTorch's float16 kernels are faster for a few rows. A prompt's prefill is the
+opposite case (many rows, compute bound) and float16 matrix products have no fast CPU kernel
+there, so with more than ``HALF_ROWS`` rows the weight is widened to float32 for that one
+product. Norms, attention, the residual stream and LoRA stay float32. docs/model-card.md
+("Speed") gives the measurements behind these choices.
 
 Written here because no library offers it for CPUs without native half-precision arithmetic:
 torch's own float16 model is slow to prefill, ``quantize_dynamic`` quantizes activations too
-(accuracy), and weight-only int8 (``_weight_int8pack_mm``) was 20-40x slower on a 2-core x86
-CPU.
+(accuracy), and weight-only int8 (``_weight_int8pack_mm``) is much slower on x86 CPUs.
 
 LoRA is folded into the float16 weights it adapts (:func:`merge_lora`): decoding then skips
 the two small LoRA products per adapted layer. peft's own ``merge`` adds the update in place, so
 each change of scale (a call's ``lora_scale``) would round the weight again and drift; here
-the unmerged float16 weight is kept (for q_proj and v_proj only: 27 MB for SmolLM2-135M) and
-every merge starts from it.
+the unmerged float16 weight is kept (for the adapted layers only) and every merge starts from it.
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ from torch import nn
 
 HALF_ROWS = 8
 """Products with at most this many rows use the float16 kernel; larger ones widen the weight
-(measured crossover on 2 AVX2 cores: float16 wins up to 8 rows, ties at 16)."""
+(the crossover on x86 CPUs with AVX2, see docs/model-card.md)."""
 
 
 class HalfWeightLinear(nn.Module):

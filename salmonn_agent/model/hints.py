@@ -10,7 +10,7 @@ scores, see :mod:`salmonn_agent.sound_tags`). The LLM reads both beside the audi
     Sounds: Speech 0.99, Music 0.12
     ...
 
-Generation (``SALMONN.embed_prompts``) and training (``training.loss.build_inputs``) insert the
+Generation and training (``SALMONN.merge_inputs``, left- or right-padded) insert the
 same tokens, from this one function. With both options, the transcript is left out when YAMNet
 hears no speech (:data:`SPEECH_GATE`).
 """

@@ -4,8 +4,8 @@ SALMONN was trained with transformers 4.28's slow ``LlamaTokenizer`` (legacy mod
 encodes each text piece with SentencePiece directly, a dummy prefix space included. transformers
 5 only ships a tokenizers-backed ``LlamaTokenizer`` whose pre-tokenizer can split the same text
 differently, so for SentencePiece models the pieces are encoded here with the ``sentencepiece``
-library itself, as 4.28 did. Other LLMs (BPE tokenizers such as SmolLM2's) use their own
-tokenizer. User text never becomes special tokens in SentencePiece mode: a literal ``</s>`` in an
+library itself, as 4.28 did, and generated ids are decoded with it too. Other LLMs (BPE
+tokenizers such as SmolLM2's) use their own tokenizer. User text never becomes special tokens in SentencePiece mode: a literal ``</s>`` in an
 instruction stays text.
 """
 
@@ -88,8 +88,14 @@ class PromptTokenizer:
         return int(ids[0])
 
     def decode(self, ids: list[int]) -> str:
-        """Text of generated ids with special tokens dropped."""
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        """Text of generated ids with special tokens dropped, decoded by the library that encodes
+        prompts: transformers renders byte-fallback pieces differently from SentencePiece (a
+        space byte at the start is dropped), so SentencePiece models decode with SentencePiece."""
+        if self.sentencepiece_model is None:
+            return self.tokenizer.decode(ids, skip_special_tokens=True)
+        special = set(self.tokenizer.all_special_ids)
+        size = self.sentencepiece_model.get_piece_size()
+        return self.sentencepiece_model.decode([i for i in ids if i not in special and 0 <= i < size])
 
 
 def _find_sentencepiece_file(name_or_path: str) -> Path | None:

@@ -5,120 +5,73 @@ audio [480000] → Whisper mel [80, 3000] → Whisper encoder [1500, 1280] → l
 (BEATs [~1496, 768] → ln_audio → zero-padded to 1500) → concat [1500, 2048]
 → 88 windows of 17 frames → Q-Former [88, 768] → projection [88, 5120] = 88 audio tokens.
 Audio longer than one chunk is encoded chunk by chunk and the tokens are concatenated.
-The prompt ``[BOS] text <audio tokens> text ...`` is embedded and handed to ``generate``.
-A :class:`PrefixCache` keeps the LLM's key/value cache of one conversation between turns, so a
-follow-up turn only prefills what is new (see its docstring).
+The prompt ``[BOS] text <audio tokens> text ...`` is embedded (:mod:`.inputs`) and handed to
+the LLM: :meth:`SALMONN.forward` for the training loss, ``generate`` for answers
+(:mod:`.generation`). Precision (:mod:`.precision`, :mod:`.half_weights`) and the files
+(:mod:`.checkpoint`) have their own modules.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import transformers
-from packaging.version import Version
 from torch import nn
-from transformers import (
-    AutoModelForCausalLM,
-    DynamicCache,
-    DynamicLayer,
-    LogitsProcessorList,
-    StoppingCriteriaList,
-)
+from transformers import AutoModelForCausalLM
 
 from salmonn_agent.audio import SAMPLE_RATE, AudioInput, load_audio
-from salmonn_agent.config import AUDIO_PLACEHOLDER, GenerationConfig, SALMONNConfig, looks_local
+from salmonn_agent.config import AUDIO_PLACEHOLDER, OfficialConfig, SALMONNConfig, looks_local
 from salmonn_agent.errors import ConfigError, PromptTooLongError, SalmonnError
-from salmonn_agent.model.generation import (
-    CancelOnEvent,
-    PrefixCache,
-    RecordingStreamer,
-    TextStream,
-    common_prefix_rows,
-    cut_at_eos,
-    tensor_version,
-)
+from salmonn_agent.model import checkpoint
+from salmonn_agent.model.beats import BEATs, pad_waves
+from salmonn_agent.model.generation import GenerationMixin
+from salmonn_agent.model.half_weights import halve_linear_weights, merge_lora
+from salmonn_agent.model.hints import hint_text
+from salmonn_agent.model.inputs import IGNORE_INDEX, EncodedAudio, PromptInputs, merge_text_and_audio
+from salmonn_agent.model.lora import add_lora, bare_llm, is_lora_layer, scaled_lora
+from salmonn_agent.model.precision import INT8, HALF_WEIGHTS, plan_placement, quantize_int8, resolve_dtype
 from salmonn_agent.model.prompt import PromptTokenizer, render_prompt, split_prompt
 from salmonn_agent.model.qformer import WindowQFormer
-from salmonn_agent.model.hints import hint_text
 from salmonn_agent.model.transcript import SpeechTranscriber
-from salmonn_agent.sound_tags import SoundTag, SoundTagger
 from salmonn_agent.model.whisper import WhisperFeatures, load_whisper_encoder
+from salmonn_agent.sound_tags import SoundTag, SoundTagger
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EncodedAudio:
-    """Audio tokens of one clip, in the LLM's embedding space: ``embeds`` is ``[tokens, hidden]``.
-
-    ``transcript`` is Whisper's own transcript of the clip and ``sound_tags`` its YAMNet tags,
-    when the model is configured with ``speech_transcript`` / ``sound_tags`` (see
-    :mod:`salmonn_agent.model.hints`), else None.
-    """
-
-    embeds: torch.Tensor
-    seconds: float
-    transcript: str | None = None
-    sound_tags: tuple[SoundTag, ...] | None = None
-
-    @property
-    def num_tokens(self) -> int:
-        """How many LLM positions the clip takes."""
-        return int(self.embeds.shape[0])
-
-
-@dataclass(frozen=True)
-class PromptInputs:
-    """A batch ready for the LLM: left-padded embeddings, attention mask and per-item lengths."""
-
-    embeds: torch.Tensor
-    attention_mask: torch.Tensor
-    text_tokens: list[int]
-    audio_tokens: list[int]
-    head_tokens: list[int]
-    """Per item, the text positions before its first clip (0 without audio)."""
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One generated answer with what it cost: token ids, finish reason and prompt sizes."""
-
-    text: str
-    token_ids: list[int]
-    finish_reason: str  # "stop" (end symbol), "length" (max_new_tokens) or "cancelled"
-    prompt_text_tokens: int
-    prompt_audio_tokens: int
-
-
-AudioLike = AudioInput | EncodedAudio
-
-
-# SALMONN's prompt reaches the LLM as embeddings only, so a repetition penalty can only count the
-# generated tokens: that is upstream's behaviour too, and transformers' warning about it on every
-# call would only clutter answers.
-warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`", category=UserWarning)
 
 HINT_TAGS = 3
 """How many YAMNet tags a clip's hint lists (models with ``sound_tags``)."""
 
-# The SALMONN parts that training changes (besides LoRA); everything else is a frozen base model.
-TRAINED_PREFIXES = ("window_qformer.", "ln_speech.", "ln_audio.", "projection.")
+
+@dataclass
+class LMOutput:
+    """What :meth:`SALMONN.forward` returns.
+
+    With labels: ``loss`` (mean over answer tokens), per-sample ``loss_sum``, ``correct``
+    (argmax hits) and ``count`` (answer tokens); ``logits`` is None, as the LM head runs only
+    where a label follows. Without labels: ``logits`` ``[B, T, vocab]`` of every position.
+    """
+
+    loss: torch.Tensor | None = None
+    loss_sum: torch.Tensor | None = None
+    correct: torch.Tensor | None = None
+    count: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
 
 
-class SALMONN(nn.Module):
+class SALMONN(GenerationMixin, nn.Module):
     """SALMONN: hears 16 kHz audio through Whisper (+ BEATs) and answers with an LLM.
 
     Build one with :meth:`from_config`, :meth:`from_pretrained` (our format) or
-    :func:`salmonn_agent.model.checkpoint.load_official` (the official ``.pth`` files).
+    :meth:`from_official` (the official ``.pth`` files). Generation comes from
+    :class:`~salmonn_agent.model.generation.GenerationMixin`.
     """
 
     def __init__(
@@ -152,13 +105,10 @@ class SALMONN(nn.Module):
             config.qformer, speech_width + audio_width, config.second_per_window, config.second_stride
         )
         self.projection = nn.Linear(config.qformer.hidden_size, llm.config.hidden_size)
-        self.llm = _add_lora(llm, config) if config.lora.enabled else llm
-        self._lora_layers = [m for m in self.llm.modules() if _is_lora_layer(m)]
+        self.llm = add_lora(llm, config) if config.lora.enabled else llm
+        self._lora_layers = [m for m in self.llm.modules() if is_lora_layer(m)]
         self._eos_id = tokenizer.token_id(config.end_sym)
-        self._generate_lock = threading.RLock()
-        self._head_cache = PrefixCache()  # see _generate_with_head
-        self.head_hits = 0
-        """Single requests that reused the keys/values of their prompt's head (see :meth:`generate_detailed`)."""
+        self._init_generation()
         self.quantized = False  # see quantize_llm
         self.half_weights = False  # see halve_llm_weights
         self.freeze_base_models()
@@ -176,7 +126,7 @@ class SALMONN(nn.Module):
         """Build the model, loading the frozen Whisper / BEATs / LLM it references.
 
         The trainable parts (Q-Former, projection, LoRA) start freshly initialised; load
-        weights with :meth:`from_pretrained` or the official checkpoint loader.
+        weights with :meth:`from_pretrained` or :meth:`from_official`.
         """
         resolve_dtype(dtype)  # an unknown dtype fails before minutes of loading
         config = config.model_copy(update={
@@ -195,8 +145,6 @@ class SALMONN(nn.Module):
         features = WhisperFeatures.from_pretrained(whisper, config.chunk_seconds)
         beats = None
         if config.beats:
-            from salmonn_agent.model.beats import BEATs
-
             beats = BEATs.from_checkpoint(config.beats)
         llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=torch.float32)
         tokenizer = PromptTokenizer.load(llm_path, config.tokenizer_mode)
@@ -213,15 +161,36 @@ class SALMONN(nn.Module):
         dtype: torch.dtype | str = torch.float32,
     ) -> "SALMONN":
         """Load a model saved with :meth:`save_pretrained` (a local directory or a hub id)."""
-        from salmonn_agent.model.checkpoint import load_pretrained
+        directory, config = checkpoint.read_model_dir(path)
+        model = cls.from_config(config, base_dir=directory, device="cpu")
+        checkpoint.load_trainable(model, checkpoint.read_weights(directory), repr(str(directory)))
+        return place_model(model, device, dtype)
 
-        return load_pretrained(cls, path, device=device, dtype=dtype)
+    @classmethod
+    def from_official(
+        cls,
+        config: OfficialConfig | str | Path,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str = torch.float32,
+    ) -> "SALMONN":
+        """Build SALMONN from an official decode YAML (or its parsed form) and load ``model.ckpt``."""
+        official = config if isinstance(config, OfficialConfig) else OfficialConfig.from_yaml(config)
+        if not official.model.ckpt:
+            raise ConfigError("The config has no model.ckpt: set it to the SALMONN .pth file.")
+        model = cls.from_config(SALMONNConfig.from_official(official), device="cpu")
+        if official.model.speech_llama_proj_model:
+            raise ConfigError(
+                "model.speech_llama_proj_model initialises the projection for training; for decoding "
+                "model.ckpt already holds it. Leave speech_llama_proj_model empty."
+            )
+        report = checkpoint.load_official_state(model, official.model.ckpt)
+        logger.info("loaded %d trainable tensors from %s", report.loaded, report.source)
+        return place_model(model, device, dtype)
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``salmonn_config.json`` and the trainable weights (``model.safetensors``) to ``path``."""
-        from salmonn_agent.model.checkpoint import save_pretrained
-
-        save_pretrained(self, path)
+        checkpoint.write_model_dir(self.config, self.trainable_state_dict(), path)
 
     def freeze_base_models(self) -> None:
         """Freeze Whisper, BEATs and the LLM's own weights; leave the SALMONN parts trainable."""
@@ -243,79 +212,13 @@ class SALMONN(nn.Module):
             if module is not None:
                 module.eval()
         if mode:
-            for submodule in self.llm.modules():
-                if _is_lora_layer(submodule):
-                    submodule.train()
+            for layer in self._lora_layers:
+                layer.train()
         return self
 
-    def quantize_llm(self) -> None:
-        """Quantize the frozen LLM's linear layers to int8 weights (per output channel) with
-        activations quantized on the fly; LoRA, the encoders and the Q-Former stay float32.
-
-        For CPU inference: decoding one token reads every LLM weight, so it is bound by memory
-        bandwidth, and 8-bit weights read a quarter of the bytes (salmonn-mini on 2 cores:
-        answers about 2x faster). Accuracy can suffer: on salmonn-mini's held-out split it cost
-        far too much (see the README), so nothing uses it by default. The model can no longer
-        be trained. Uses PyTorch's own dynamic quantization
-        (``torch.ao.quantization.quantize_dynamic``, fbgemm kernels on x86).
-        """
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        if self.device.type != "cpu":
-            raise ConfigError(f"int8 quantization runs on the CPU only; the model is on {self.device}.")
-        lm = self._bare_llm()
-        spec = {name: per_channel_dynamic_qconfig for name, module in lm.named_modules()
-                if isinstance(module, nn.Linear) and "lora_" not in name}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao's deprecation notice
-            quantize_dynamic(lm, spec, dtype=torch.qint8, inplace=True)
-        self.quantized = True
-
-    def halve_llm_weights(self) -> None:
-        """Store the frozen LLM's linear weights in float16, computing in float32 (CPU inference).
-
-        Decoding reads every LLM weight per token, so half the bytes decode faster: salmonn-mini's
-        LLM on 2 cores took 55-66 ms a token instead of 126-130 ms, and its held-out results
-        stayed within one item per metric (see the README). Prefill widens each weight back to
-        float32. LoRA is folded into the weights it adapts (:meth:`_sync_merged_lora`); its own
-        matrices, the embedding table, the encoders and the Q-Former stay float32. See
-        :mod:`salmonn_agent.model.half_weights`. The model can no longer be trained.
-        """
-        from salmonn_agent.model.half_weights import halve_linear_weights
-
-        if self.dtype != torch.float32:
-            raise ConfigError(f"float16 weights need a float32 model to start from, not {self.dtype}.")
-        lm = self._bare_llm()
-        halve_linear_weights(lm)
-        self.half_weights = True
-        self._sync_merged_lora()
-
-    def _sync_merged_lora(self) -> None:
-        """With float16 weights, fold each LoRA layer into its weight at the layer's current
-        scale (again only where the scale or adapters changed); see
-        :func:`salmonn_agent.model.half_weights.merge_lora`. Decoding then skips the LoRA
-        products: salmonn-mini went from about 68 to 54-59 ms a token on 2 cores."""
-        if self.half_weights:
-            from salmonn_agent.model.half_weights import merge_lora
-
-            for layer in self._lora_layers:
-                merge_lora(layer)
-
-    def _bare_llm(self) -> nn.Module:
-        """The LLM without peft's wrapper (its LoRA layers stay inside)."""
-        return self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
-
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """The parameters SALMONN trains (Q-Former, queries, layer norms, projection, LoRA).
-
-        Chosen by name, not by ``requires_grad``: a stage that holds the Q-Former fixed
-        (``run.freeze_qformer``) still saves it.
-        """
-        return {
-            name: param.detach()
-            for name, param in self.named_parameters()
-            if name.startswith(TRAINED_PREFIXES) or "lora_" in name
-        }
+        """The parameters SALMONN trains (see :func:`salmonn_agent.model.checkpoint.trainable_parameters`)."""
+        return checkpoint.trainable_parameters(self)
 
     @property
     def device(self) -> torch.device:
@@ -326,6 +229,52 @@ class SALMONN(nn.Module):
     def dtype(self) -> torch.dtype:
         """The floating point type of the model's weights."""
         return self.projection.weight.dtype
+
+    # ----------------------------------------------------------------- precision
+    def quantize_llm(self) -> None:
+        """Quantize the frozen LLM's linear layers to int8 weights (per output channel) with
+        activations quantized on the fly; LoRA, the encoders and the Q-Former stay float32.
+
+        For CPU inference (see :mod:`salmonn_agent.model.precision`); accuracy can suffer, so
+        nothing uses it by default. The model can no longer be trained.
+        """
+        if self.device.type != "cpu":
+            raise ConfigError(f"int8 quantization runs on the CPU only; the model is on {self.device}.")
+        quantize_int8(bare_llm(self.llm))
+        self.quantized = True
+
+    def halve_llm_weights(self) -> None:
+        """Store the frozen LLM's linear weights in float16, computing in float32 (CPU inference).
+
+        Prefill widens each weight back to float32. LoRA is folded into the weights it adapts
+        (:meth:`_sync_merged_lora`); its own matrices, the embedding table, the encoders and the
+        Q-Former stay float32. See :mod:`salmonn_agent.model.half_weights`. The model can no
+        longer be trained.
+        """
+        if self.dtype != torch.float32:
+            raise ConfigError(f"float16 weights need a float32 model to start from, not {self.dtype}.")
+        halve_linear_weights(bare_llm(self.llm))
+        self.half_weights = True
+        self._sync_merged_lora()
+
+    def _sync_merged_lora(self) -> None:
+        """With float16 weights, fold each LoRA layer into its weight at the layer's current
+        scale (again only where the scale or adapters changed), so decoding skips the LoRA
+        products; see :func:`salmonn_agent.model.half_weights.merge_lora`."""
+        if self.half_weights:
+            for layer in self._lora_layers:
+                merge_lora(layer)
+
+    @contextlib.contextmanager
+    def lora_scale(self, scale: float | None) -> Iterator[None]:
+        """Every LoRA adapter at ``scale`` inside the block (None: the model's own alpha/rank),
+        for one generation call or a training run (activation tuning)."""
+        try:
+            with scaled_lora(self._lora_layers, scale):
+                self._sync_merged_lora()
+                yield
+        finally:
+            self._sync_merged_lora()
 
     # ----------------------------------------------------------------- hearing
     @property
@@ -388,37 +337,60 @@ class SALMONN(nn.Module):
     def encode_samples(self, clips: Sequence[np.ndarray]) -> list[EncodedAudio]:
         """Audio tokens for already-decoded 16 kHz mono clips (gradients flow if enabled)."""
         chunks: list[np.ndarray] = []
-        owners: list[int] = []
-        for index, clip in enumerate(clips):
-            for start in range(0, max(len(clip), 1), self.chunk_samples):
-                chunk = clip[start : start + self.chunk_samples]
-                chunks.append(_pad_to(chunk, int(self.config.min_audio_seconds * SAMPLE_RATE)))
-                owners.append(index)
-        tokens, texts = self._encode_chunks(chunks)
+        counts: list[int] = []
+        for clip in clips:
+            starts = range(0, max(len(clip), 1), self.chunk_samples)
+            chunks += [_pad_to(clip[s : s + self.chunk_samples], int(self.config.min_audio_seconds * SAMPLE_RATE))
+                       for s in starts]
+            counts.append(len(starts))
+        speech, beats = self._chunk_states(chunks)
+        texts = self.transcribe_features(speech)
+        firsts = np.cumsum([0, *counts])
         return [
             EncodedAudio(
-                embeds=torch.cat([tokens[i] for i, o in enumerate(owners) if o == index]),
+                embeds=tokens,
                 seconds=len(clip) / SAMPLE_RATE,
-                transcript=None if texts is None else join_transcripts(
-                    [texts[i] for i, o in enumerate(owners) if o == index]
-                ),
+                transcript=None if texts is None else join_transcripts(texts[firsts[i] : firsts[i + 1]]),
                 sound_tags=self.tag_clip(clip),
             )
-            for index, clip in enumerate(clips)
+            for i, (clip, tokens) in enumerate(zip(clips, self.clip_tokens(speech, beats, counts)))
         ]
 
     def encode_chunks(self, chunks: Sequence[np.ndarray]) -> torch.Tensor:
         """Audio tokens ``[len(chunks), tokens_per_chunk, hidden]`` for chunks of at most one context."""
-        return self._encode_chunks(chunks, transcribe=False)[0]
+        speech, beats = self._chunk_states(chunks)
+        return self.tokens_from_features(speech, beats)
 
-    def _encode_chunks(
-        self, chunks: Sequence[np.ndarray], transcribe: bool = True
-    ) -> tuple[torch.Tensor, list[str] | None]:
-        mel = self.features(list(chunks)).to(self.device, self.dtype)
-        speech = self.speech_encoder(mel).last_hidden_state
-        beats = self._beats_features(chunks) if self.beats is not None else None
-        texts = self.transcribe_features(speech) if transcribe else None
-        return self.tokens_from_features(speech, beats), texts
+    def _chunk_states(self, chunks: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        wav, padding = pad_waves(chunks) if self.beats is not None else (None, None)
+        return self.encoder_states(self.features(list(chunks)), wav, padding)
+
+    def encoder_states(
+        self, mel: torch.Tensor, wav: torch.Tensor | None = None, padding: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """The frozen half of encoding: Whisper's last hidden state ``[chunks, frames, width]`` of
+        ``mel``, and with BEATs each chunk's valid BEATs frames ``[n_i, width]`` of the padded
+        waves ``wav`` ``[chunks, samples]`` (``padding``: True where padded, see
+        :func:`salmonn_agent.model.beats.pad_waves`)."""
+        speech = self.speech_encoder(mel.to(self.device, self.dtype)).last_hidden_state
+        if self.beats is None:
+            return speech, None
+        # "exact" masking makes a batched clip's features equal to encoding it alone, which is
+        # what upstream's single-clip inference (an all-False mask) computes.
+        features, frame_padding = self.beats.extract_features(
+            wav.to(self.device, self.dtype), padding_mask=padding.to(self.device), mask_mode="exact"
+        )
+        if frame_padding is None:
+            return speech, list(features)
+        return speech, [features[row, : int(n)] for row, n in enumerate((~frame_padding).sum(1).tolist())]
+
+    def clip_tokens(
+        self, speech: torch.Tensor, beats: Sequence[torch.Tensor] | None, counts: Sequence[int]
+    ) -> list[torch.Tensor]:
+        """Each clip's audio tokens ``[tokens, hidden]`` from the encoder states of all chunks
+        (``counts``: chunks per clip, in order), in one Q-Former pass."""
+        tokens = self.tokens_from_features(speech, beats)
+        return [t.reshape(-1, t.shape[-1]) for t in torch.split(tokens, list(counts))]
 
     def transcribe_features(self, speech: torch.Tensor) -> list[str] | None:
         """Whisper's transcript of each chunk from its encoder states ``[chunks, frames, width]``;
@@ -461,368 +433,101 @@ class SALMONN(nn.Module):
             speech = torch.cat([speech, audio], dim=-1)
         return self.projection(self.window_qformer(speech))
 
-    def _beats_features(self, chunks: Sequence[np.ndarray]) -> list[torch.Tensor]:
-        """Each chunk's valid BEATs frames, computed as one padded batch."""
-        longest = max(len(c) for c in chunks)
-        wav = torch.zeros(len(chunks), longest, dtype=torch.float32)
-        padding = torch.ones(len(chunks), longest, dtype=torch.bool)
-        for row, chunk in enumerate(chunks):
-            wav[row, : len(chunk)] = torch.from_numpy(chunk)
-            padding[row, : len(chunk)] = False
-        # "exact" masking makes a batched clip's features equal to encoding it alone, which is
-        # what upstream's single-clip inference (an all-False mask) computes.
-        features, frame_padding = self.beats.extract_features(
-            wav.to(self.device, self.dtype), padding_mask=padding.to(self.device), mask_mode="exact"
-        )
-        if frame_padding is None:
-            return list(features)
-        return [features[row, : int(n)] for row, n in enumerate((~frame_padding).sum(1).tolist())]
-
     # ----------------------------------------------------------------- prompting
     def render_prompt(self, instruction: str) -> str:
         """The model's single-turn prompt around ``instruction`` (the official template for SALMONN)."""
         return render_prompt(self.config.prompt_template, instruction)
 
+    def merge_inputs(
+        self,
+        prompts: Sequence[str],
+        audios: Sequence[Sequence[EncodedAudio]],
+        *,
+        answers: Sequence[list[int]] | None = None,
+        padding_side: Literal["left", "right"] = "left",
+    ) -> PromptInputs:
+        """The LLM input of rendered prompts with their ``<SpeechHere>`` placeholders filled by
+        the clips' audio tokens and hints, then each answer's ids (labelled) if given; see
+        :func:`salmonn_agent.model.inputs.merge_text_and_audio`."""
+        pieces = [self.prompt_piece_ids(prompt) for prompt in prompts]
+        for sample_pieces, clips in zip(pieces, audios, strict=True):
+            if len(sample_pieces) - 1 != len(clips):
+                raise SalmonnError(
+                    f"The prompt has {len(sample_pieces) - 1} {AUDIO_PLACEHOLDER} placeholders but "
+                    f"{len(clips)} audio clips were given; give one clip per placeholder."
+                )
+        return merge_text_and_audio(
+            self.llm.get_input_embeddings(), pieces,
+            [[c.embeds for c in clips] for clips in audios],
+            [[self.hint_ids(c.transcript, c.sound_tags) for c in clips] for clips in audios],
+            answers=answers, padding_side=padding_side,
+        )
+
     def embed_prompts(
         self, prompts: Sequence[str], audios: Sequence[Sequence[EncodedAudio]]
     ) -> PromptInputs:
-        """Embed prompts with ``<SpeechHere>`` placeholders filled by audio tokens, left-padded."""
-        embed = self.llm.get_input_embeddings()
-        rows: list[torch.Tensor] = []
-        text_counts: list[int] = []
-        audio_counts: list[int] = []
-        head_counts: list[int] = []
-        for prompt, clips in zip(prompts, audios, strict=True):
-            pieces = self.prompt_piece_ids(prompt)
-            if len(pieces) - 1 != len(clips):
-                raise SalmonnError(
-                    f"The prompt has {len(pieces) - 1} {AUDIO_PLACEHOLDER} placeholders but "
-                    f"{len(clips)} audio clips were given; give one clip per placeholder."
-                )
-            parts: list[torch.Tensor] = []
-            text_total = 0
-            for index, piece_ids in enumerate(pieces):
-                if index == 0:
-                    head_counts.append(len(piece_ids) if clips else 0)
-                text_total += len(piece_ids)
-                if piece_ids:
-                    parts.append(embed(torch.tensor(piece_ids, device=self.device)))
-                if index < len(clips):
-                    parts.append(clips[index].embeds.to(self.device, self.dtype))
-                    hint = self.hint_ids(clips[index].transcript, clips[index].sound_tags)
-                    if hint:
-                        parts.append(embed(torch.tensor(hint, device=self.device)))
-                        text_total += len(hint)
-            rows.append(torch.cat(parts))
-            text_counts.append(text_total)
-            audio_counts.append(sum(c.num_tokens for c in clips))
-        longest = max(r.shape[0] for r in rows)
-        hidden = rows[0].shape[1]
-        embeds = torch.zeros(len(rows), longest, hidden, device=self.device, dtype=self.dtype)
-        mask = torch.zeros(len(rows), longest, device=self.device, dtype=torch.long)
-        for i, row in enumerate(rows):
-            embeds[i, longest - row.shape[0] :] = row
-            mask[i, longest - row.shape[0] :] = 1
-        return PromptInputs(embeds, mask, text_counts, audio_counts, head_counts)
+        """Embed prompts with ``<SpeechHere>`` placeholders filled by audio tokens, left-padded
+        (for generation)."""
+        return self.merge_inputs(prompts, audios)
 
-    # ----------------------------------------------------------------- generation
-    def generate(
-        self,
-        audios: AudioLike | Sequence[AudioLike],
-        instructions: str | Sequence[str],
-        *,
-        sample_rate: int | None = None,
-        generation: GenerationConfig | None = None,
-        **options: object,
-    ) -> list[str]:
-        """Answer each instruction about its audio clip; returns one string per clip.
+    def answer_ids(self, text: str, max_tokens: int) -> list[int]:
+        """Token ids of an answer plus the end symbol, cut at ``max_tokens`` (upstream's truncation)."""
+        return (self.tokenizer.encode(text) + [self._eos_id])[:max_tokens]
 
-        ``audios`` and ``instructions`` are single items or equal-length sequences (one
-        instruction may serve all clips). ``options`` override the generation config for this
-        call: ``max_new_tokens``, ``num_beams``, ``do_sample``, ``temperature``, ``top_p``,
-        ``repetition_penalty``, ``length_penalty``, ``min_length``, ``lora_scale``.
-        """
-        clips, prompts = self._pair(audios, instructions)
-        encoded = self._encode_mixed(clips, sample_rate)
-        return self.generate_from_prompts(
-            [self.render_prompt(p) for p in prompts], [[e] for e in encoded],
-            generation=generation, **options,
-        )
-
-    def generate_from_prompts(
+    def forward(
         self,
         prompts: Sequence[str],
         audios: Sequence[Sequence[EncodedAudio]],
-        *,
-        generation: GenerationConfig | None = None,
-        **options: object,
-    ) -> list[str]:
-        """Generate from fully rendered prompts, each with one ``<SpeechHere>`` per clip given."""
-        return [g.text for g in self.generate_detailed(prompts, audios, generation=generation, **options)]
+        labels: Sequence[list[int]] | None = None,
+    ) -> LMOutput:
+        """Run the LLM over rendered prompts with their clips (right-padded).
 
-    def generate_detailed(
-        self,
-        prompts: Sequence[str],
-        audios: Sequence[Sequence[EncodedAudio]],
-        *,
-        generation: GenerationConfig | None = None,
-        logits_processor: LogitsProcessorList | None = None,
-        prefix_cache: PrefixCache | None = None,
-        **options: object,
-    ) -> list[Generation]:
-        """Like :meth:`generate_from_prompts`, with token ids, finish reasons and prompt sizes.
-
-        ``logits_processor`` is handed to ``generate`` (e.g. constrained decoding of JSON).
-        ``prefix_cache`` (one prompt only) reuses and then updates a conversation's key/value
-        cache (see :class:`PrefixCache`); greedy answers are the same with or without it.
+        ``labels`` are each prompt's answer ids (:meth:`answer_ids`), appended after it: then the
+        output holds the next-token cross entropy on them and their token accuracy, computed
+        on the answer positions only. Without labels, the logits of every position.
         """
-        if prefix_cache is not None and len(prompts) != 1:
-            raise SalmonnError(
-                f"prefix_cache works with one prompt at a time; got {len(prompts)} prompts. "
-                "Generate them one by one, or drop prefix_cache to batch them."
-            )
-        config = (generation or self.config.generation).updated(**options)
-        inputs = self.embed_prompts(prompts, audios)
-        for text_tokens, audio_tokens in zip(inputs.text_tokens, inputs.audio_tokens):
-            self.check_prompt_length(text_tokens, audio_tokens, config.max_new_tokens)
-        kwargs = self._generate_kwargs(config)
-        if logits_processor is not None:
-            kwargs["logits_processor"] = logits_processor
-        with self._generation_scope(config):
-            output = self._llm_generate(inputs, kwargs, prefix_cache if config.num_beams == 1 else None)
-        if prefix_cache is not None and config.num_beams > 1:
-            prefix_cache.reused_tokens, prefix_cache.prefilled_tokens = 0, int(inputs.embeds.shape[1])
-        results = []
-        for row, text_tokens, audio_tokens in zip(output, inputs.text_tokens, inputs.audio_tokens):
-            ids, reason = cut_at_eos(row.tolist(), self._eos_id, self.tokenizer.tokenizer.pad_token_id,
-                                  config.max_new_tokens)
-            results.append(Generation(self.tokenizer.decode(ids).strip(), ids, reason, text_tokens, audio_tokens))
-        return results
-
-    def stream(
-        self,
-        audio: AudioLike,
-        instruction: str,
-        *,
-        sample_rate: int | None = None,
-        generation: GenerationConfig | None = None,
-        **options: object,
-    ) -> "TextStream":
-        """Yield the answer as text pieces while it is generated (greedy or sampling)."""
-        (encoded,) = self._encode_mixed([audio], sample_rate)
-        return self.stream_from_prompt(
-            self.render_prompt(instruction), [encoded], generation=generation, **options
-        )
-
-    def stream_from_prompt(
-        self,
-        prompt: str,
-        audios: Sequence[EncodedAudio],
-        *,
-        generation: GenerationConfig | None = None,
-        cancel: threading.Event | None = None,
-        logits_processor: LogitsProcessorList | None = None,
-        prefix_cache: PrefixCache | None = None,
-        **options: object,
-    ) -> "TextStream":
-        """Stream text pieces for one rendered prompt. Closing the iterator (or setting
-        ``cancel``) stops generation at the next token. The returned :class:`TextStream` holds
-        the token ids and finish reason once exhausted. ``prefix_cache`` works as in
-        :meth:`generate_detailed`; it is updated once the stream is exhausted or closed."""
-        beams = options.pop("num_beams", None)
-        if beams is not None and int(beams) > 1:  # type: ignore[arg-type]
-            raise ConfigError("Streaming works with num_beams=1 (greedy or sampling); drop num_beams.")
-        config = (generation or self.config.generation).updated(num_beams=1, **options)
-        inputs = self.embed_prompts([prompt], [audios])
-        self.check_prompt_length(inputs.text_tokens[0], inputs.audio_tokens[0], config.max_new_tokens)
-        cancel = cancel or threading.Event()
-        streamer = RecordingStreamer(self.tokenizer.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = self._generate_kwargs(config)
-        kwargs["stopping_criteria"] = StoppingCriteriaList([CancelOnEvent(cancel)])
-        if logits_processor is not None:
-            kwargs["logits_processor"] = logits_processor
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                with self._generation_scope(config):
-                    self._llm_generate(inputs, {**kwargs, "streamer": streamer}, prefix_cache)
-            except BaseException as err:  # noqa: BLE001 - re-raised in the consumer thread
-                errors.append(err)
-                streamer.end()
-
-        return TextStream(
-            run, streamer, cancel, errors, self._eos_id, config.max_new_tokens,
-            inputs.text_tokens[0], inputs.audio_tokens[0],
-        )
-
-    def _generate_kwargs(self, config: GenerationConfig) -> dict[str, object]:
-        kwargs: dict[str, object] = {
-            "max_new_tokens": config.max_new_tokens,
-            "num_beams": config.num_beams,
-            "do_sample": config.do_sample,
-            # Given only inputs_embeds, current transformers subtracts the prompt's length from
-            # min_length, so upstream's min_length=1 would allow an empty answer (seen:
-            # salmonn-mini ended "hello / hello / how are you" at once). Counting new tokens
-            # keeps the config's intent: at least this many tokens before the end.
-            "min_new_tokens": config.min_length,
-            "repetition_penalty": config.repetition_penalty,
-            "length_penalty": config.length_penalty,
-            "eos_token_id": self._eos_id,
-            "pad_token_id": self.tokenizer.tokenizer.pad_token_id,
-        }
-        if config.do_sample:
-            kwargs.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
-        return kwargs
-
-    def _llm_generate(
-        self, inputs: PromptInputs, kwargs: dict[str, object], prefix_cache: PrefixCache | None
-    ) -> torch.Tensor:
-        """The LLM's ``generate`` on ``inputs`` (inside :meth:`_generation_scope`), reusing and
-        then updating ``prefix_cache`` (batch size 1) when one is given."""
-        if prefix_cache is None:
-            if inputs.embeds.shape[0] == 1 and inputs.head_tokens[0] > 0 and kwargs.get("num_beams", 1) == 1:
-                return self._generate_with_head(inputs, kwargs)
-            return self.llm.generate(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **kwargs)
-        rows = inputs.embeds[0]
-        key = self._prefix_key()
-        cache = self._prefix_begin(prefix_cache, rows, key)
-        try:
-            # ``generate`` slices inputs_embeds to the positions the cache lacks; the full
-            # attention mask gives those positions their absolute position ids.
-            output = self.llm.generate(
-                inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **{_CACHE_KWARG: cache}, **kwargs
-            )
-        except BaseException:
-            prefix_cache.reset()
-            raise
-        full = torch.cat([rows, self.llm.get_input_embeddings()(output[0].to(rows.device)).to(rows.dtype)])
-        length = cache.get_seq_length()
-        if length > full.shape[0]:  # not what generate leaves behind; do not trust it
-            prefix_cache.reset()
-        else:
-            prefix_cache.embeds, prefix_cache.cache, prefix_cache.key = full[:length], cache, key
-        return output
-
-    def _generate_with_head(self, inputs: PromptInputs, kwargs: dict[str, object]) -> torch.Tensor:
-        """Generate one prompt reusing the keys/values of its head: the text before its first
-        clip, which the prompt template makes the same for every single-turn request (for
-        salmonn-mini, the system prompt and the start of the user turn: 27 of a 5 s clip's 99
-        prompt positions). Then keep this prompt's head for the next call. Only the head is kept,
-        never audio or an answer."""
-        head = inputs.head_tokens[0]
-        cache = self._head_cache.copy()
-        output = self._llm_generate(inputs, kwargs, cache)
-        self.head_hits += cache.reused_tokens == head
-        # A head not reused in full was missing, stale (another LoRA state) or another template's.
-        if cache.reused_tokens < head and cache.cache is not None and cache.num_tokens >= head:
-            cache.cache.crop(head - cache.cache.get_seq_length())
-            cache.embeds = cache.embeds[:head]
-            self._head_cache = cache
-        return output
-
-    def _prefix_begin(self, prefix_cache: PrefixCache, rows: torch.Tensor, key: tuple[object, ...]) -> DynamicCache:
-        """The cache to hand ``generate`` for prompt ``rows`` ``[T, H]``: the reusable part of
-        ``prefix_cache`` (cropped to the common prefix, at most ``T - 1``), or a new one."""
-        cache, cached = prefix_cache.cache, prefix_cache.embeds
-        reuse = 0
-        if (
-            cache is not None and cached is not None and prefix_cache.key == key
-            and cache.get_seq_length() == cached.shape[0]
-            and all(type(layer) is DynamicLayer for layer in cache.layers)  # sliding layers cannot be cropped back
-        ):
-            reuse = common_prefix_rows(cached, rows, rows.shape[0] - 1)
-        if reuse == 0:
-            cache = DynamicCache(config=self.llm.config.get_text_config(decoder=True))
-        else:
-            cache.crop(reuse - cache.get_seq_length())
-        # Until generation ends the cache and the rows are out of step: keep neither.
-        prefix_cache.reset()
-        prefix_cache.reused_tokens, prefix_cache.prefilled_tokens = reuse, int(rows.shape[0]) - reuse
-        return cache
-
-    def _prefix_key(self) -> tuple[object, ...]:
-        """What a prefix cache's keys/values depend on besides the inputs: device, dtype, the
-        LoRA layers' scales and state, and the in-place versions of their weights."""
-        lora = tuple(
-            (tuple(sorted(layer.scaling.items())), bool(layer.disable_adapters), tuple(layer.active_adapters),
-             tuple(tensor_version(p) for p in layer.parameters()))
-            for layer in self._lora_layers
-        )
-        return (str(self.device), self.dtype, lora)
-
-    @contextlib.contextmanager
-    def _generation_scope(self, config: GenerationConfig) -> Iterator[None]:
-        """Hold the model for one generation, with the LoRA scale of this call only."""
-        with self._generate_lock, torch.no_grad():
-            scale = config.lora_scale
-            if scale is None or not self._lora_layers:
-                self._sync_merged_lora()
-                yield
-                return
-            saved = [dict(layer.scaling) for layer in self._lora_layers]
-            try:
-                for layer in self._lora_layers:
-                    for adapter in layer.scaling:
-                        layer.scaling[adapter] = scale
-                self._sync_merged_lora()
-                yield
-            finally:
-                for layer, values in zip(self._lora_layers, saved):
-                    layer.scaling.update(values)
-                self._sync_merged_lora()
-
-    def _pair(
-        self, audios: AudioLike | Sequence[AudioLike], instructions: str | Sequence[str]
-    ) -> tuple[list[AudioLike], list[str]]:
-        single = isinstance(audios, (str, bytes, bytearray, np.ndarray, EncodedAudio, Path))
-        clips = [audios] if single else list(audios)  # type: ignore[list-item]
-        prompts = [instructions] if isinstance(instructions, str) else list(instructions)
-        if len(prompts) == 1 and len(clips) > 1:
-            prompts = prompts * len(clips)
-        if not clips or len(prompts) != len(clips):
-            raise SalmonnError(
-                f"Got {len(clips)} audio clips and {len(prompts)} instructions: give one "
-                "instruction per clip, or one for all."
-            )
-        return clips, prompts
-
-    def _encode_mixed(self, clips: Sequence[AudioLike], sample_rate: int | None) -> list[EncodedAudio]:
-        todo = [i for i, c in enumerate(clips) if not isinstance(c, EncodedAudio)]
-        fresh = self.encode_audio([clips[i] for i in todo], sample_rate) if todo else []
-        out = list(clips)
-        for i, encoded in zip(todo, fresh):
-            out[i] = encoded
-        return out  # type: ignore[return-value]
+        inputs = self.merge_inputs(prompts, audios, answers=labels, padding_side="right")
+        lm = bare_llm(self.llm)
+        hidden = lm.get_decoder()(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask).last_hidden_state
+        if inputs.labels is None:
+            return LMOutput(logits=lm.get_output_embeddings()(hidden))
+        return answer_loss(hidden, inputs.labels, lm.get_output_embeddings())
 
 
 # --------------------------------------------------------------------- helpers
-_CACHE_KWARG = "cache" if Version(transformers.__version__).release >= (5, 24) else "past_key_values"
-"""``generate``'s name for a key/value cache to start from: transformers 5.24 renamed
-``past_key_values`` to ``cache`` (the old name is deprecated there); earlier 5.x know only the old."""
+def answer_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module) -> LMOutput:
+    """Next-token cross entropy on the labelled positions, and token accuracy.
 
-INT8 = "int8"
-"""The precision name for float32 weights with the LLM's linear layers quantized to 8 bits (CPU)."""
-HALF_WEIGHTS = "float16-weights"
-"""The precision name for float32 compute with the LLM's linear weights stored in float16."""
-AUTO = "auto"
-"""The precision name that picks per device: ``float16-weights`` on a CPU, ``float32`` elsewhere."""
+    ``hidden`` is the decoder's last hidden state; ``head`` (the LM head) runs only where a
+    label follows: over every prompt and audio position it would be a large share of a
+    training step and change nothing in the loss.
+    """
+    shift_labels = labels[:, 1:]
+    valid = shift_labels != IGNORE_INDEX
+    rows, cols = valid.nonzero(as_tuple=True)
+    logits = head(hidden[:, :-1][rows, cols]).float()
+    targets = shift_labels[rows, cols]
+    losses = F.cross_entropy(logits, targets, reduction="none")
+    batch = labels.shape[0]
+    loss_sum = losses.new_zeros(batch).index_add(0, rows, losses)
+    hits = (logits.argmax(-1) == targets).long()
+    correct = torch.zeros(batch, dtype=torch.long, device=labels.device).index_add(0, rows, hits)
+    count = valid.sum(1)
+    loss = losses.sum() / count.sum().clamp(min=1)
+    return LMOutput(loss, loss_sum.detach(), correct.detach(), count.detach())
 
 
-def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    """``float32`` / ``bfloat16`` / ``float16`` (or a torch dtype) as a torch dtype; ``int8``,
-    ``float16-weights`` and ``auto`` are float32 here (:func:`place_model` converts the LLM
-    afterwards)."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16, INT8: torch.float32,
-             HALF_WEIGHTS: torch.float32, AUTO: torch.float32}
-    if dtype not in names:
-        raise ConfigError(
-            f"Unknown dtype {dtype!r}: use auto, float32, float16-weights, bfloat16, float16 or int8."
-        )
-    return names[dtype]
+def place_model(model: SALMONN, device: str | torch.device | None, dtype: torch.dtype | str) -> SALMONN:
+    """Move a freshly loaded model to ``device`` in ``dtype`` (``int8``: see
+    :meth:`SALMONN.quantize_llm`; ``float16-weights``: :meth:`SALMONN.halve_llm_weights`;
+    ``auto``: ``float16-weights`` on a CPU, ``float32`` elsewhere)."""
+    target, torch_dtype, conversion = plan_placement(device, dtype)
+    model = model.to(device=target, dtype=torch_dtype)
+    if conversion == INT8:
+        model.quantize_llm()
+    elif conversion == HALF_WEIGHTS:
+        model.halve_llm_weights()
+    return model
 
 
 @contextlib.contextmanager
@@ -843,37 +548,6 @@ def quiet_base_loading() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def place_model(model: SALMONN, device: str | torch.device | None, dtype: torch.dtype | str) -> SALMONN:
-    """Move a freshly loaded model to ``device`` in ``dtype`` (``int8``: see
-    :meth:`SALMONN.quantize_llm`; ``float16-weights``: :meth:`SALMONN.halve_llm_weights`;
-    ``auto``: ``float16-weights`` on a CPU, ``float32`` elsewhere)."""
-    target = resolve_device(device)
-    if dtype == AUTO:
-        dtype = HALF_WEIGHTS if target.type == "cpu" else torch.float32
-    if dtype in (INT8, HALF_WEIGHTS) and target.type != "cpu":
-        raise ConfigError(f"dtype {dtype} is for CPU inference, not {target}: use bfloat16 or float16 there.")
-    model = model.to(device=target, dtype=resolve_dtype(dtype))
-    if dtype == INT8:
-        model.quantize_llm()
-    elif dtype == HALF_WEIGHTS:
-        model.halve_llm_weights()
-    return model
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """The given device, or the best available one (CUDA, then MPS, then CPU) for ``None``/``auto``."""
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ConfigError(f"Unknown device {device!r} ({err}); use cpu, cuda, cuda:N or mps.") from None
-
-
 def _resolve(reference: str, base_dir: str | Path | None) -> str:
     """An absolute path for a local reference (relative ones are tried against ``base_dir``
     first, then the working directory); anything else is a hub id and stays as given."""
@@ -889,26 +563,6 @@ def _resolve(reference: str, base_dir: str | Path | None) -> str:
             "salmonn_config.json or the decode config (whisper_path, beats_path, llama_path), or give a hub id."
         )
     return reference
-
-
-def _add_lora(llm: nn.Module, config: SALMONNConfig) -> nn.Module:
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    lora = LoraConfig(
-        task_type=TaskType.CAUSAL_LM,
-        inference_mode=False,
-        r=config.lora.rank,
-        lora_alpha=config.lora.alpha,
-        lora_dropout=config.lora.dropout,
-        target_modules=list(config.lora.target_modules),
-    )
-    return get_peft_model(llm, lora)
-
-
-def _is_lora_layer(module: nn.Module) -> bool:
-    from peft.tuners.lora import LoraLayer
-
-    return isinstance(module, LoraLayer)
 
 
 def join_transcripts(texts: Sequence[str]) -> str:

@@ -90,8 +90,8 @@ class SalmonnReplica:
 
     def __serve_build_asgi_app__(self) -> Any:  # noqa: PLW3201 - Ray Serve's hook name
         from salmonn_agent.chat_model import ChatSALMONN
+        from salmonn_agent.model.salmonn import SALMONN
         from salmonn_agent.registry import load_model, resolve_model_name
-        from salmonn_agent.model.checkpoint import load_official
         from salmonn_agent.server.app import create_app
 
         options = self.options
@@ -99,7 +99,7 @@ class SalmonnReplica:
 
         def load() -> ChatSALMONN:
             if options.config:
-                client = load_official(options.config, device=options.device, dtype=options.dtype)
+                client = SALMONN.from_official(options.config, device=options.device, dtype=options.dtype)
             else:
                 client = load_model(options.model, device=options.device, dtype=options.dtype)
             return ChatSALMONN(client=client, model=name, max_batch_size=options.max_batch_size,

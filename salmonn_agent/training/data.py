@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 from salmonn_agent.audio import SAMPLE_RATE, load_audio
 from salmonn_agent.config import read_data_file
 from salmonn_agent.errors import ConfigError, SalmonnError
+from salmonn_agent.model.beats import pad_waves
 from salmonn_agent.training.prompts import PromptBank, sample_rng
 
 logger = logging.getLogger(__name__)
@@ -240,12 +241,7 @@ def collate(items: list[dict[str, Any]]) -> Batch:
     if fresh:
         chunks = [c for s in fresh for c in s["chunks"]]
         batch.mel = torch.cat([s.pop("mel") for s in fresh])
-        longest = max(len(c) for c in chunks)
-        batch.raw_wav = torch.zeros(len(chunks), longest)
-        batch.padding_mask = torch.ones(len(chunks), longest, dtype=torch.bool)
-        for row, chunk in enumerate(chunks):
-            batch.raw_wav[row, : len(chunk)] = torch.from_numpy(chunk)
-            batch.padding_mask[row, : len(chunk)] = False
+        batch.raw_wav, batch.padding_mask = pad_waves(chunks)
         for s in fresh:
             s["n_chunks"] = len(s.pop("chunks"))
     for s in samples:

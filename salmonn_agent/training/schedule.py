@@ -15,6 +15,7 @@ import math
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 
 from salmonn_agent.training.config import OptimSection
 
@@ -46,28 +47,18 @@ def lr_at(step: int, total_steps: int, optims: OptimSection) -> float:
     return (optims.init_lr - optims.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress)) + optims.min_lr
 
 
-class WarmupCosineSchedule:
-    """Sets every group's learning rate before each optimizer step; state is the step count."""
+def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, optims: OptimSection) -> LambdaLR:
+    """A ``LambdaLR`` giving every group :func:`lr_at` of its step (0 on LoRA groups for the
+    first ``lora_frozen_steps``). Its state is the step count."""
+    for group in optimizer.param_groups:
+        # LambdaLR multiplies its lambda by the group's initial rate: with 1.0 the lambdas give
+        # the rates themselves, exactly.
+        group["initial_lr"] = 1.0
 
-    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, optims: OptimSection) -> None:
-        self.optimizer = optimizer
-        self.total_steps = total_steps
-        self.optims = optims
-        self.step_count = 0
+    def rate(step: int) -> float:
+        return lr_at(step, total_steps, optims)
 
-    def apply(self) -> float:
-        """Set this step's learning rate on every group (0 on LoRA groups while they are held)."""
-        lr = lr_at(self.step_count, self.total_steps, self.optims)
-        lora_held = self.step_count < self.optims.lora_frozen_steps
-        for group in self.optimizer.param_groups:
-            group["lr"] = 0.0 if lora_held and group.get("lora") else lr
-        return lr
+    def lora_rate(step: int) -> float:
+        return 0.0 if step < optims.lora_frozen_steps else lr_at(step, total_steps, optims)
 
-    def step(self) -> None:
-        self.step_count += 1
-
-    def state_dict(self) -> dict[str, int]:
-        return {"step_count": self.step_count, "total_steps": self.total_steps}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.step_count = int(state["step_count"])
+    return LambdaLR(optimizer, [lora_rate if group.get("lora") else rate for group in optimizer.param_groups])

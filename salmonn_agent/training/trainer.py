@@ -11,7 +11,6 @@ final model (``SALMONN.from_pretrained``), the next stage's ``model:``. Metrics 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
@@ -24,12 +23,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
 from salmonn_agent.audio import SAMPLE_RATE, load_audio
-from salmonn_agent.errors import CheckpointError, ConfigError
-from salmonn_agent.model.salmonn import SALMONN, EncodedAudio, join_transcripts
+from salmonn_agent.errors import ConfigError
+from salmonn_agent.model.checkpoint import load_trainable
+from salmonn_agent.model.salmonn import SALMONN, join_transcripts
 from salmonn_agent.sound_tags import SoundTag
 from salmonn_agent.training.alignment import SALMONNForAlignment
 from salmonn_agent.training.config import TrainConfig
@@ -44,9 +46,9 @@ from salmonn_agent.training.data import (
     eval_keys,
     load_annotations,
 )
-from salmonn_agent.training.loss import SALMONNForTraining, frozen_features
+from salmonn_agent.training.loss import SALMONNForTraining, encoded_clips, frozen_features
 from salmonn_agent.training.prompts import PromptBank
-from salmonn_agent.training.schedule import WarmupCosineSchedule, build_optimizer
+from salmonn_agent.training.schedule import build_optimizer, lr_at, warmup_cosine_schedule
 from salmonn_agent.training.wer import normalize_transcript
 
 logger = logging.getLogger(__name__)
@@ -80,16 +82,8 @@ def make_accelerator(config: TrainConfig):
     precision = "no"
     if config.run.amp and not cpu:
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return Accelerator(cpu=cpu, mixed_precision=precision,
+    return Accelerator(cpu=cpu, mixed_precision=precision, gradient_accumulation_steps=config.run.accum_grad_iters,
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -105,26 +99,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-class _LoraScale:
-    """Train (and validate) at ``scale`` instead of the model's alpha/rank (activation tuning)."""
-
-    def __init__(self, model: SALMONN, scale: float | None) -> None:
-        self.model, self.scale, self.saved = model, scale, None
-
-    def __enter__(self) -> None:
-        if self.scale is None:
-            return
-        self.saved = [dict(layer.scaling) for layer in self.model._lora_layers]
-        for layer in self.model._lora_layers:
-            for adapter in layer.scaling:
-                layer.scaling[adapter] = self.scale
-
-    def __exit__(self, *exc: object) -> None:
-        if self.saved is not None:
-            for layer, values in zip(self.model._lora_layers, self.saved):
-                layer.scaling.update(values)
 
 
 def _feature_cache(config: TrainConfig, model: SALMONN) -> FeatureCache | None:
@@ -191,12 +165,6 @@ class ClipHints:
             entries[SOUND_TAGS] = [[t.label, t.score] for t in self.tags[i]]
         return entries
 
-    def token_ids(self, model: SALMONN) -> list[list[int]]:
-        """The hint tokens of every sample (see :meth:`SALMONN.hint_ids`)."""
-        count = len(self.transcripts if self.transcripts is not None else self.tags or [])
-        return [model.hint_ids(self.transcripts[i] if self.transcripts is not None else None,
-                               self.tags[i] if self.tags is not None else None) for i in range(count)]
-
 
 def clip_hints(model: SALMONN, batch: Batch, speech: list[torch.Tensor]) -> ClipHints | None:
     """Each sample's transcript and tags, from the feature cache or computed now (the transcript
@@ -232,12 +200,12 @@ def clip_hints(model: SALMONN, batch: Batch, speech: list[torch.Tensor]) -> Clip
     return ClipHints(transcripts, tags, fresh)
 
 
-def _step_inputs(model: SALMONN, batch: Batch, hints: ClipHints | None) -> dict[str, Any]:
+def _step_inputs(batch: Batch, hints: ClipHints | None) -> dict[str, Any]:
     """The prompt-side arguments of the training module's forward."""
     inputs: dict[str, Any] = {"prompts": [s["prompt"] for s in batch.samples],
                               "texts": [s["text"] for s in batch.samples]}
     if hints is not None:
-        inputs["hints"] = hints.token_ids(model)
+        inputs.update(transcripts=hints.transcripts, tags=hints.tags)
     return inputs
 
 
@@ -247,24 +215,6 @@ def _latest_checkpoint(output_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_trainable(model: SALMONN, file: Path) -> None:
-    """Load a checkpoint's trainable parameters, refusing a mismatch (names or shapes)."""
-    state = load_file(str(file))
-    expected = model.trainable_state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{file} does not match this model: {len(missing)} missing (e.g. {missing[:2]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:2]}); resume with the same model and config."
-        )
-    with torch.no_grad():
-        for name, param in expected.items():
-            if param.shape != state[name].shape:
-                raise CheckpointError(f"{file}: {name} has shape {tuple(state[name].shape)}, model {tuple(param.shape)}.")
-            param.copy_(state[name].to(param.device, param.dtype))
-
-
 class Trainer:
     """One training run (``train``) or evaluation (``evaluate``) for a :class:`TrainConfig`."""
 
@@ -272,7 +222,12 @@ class Trainer:
         self.config = config
         self.run = config.run
         self.acc = accelerator or make_accelerator(config)
-        seed_everything(self.run.seed)
+        if self.acc.gradient_accumulation_steps != self.run.accum_grad_iters:
+            raise ConfigError(
+                f"The accelerator accumulates {self.acc.gradient_accumulation_steps} micro-batches per step but "
+                f"run.accum_grad_iters is {self.run.accum_grad_iters}; create it with make_accelerator(config)."
+            )
+        set_seed(self.run.seed)
         self.output_dir = config.path(config.output_dir)
         if model is None:
             source = config.path(config.model)
@@ -317,14 +272,15 @@ class Trainer:
         model.train()
         optimizer = build_optimizer(self.module, run.optims)
         module, optimizer = acc.prepare(self.module, optimizer)
-        schedule = WarmupCosineSchedule(optimizer, total_steps, run.optims)
+        schedule = warmup_cosine_schedule(optimizer, total_steps, run.optims)
         trainable = [p for p in self.module.parameters() if p.requires_grad]
 
         step, micro, skipped = 0, 0, []
         resume = self._resume_path()
         if resume is not None:
             state = torch.load(resume / STATE_FILE, map_location="cpu", weights_only=False)
-            load_trainable(model, resume / TRAINABLE_FILE)
+            load_trainable(model, load_file(str(resume / TRAINABLE_FILE)), str(resume / TRAINABLE_FILE),
+                           allow_unexpected=False)
             optimizer.load_state_dict(state["optimizer"])
             schedule.load_state_dict(state["schedule"])
             step, micro, skipped = state["step"], state["micro"], [tuple(s) for s in state["skipped"]]
@@ -344,16 +300,16 @@ class Trainer:
             bar = tqdm(total=stop_at, initial=step, desc="train", unit="step", dynamic_ncols=True)
         window: dict[str, float] = defaultdict(float)
         last_loss, validation, samples_seen = None, None, 0
-        with _LoraScale(model, run.lora_scale):
+        with model.lora_scale(run.lora_scale):
             while step < stop_at:
-                lr = schedule.apply()
-                for k in range(run.accum_grad_iters):
+                lr = lr_at(step, total_steps, run.optims)
+                for _ in range(run.accum_grad_iters):
                     batch: Batch = next(batches)
                     micro += 1
                     skipped.extend(batch.skipped)
-                    sync = k == run.accum_grad_iters - 1
-                    ctx = acc.no_sync(module) if not sync and acc.num_processes > 1 else contextlib.nullcontext()
-                    with ctx:
+                    # accumulate() skips the gradient all-reduce until the step's last micro-batch;
+                    # backward() divides each loss by accum_grad_iters.
+                    with acc.accumulate(module):
                         if len(batch) == 0:  # every sample unreadable: keep ranks in step
                             loss = sum(p.sum() for p in trainable) * 0.0
                             acc.backward(loss)
@@ -362,8 +318,8 @@ class Trainer:
                         hints = clip_hints(model, batch, speech)
                         _write_cache(self.cache, batch, speech, beats, hints)
                         with acc.autocast():
-                            out = module(speech, beats, **_step_inputs(model, batch, hints))
-                        acc.backward(out.loss / run.accum_grad_iters)
+                            out = module(speech, beats, **_step_inputs(batch, hints))
+                        acc.backward(out.loss)
                     window["loss_sum"] += float(out.loss_sum.sum())
                     window["tokens"] += float(out.count.sum())
                     window["correct"] += float(out.correct.sum())
@@ -421,7 +377,7 @@ class Trainer:
                               "use 'auto', null, or an output_dir/checkpoints/step_N folder.")
         return path
 
-    def _save_checkpoint(self, step: int, micro: int, optimizer: Any, schedule: WarmupCosineSchedule,
+    def _save_checkpoint(self, step: int, micro: int, optimizer: Any, schedule: LambdaLR,
                          skipped: list[tuple[str, str]]) -> None:
         self.acc.wait_for_everyone()
         if not self.acc.is_main_process:
@@ -477,15 +433,15 @@ class Trainer:
             hints = clip_hints(model, batch, speech)
             _write_cache(self.cache, batch, speech, beats, hints)
             with acc.autocast():
-                out = self.module(speech, beats, **_step_inputs(model, batch, hints))
+                out = self.module(speech, beats, **_step_inputs(batch, hints))
             hyps: list[str | None] = list(out.hyps) if out.hyps is not None else [None] * len(batch)
             todo = [i for i, s in enumerate(batch.samples)
                     if decode and out.hyps is None and s["task"].lower().startswith("asr")]
             if todo:
-                encoded = [[EncodedAudio(out.tokens[i].float(), 0.0,
-                                         hints.transcripts[i] if hints and hints.transcripts is not None else None,
-                                         tuple(hints.tags[i]) if hints and hints.tags is not None else None)]
-                           for i in todo]
+                clips = encoded_clips([out.tokens[i].float() for i in todo],
+                                      [hints.transcripts[i] for i in todo] if hints and hints.transcripts is not None else None,
+                                      [hints.tags[i] for i in todo] if hints and hints.tags is not None else None)
+                encoded = [[clip] for clip in clips]
                 texts = model.generate_from_prompts([batch.samples[i]["prompt"] for i in todo], encoded,
                                                     num_beams=run.num_beams, max_new_tokens=run.max_new_tokens)
                 for i, text in zip(todo, texts):
@@ -553,6 +509,6 @@ def evaluate(config: TrainConfig, model_dir: str | Path | None = None, split: st
         split, ann = "valid", config.datasets.valid_ann_path
     dataset = _dataset(config, trainer.model, ann, config.datasets.test_prompt_path or config.datasets.prompt_path,
                        trainer.cache, random_prompts=False, what=split)
-    with _LoraScale(trainer.model, config.run.lora_scale):
+    with trainer.model.lora_scale(config.run.lora_scale):
         metrics = trainer.validate(dataset, decode=True)
     return {"split": split, "model": config.model, **metrics}

@@ -11,7 +11,8 @@ import torch
 from salmonn_agent.errors import ConfigError
 from devkit import scoring
 from salmonn_agent.mini.model import mini_config
-from salmonn_agent.model.salmonn import SALMONN, EncodedAudio
+from salmonn_agent.model.inputs import EncodedAudio
+from salmonn_agent.model.salmonn import SALMONN
 from salmonn_agent.model.hints import hint_text
 from salmonn_agent.sound_tags import SoundTag
 

@@ -15,7 +15,8 @@ from salmonn_agent.training.data import (
     load_annotations,
     split_chunks,
 )
-from salmonn_agent.training.loss import IGNORE, build_inputs, target_ids
+from salmonn_agent.model.inputs import IGNORE_INDEX as IGNORE
+from salmonn_agent.model.inputs import EncodedAudio
 from salmonn_agent.training.prompts import PromptBank, sample_rng
 from salmonn_agent.training.schedule import build_optimizer, lr_at
 
@@ -31,9 +32,16 @@ def test_prompt_bank_applies_template_and_question(tmp_path):
     assert sample_rng(1, 2, 3).random() == sample_rng(1, 2, 3).random()
 
 
+def build_inputs(model, prompts, tokens, answers, transcripts=None):
+    """The training input (right-padded, with labels) of prompts with one clip each."""
+    clips = [[EncodedAudio(t, 0.0, transcripts[i] if transcripts else None)] for i, t in enumerate(tokens)]
+    inputs = model.merge_inputs(prompts, clips, answers=answers, padding_side="right")
+    return inputs.embeds, inputs.attention_mask, inputs.labels
+
+
 def test_labels_cover_only_target_and_end_symbol(tiny_model):
     prompt = tiny_model.render_prompt("Recognize the speech.")
-    target = target_ids(tiny_model, "hello world", 300)
+    target = tiny_model.answer_ids("hello world", 300)
     assert target[-1] == tiny_model._eos_id
     audio = torch.zeros(5, tiny_model.llm.config.hidden_size)
     embeds, mask, labels = build_inputs(tiny_model, [prompt, prompt], [audio, audio[:3]], [target, target[:2]])
@@ -46,11 +54,11 @@ def test_labels_cover_only_target_and_end_symbol(tiny_model):
 
 def test_transcript_hint_follows_the_audio_and_is_never_a_label(tiny_model):
     prompt = tiny_model.render_prompt("Recognize the speech.")
-    target = target_ids(tiny_model, "hello world", 300)
+    target = tiny_model.answer_ids("hello world", 300)
     audio = torch.zeros(5, tiny_model.llm.config.hidden_size)
     hint = tiny_model.tokenizer.encode("\nTranscript: hello world\n")
     plain, _, plain_labels = build_inputs(tiny_model, [prompt], [audio], [target])
-    hinted, mask, labels = build_inputs(tiny_model, [prompt], [audio], [target], [hint])
+    hinted, mask, labels = build_inputs(tiny_model, [prompt], [audio], [target], ["hello world"])
     assert mask[0].sum() == plain.shape[1] + len(hint)
     before = 1 + len(tiny_model.tokenizer.encode(prompt.split("<SpeechHere>")[0]))
     start = before + 5
