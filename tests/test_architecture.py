@@ -23,7 +23,7 @@ ALLOWED = {
     "training": {"base", "model", "training"},
     "chat": {"base", "model", "mini", "chat"},
     "agent": {"base", "stream", "chat", "mini", "agent"},
-    "server": {"base", "model", "chat", "mini", "agent", "server"},
+    "server": {"base", "model", "stream", "chat", "mini", "agent", "server"},
 }
 """Which layers a layer may import. The commands (``cli``, ``*/commands.py``) and the lazy
 top-level API wire the layers together and may import any of them."""
