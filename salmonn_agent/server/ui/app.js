@@ -48,6 +48,7 @@ function send(message) {
 }
 
 function sendAudio(pcm) {
+  if (window.salmonnLog && !live.heard) window.salmonnLog.push({ at: performance.now(), type: "first_frame" });
   if (live.ready) {
     live.ws.send(pcm);
   } else {
@@ -94,7 +95,9 @@ const handlers = {
     const ttft = m.metrics.ttft_ms == null ? "–" : `${Math.round(m.metrics.ttft_ms)} ms`;
     li.className = `answer${m.cancelled ? " cancelled" : ""}`;
     li.dataset.turn = m.turn;
-    li.innerHTML = `<b>${escape(m.answer || (m.error ? "error: " + m.error : "(no words)"))}</b><br>` +
+    const acted = m.actions.map((a) => a.tool).join(", ");
+    const said = m.answer || (m.error ? `error: ${m.error}` : acted ? `(asked for ${acted})` : "(no words)");
+    li.innerHTML = `<b>${escape(said)}</b><br>` +
       `<span class="muted">turn ${m.turn} · ${w.id} ${w.start.toFixed(2)}–${w.end.toFixed(2)} s · ` +
       `first token ${ttft} · turn ${Math.round(m.metrics.turn_ms)} ms${flags ? " · " + flags : ""}</span>`;
   },
@@ -133,6 +136,8 @@ const handlers = {
 };
 
 function handle(message) {
+  // Tools that time the page (tools/ui_screenshot.py) set window.salmonnLog = [] to see every message.
+  if (window.salmonnLog) window.salmonnLog.push({ at: performance.now(), ...message });
   const handler = handlers[message.type];
   if (handler) handler(message);
 }
