@@ -331,3 +331,16 @@ def test_chat_about_a_clip(live_server):
     assert client.until("error", count=3)["code"] == "unknown_type"
     client.ws.send(json.dumps({"type": "ask", "question": "And now?"}))  # the same clip again
     assert client.until("clip_answer", count=2)["question"] == "And now?"
+
+
+def test_speaking_while_an_answer_streams_cancels_it(live_server, tmp_path):
+    server = live_server(Brains(delay_s=0.5), max_frames_per_s=1000)
+    client = Client(server.ws)
+    client.until("ready")
+    client.send_audio(scene("lights"))
+    client.until("token")
+    client.send_audio(scene("hello"))  # barge-in
+    first, second = client.until("turn"), client.until("turn", count=2)
+    assert first["cancelled"] and first["interrupted"] and not first["actions"]
+    assert not second["cancelled"] and second["answer"] == "Noted it."
+    assert [a["tool"] for a in client.of("audit")] == ["add_note"]  # only the second turn acted
