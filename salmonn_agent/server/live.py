@@ -14,10 +14,12 @@ little-endian PCM, and text frames carry JSON requests:
 
 - ``{"type": "ask", "question": "...", "audio": BASE64}``: chat about a clip (the bytes of an
   audio file; without ``audio``, the session's previous clip);
-- ``{"type": "watch", "targets": ["a dog barking"]}``: the sound watch's targets (``[]``: off).
+- ``{"type": "watch", "targets": ["a dog barking"]}``: the sound watch's targets (``[]``: off);
+- ``{"type": "confirm", "id": ID, "ok": true}``: the answer to a ``confirm`` message, which asks
+  before a risky action runs (no answer within ``CONFIRM_TIMEOUT_S``: refused).
 
 The server sends JSON text frames, each with a ``type``: ``ready``, ``onset``, ``window``,
-``answer_start``, ``token``, ``turn``, ``audit``, ``detection``, ``timer``, ``event``,
+``answer_start``, ``token``, ``turn``, ``confirm``, ``audit``, ``detection``, ``timer``, ``event``,
 ``clip_token``, ``clip_answer`` and ``error`` (``code`` and a ``message`` that says what to
 fix; ``fatal`` errors are followed by the close of the socket).
 
@@ -54,7 +56,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from salmonn_agent.agent.actions import ActionsConfig, build_actions
 from salmonn_agent.agent.audio_refs import WindowStore
-from salmonn_agent.agent.policy import ActionGate, ActionPolicy, AuditLog, AuditRecord
+from salmonn_agent.agent.policy import ActionGate, ActionPolicy, ActionRequest, AuditLog, AuditRecord
 from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent, memory_turns_for
 from salmonn_agent.agent.watch import Detection, SoundWatch
 from salmonn_agent.errors import SalmonnError
@@ -70,6 +72,8 @@ PCM_RATE = 16_000
 WATCH_MAX_TOKENS = 4
 """The sound watch only needs a yes or a no."""
 HELLO_TIMEOUT_S = 10.0
+CONFIRM_TIMEOUT_S = 30.0
+"""How long a risky action waits for the page's yes before it is refused."""
 _QUEUE_SECONDS = 30
 """Audio a session may have waiting for its front-end before frames are dropped (counted as lost)."""
 
@@ -359,7 +363,8 @@ class LiveSession:
             raise LiveError("bad_config", f"--allow names unknown tools {unknown}; the tools are "
                             f"{', '.join(self.tool_names)}.", 1011)
         audit = _SessionAudit(shared_audit, lambda r: self.emit({"type": "audit", **r.model_dump(mode="json")}))
-        gate = ActionGate(ActionPolicy(allow=options.allow), audit)  # no confirmation: risky tools are refused
+        self.confirmations: dict[str, tuple[threading.Event, list[bool]]] = {}
+        gate = ActionGate(ActionPolicy(allow=options.allow), audit, confirm=self._confirm)
         name = getattr(chat, "model_name", "")
         memory = memory_turns_for(name) if options.memory_turns is None else options.memory_turns
         brain = options.brain(chat, [_TokenRelay(self.emit)], options.max_tokens)
@@ -377,6 +382,7 @@ class LiveSession:
         self.clip: tuple[bytes, str] | None = None
         self.ask_task: asyncio.Task[None] | None = None
         self.close_code: int | None = None
+        self.closed = False
 
     # ------------------------------------------------------------ to the client (any thread)
 
@@ -393,6 +399,29 @@ class LiveSession:
 
     def _on_turn(self, result: TurnResult) -> None:
         self.emit({"type": "turn", **result.model_dump(mode="json")})
+
+    def _confirm(self, request: ActionRequest) -> bool:
+        """Ask the page before a risky action runs (the gate's thread waits for the answer)."""
+        if self.closed:  # the page is gone: nobody can say yes
+            return False
+        ask_id = uuid.uuid4().hex[:8]
+        answered, ok = threading.Event(), [False]
+        self.confirmations[ask_id] = (answered, ok)
+        self.emit({"type": "confirm", "id": ask_id, "tool": request.tool, "args": request.args,
+                   "window": request.window, "timeout_s": CONFIRM_TIMEOUT_S})
+        try:
+            return answered.wait(CONFIRM_TIMEOUT_S) and ok[0]
+        finally:
+            self.confirmations.pop(ask_id, None)
+
+    def _answer_confirmation(self, request: dict[str, Any]) -> None:
+        pending = self.confirmations.get(str(request.get("id")))
+        if pending is None:
+            raise LiveError("unknown_confirmation", f"No action waits for confirmation {request.get('id')!r} "
+                            f"(it was answered, or refused after {CONFIRM_TIMEOUT_S:g} s).")
+        answered, ok = pending
+        ok[0] = request.get("ok") is True
+        answered.set()
 
     def _on_detect(self, detection: Detection) -> None:
         self.emit({"type": "detection", **detection.model_dump(mode="json")})
@@ -420,7 +449,11 @@ class LiveSession:
         try:
             await self._receive()
         finally:
-            # Cancelling the agent cancels a generation in progress; no tool call starts after it.
+            # Cancelling the agent cancels a generation in progress; no tool call starts after it,
+            # and an action waiting for the page's confirmation is refused.
+            self.closed = True
+            for answered, _ in list(self.confirmations.values()):
+                answered.set()
             for task in (agent, self.ask_task):
                 if task is not None:
                     task.cancel()
@@ -492,9 +525,11 @@ class LiveSession:
             self.ask_task = asyncio.create_task(self._ask(request))
         elif kind == "watch":
             self._set_watch(request.get("targets"))
+        elif kind == "confirm":
+            self._answer_confirmation(request)
         else:
-            raise LiveError("unknown_type", f"Unknown message type {kind!r}: send \"ask\" or \"watch\" as JSON "
-                            "text, and audio as binary frames.")
+            raise LiveError("unknown_type", f"Unknown message type {kind!r}: send \"ask\", \"watch\" or "
+                            "\"confirm\" as JSON text, and audio as binary frames.")
 
     def _set_watch(self, targets: Any) -> None:
         if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):

@@ -86,14 +86,15 @@ class StubChat:
 class Brains:
     """The brain factory of a test server, keeping every session's brain."""
 
-    def __init__(self, delay_s: float = 0.05) -> None:
-        self.delay_s = delay_s
+    def __init__(self, delay_s: float = 0.05, tool: str = "add_note") -> None:
+        self.delay_s, self.tool = delay_s, tool
         self.made: list[SlowBrain] = []
 
     def __call__(self, chat: Any, callbacks: list[Any], max_tokens: int) -> BaseChatModel:
         if max_tokens == WATCH_MAX_TOKENS:
             return SlowBrain(words=["Yes."], call=None, delay_s=0)
-        brain = SlowBrain(callbacks=callbacks, delay_s=self.delay_s)
+        args = {"text": "buy milk"} if self.tool == "add_note" else {}
+        brain = SlowBrain(callbacks=callbacks, delay_s=self.delay_s, call={"name": self.tool, "args": args})
         if callbacks:  # the voice assistant's brain (the clip chat gets none)
             self.made.append(brain)
         return brain
@@ -105,8 +106,8 @@ def live_server(tmp_path, run_app) -> Callable[..., Any]:
     from salmonn_agent.server.app import create_app
     from salmonn_agent.server.settings import ServerSettings
 
-    def start(brains: Brains | None = None, **settings: Any) -> Any:
-        options = LiveOptions(allow=["add_note"], notes_path=tmp_path / "notes.txt",
+    def start(brains: Brains | None = None, allow: tuple[str, ...] = ("add_note",), **settings: Any) -> Any:
+        options = LiveOptions(allow=list(allow), notes_path=tmp_path / "notes.txt",
                               audit_path=tmp_path / "audit.jsonl", memory_turns=2, brain=brains or Brains())
         server = run_app(create_app(ServerSettings(**settings), StubChat, options))
         server.ws = server.base.replace("http", "ws") + "/v1/live"
@@ -344,3 +345,19 @@ def test_speaking_while_an_answer_streams_cancels_it(live_server, tmp_path):
     assert first["cancelled"] and first["interrupted"] and not first["actions"]
     assert not second["cancelled"] and second["answer"] == "Noted it."
     assert [a["tool"] for a in client.of("audit")] == ["add_note"]  # only the second turn acted
+
+
+def test_risky_actions_wait_for_the_pages_yes(live_server, tmp_path):
+    (tmp_path / "notes.txt").write_text("1. buy milk\n")
+    server = live_server(Brains(tool="delete_notes"), allow=("add_note", "delete_notes"), max_frames_per_s=1000)
+    refusing, agreeing = Client(server.ws), Client(server.ws)
+    for client, ok in ((refusing, False), (agreeing, True)):
+        client.until("ready")
+        client.send_audio(scene("lights"))
+        ask = client.until("confirm")
+        assert ask["tool"] == "delete_notes" and ask["window"]["kind"] == "speech"
+        client.ws.send(json.dumps({"type": "confirm", "id": ask["id"], "ok": ok}))
+        audit = client.until("audit")
+        assert (audit["decision"], audit["code"]) == (("allowed", "confirmed") if ok else ("denied", "not_confirmed"))
+    agreeing.ws.send(json.dumps({"type": "confirm", "id": "nope", "ok": True}))
+    assert agreeing.until("error")["code"] == "unknown_confirmation"

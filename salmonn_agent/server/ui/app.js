@@ -109,6 +109,19 @@ const handlers = {
     li.className = "audit-row";
     Object.assign(li.dataset, { tool: m.tool, decision: m.decision });
   },
+  confirm(m) {
+    const li = item("audit", `<b>${escape(m.tool)}</b>(${escape(JSON.stringify(m.args))}) needs your yes ` +
+      `<button data-ok="true">Run it</button> <button data-ok="false">Refuse</button> ` +
+      `<span class="muted">(refused after ${m.timeout_s} s)</span>`);
+    li.className = "confirm-row";
+    li.dataset.id = m.id;
+    for (const button of li.querySelectorAll("button")) {
+      button.onclick = () => {
+        send({ type: "confirm", id: m.id, ok: button.dataset.ok === "true" });
+        li.remove(); // the audit row with the decision follows
+      };
+    }
+  },
   detection(m) {
     item("detections", `heard <b>${escape(m.target)}</b> in ${m.window.id} at ${m.time.toFixed(1)} s ` +
       `<span class="muted">(${escape(m.answer)}${m.new_event ? "" : ", same event"})</span>`);
