@@ -361,3 +361,13 @@ def test_risky_actions_wait_for_the_pages_yes(live_server, tmp_path):
         assert (audit["decision"], audit["code"]) == (("allowed", "confirmed") if ok else ("denied", "not_confirmed"))
     agreeing.ws.send(json.dumps({"type": "confirm", "id": "nope", "ok": True}))
     assert agreeing.until("error")["code"] == "unknown_confirmation"
+
+
+def test_session_brains_share_the_servers_engine():
+    from salmonn_agent.chat_model import ChatSALMONN
+    from salmonn_agent.server.live import session_brain
+
+    chat = ChatSALMONN(model="any", max_tokens=200)
+    brain = session_brain(chat, [], 7)
+    assert brain._runtimes is chat._runtimes  # one model, one batching engine for every tab
+    assert (brain.max_tokens, brain.temperature, chat.max_tokens) == (7, 0, 200)

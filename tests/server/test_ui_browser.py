@@ -1,8 +1,11 @@
 """``serve --ui`` in a real headless browser: Debian's chromium with a WAV file as its microphone.
 
 The clip is a spoken command followed by an alarm. The page must show a speech window and a
-sound window at the right times, the answer, and the action in the audit panel. A screenshot
-is saved in the test's folder (and under ``$SALMONN_AGENT_TEST_ARTIFACTS`` when it is set).
+sound window at the right times, the answer, the action in the audit panel and the watched
+alarm; then answer a question about an uploaded clip, and reconnect after its connection drops.
+A screenshot is saved in the test's folder (and under ``$SALMONN_AGENT_TEST_ARTIFACTS`` when it
+is set). The brain is scripted (the test is of the page and the server, not of a model):
+``tools/ui_screenshot.py`` runs the same page on salmonn-mini.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ def page_state(driver: Any) -> dict[str, Any]:
             start: +li.dataset.start, end: +li.dataset.end, text: li.textContent})),
           answers: rows('#answers li').map((li) => ({text: li.textContent, turn: li.dataset.turn || null})),
           audit: rows('#audit .audit-row').map((li) => ({tool: li.dataset.tool, decision: li.dataset.decision})),
+          detections: rows('#detections li').map((li) => li.textContent),
+          clip_answers: rows('#clip-answers .clip-answer').map((li) => li.textContent),
           status: document.getElementById('status').textContent,
           error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent,
         };""")
@@ -84,15 +89,26 @@ def test_the_page_hears_a_command_and_a_sound(tmp_path, run_app):
         driver.set_page_load_timeout(TIMEOUT_S)
         driver.get(server.base + "/")
         wait_for(driver, lambda s: s["status"].startswith("session"), "a live session")
+        driver.find_element("id", "watch-targets").send_keys("an alarm")
+        driver.find_element("css selector", "#watch-form button").click()
         driver.find_element("id", "mic").click()
         state = wait_for(driver, lambda s: {"speech", "sound"} <= {w["kind"] for w in s["windows"]}
-                         and any(a["turn"] for a in s["answers"]) and s["audit"],
-                         "a speech window, a sound window, an answer and an action")
+                         and any(a["turn"] for a in s["answers"]) and s["audit"] and s["detections"],
+                         "a speech window, a sound window, an answer, an action and the watched alarm")
+        # chat about an uploaded clip
+        driver.find_element("id", "clip-file").send_keys(str(clip))
+        driver.find_element("id", "question").send_keys("What do you hear?")
+        driver.find_element("css selector", "#ask-form button:last-of-type").click()
+        wait_for(driver, lambda s: s["clip_answers"], "the answer about the clip")
         shot = tmp_path / "ui.png"
         driver.save_screenshot(str(shot))
         if artifacts := os.environ.get("SALMONN_AGENT_TEST_ARTIFACTS"):
             Path(artifacts).mkdir(parents=True, exist_ok=True)
             shutil.copy(shot, Path(artifacts) / "ui.png")
+        # a dropped connection: the page reconnects by itself, as a new session
+        session = state["status"]
+        driver.execute_script("live.ws.close()")
+        wait_for(driver, lambda s: s["status"].startswith("session") and s["status"] != session, "a new session")
     finally:
         driver.quit()
     speech = next(w for w in state["windows"] if w["kind"] == "speech")
@@ -110,4 +126,5 @@ def test_the_page_hears_a_command_and_a_sound(tmp_path, run_app):
     assert speech["start"] < truth["speech"].start < speech["end"] < sound["start"] < truth["sound"].start
     assert any("Noted it." in a["text"] for a in state["answers"] if a["turn"])
     assert {"tool": "add_note", "decision": "allowed"} in state["audit"]
+    assert "an alarm" in state["detections"][0]
     assert shot.stat().st_size > 10_000
