@@ -23,10 +23,11 @@ The server sends JSON text frames, each with a ``type``: ``ready``, ``onset``, `
 ``clip_token``, ``clip_answer`` and ``error`` (``code`` and a ``message`` that says what to
 fix; ``fatal`` errors are followed by the close of the socket).
 
-Limits (:class:`~salmonn_agent.server.settings.ServerSettings`): sessions at once, frame size,
-frames per second, audio per session, and the body limit for a clip. Closing the socket (or
-losing it) ends the session: a generation in progress is cancelled before any of its tool calls
-runs (an action already running finishes; none starts half-way).
+A browser's connection must come from this server's own page (its ``Origin`` names the
+server's host); others are refused. Limits (:class:`~salmonn_agent.server.settings.ServerSettings`):
+sessions at once, frame size, frames per second, audio per session, and the body limit for a
+clip. Closing the socket (or losing it) ends the session: a generation in progress is cancelled
+before any of its tool calls runs (an action already running finishes; none starts half-way).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import logging
 import queue
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -287,6 +289,7 @@ def add_live_routes(app: FastAPI, settings: ServerSettings, options: LiveOptions
         session: LiveSession | None = None
         taken = False
         try:
+            _check_origin(ws)
             hello = await _hello(ws, settings)
             model = chat()
             if model is None:
@@ -305,6 +308,18 @@ def add_live_routes(app: FastAPI, settings: ServerSettings, options: LiveOptions
         finally:
             if taken:
                 slots.release()
+
+
+def _check_origin(ws: WebSocket) -> None:
+    """Refuse pages of other sites: a browser lets any page open a WebSocket to this server, and
+    with it use the microphone's assistant and its actions (clients that are not browsers send no
+    Origin and are let through)."""
+    origin = ws.headers.get("origin")
+    if origin is None:
+        return
+    if urllib.parse.urlsplit(origin).netloc != ws.headers.get("host", ""):
+        raise LiveError("bad_origin", f"A page from {origin} may not open live sessions here: open the page "
+                        "this server serves (its own address, e.g. http://127.0.0.1:8000/).", 1008)
 
 
 async def _hello(ws: WebSocket, settings: ServerSettings) -> dict[str, Any]:
@@ -440,14 +455,11 @@ class LiveSession:
                    "tools": self.tool_names,
                    "limits": {"max_frame_bytes": s.max_frame_bytes, "max_frames_per_s": s.max_frames_per_s,
                               "max_session_audio_s": s.max_session_audio_s, "max_clip_bytes": s.max_body_bytes}})
-        if hello.get("watch"):
-            self._set_watch(hello["watch"])
         sender = asyncio.create_task(self._sender())
         self.listener.start()
         agent = asyncio.create_task(self.agent.run(_ObservedFeed(self.listener, lambda w: self.emit(window_message(w)))))
-        agent.add_done_callback(self._agent_done)
         try:
-            await self._receive()
+            await self._receive(agent)
         finally:
             # Cancelling the agent cancels a generation in progress; no tool call starts after it,
             # and an action waiting for the page's confirmation is refused.
@@ -468,15 +480,20 @@ class LiveSession:
             except Exception:  # noqa: BLE001 - the socket is gone; nothing more to tell
                 sender.cancel()
 
-    def _agent_done(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        logger.error("live session %s: the assistant stopped: %s", self.id, task.exception())
-        self.emit(error_message(LiveError("assistant_failed", f"The assistant stopped: {task.exception()}")))
-
-    async def _receive(self) -> None:
+    async def _receive(self, agent: asyncio.Task[Any]) -> None:
+        """Handle the client's messages until it leaves, breaks a limit, or the assistant stops."""
         while True:
-            message = await self.ws.receive()
+            receive = asyncio.ensure_future(self.ws.receive())
+            await asyncio.wait({receive, agent}, return_when=asyncio.FIRST_COMPLETED)
+            if not receive.done():  # the assistant stopped: only an error ends it while the client is here
+                receive.cancel()
+                problem = None if agent.cancelled() else agent.exception()
+                logger.error("live session %s: the assistant stopped: %r", self.id, problem)
+                self.emit(error_message(LiveError("assistant_failed", f"The assistant stopped ({problem}); "
+                                                  "reconnect for a new session.", 1011)))
+                self.close_code = 1011
+                return
+            message = receive.result()
             if message["type"] == "websocket.disconnect":
                 return
             try:

@@ -119,10 +119,15 @@ def live_server(tmp_path, run_app) -> Callable[..., Any]:
 class Client:
     """A live-session client that keeps every message the server sent."""
 
-    def __init__(self, url: str, **hello: Any) -> None:
-        self.ws = websockets_sync.connect(url, max_size=None)
+    def __init__(self, url: str, origin: str | None = None, **hello: Any) -> None:
+        self.ws = websockets_sync.connect(url, max_size=None, origin=origin)
         self.messages: list[dict[str, Any]] = []
-        self.ws.send(json.dumps({"type": "hello", "format": "s16le", "sample_rate": 16000, **hello}))
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            self.ws.send(json.dumps({"type": "hello", "format": "s16le", "sample_rate": 16000, **hello}))
+        except ConnectionClosed:  # refused before the hello (a foreign origin): the error is still readable
+            pass
 
     def until(self, kind: str, timeout: float = 60.0, count: int = 1) -> dict[str, Any]:
         """The ``count``-th message of type ``kind`` (reading until it comes)."""
@@ -212,6 +217,15 @@ def test_api_key_in_the_hello(live_server):
     refused = Client(server.ws)
     assert refused.until("error")["code"] == "invalid_api_key" and refused.closed_with() == 1008
     assert Client(server.ws, api_key="sesame").until("ready")["format"] == "s16le"
+
+
+def test_pages_of_other_sites_are_refused(live_server):
+    server = live_server()
+    foreign = Client(server.ws, origin="http://evil.example")
+    error = foreign.until("error")
+    assert error["code"] == "bad_origin" and "evil.example" in error["message"] and foreign.closed_with() == 1008
+    own = server.base.replace("http://", "")
+    assert Client(server.ws, origin=f"http://{own}").until("ready")  # the page the server serves
 
 
 def test_oversize_and_odd_frames(live_server):
