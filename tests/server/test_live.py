@@ -349,7 +349,7 @@ def test_chat_about_a_clip(live_server):
 
 
 def test_speaking_while_an_answer_streams_cancels_it(live_server, tmp_path):
-    server = live_server(Brains(delay_s=0.5), max_frames_per_s=1000)
+    server = live_server(Brains(delay_s=1.0), max_frames_per_s=1000)  # 3 s answers: time to interrupt
     client = Client(server.ws)
     client.until("ready")
     client.send_audio(scene("lights"))

@@ -2,7 +2,8 @@
 
 The clip is a spoken command followed by an alarm. The page must show a speech window and a
 sound window at the right times, the answer, the action in the audit panel and the watched
-alarm; then answer a question about an uploaded clip, and reconnect after its connection drops.
+alarm; then answer questions about an uploaded clip and a recorded one, and reconnect after its
+connection drops.
 A screenshot is saved in the test's folder (and under ``$SALMONN_AGENT_TEST_ARTIFACTS`` when it
 is set). The brain is scripted (the test is of the page and the server, not of a model):
 ``tools/ui_screenshot.py`` runs the same page on salmonn-mini.
@@ -47,6 +48,7 @@ def page_state(driver: Any) -> dict[str, Any]:
           audit: rows('#audit .audit-row').map((li) => ({tool: li.dataset.tool, decision: li.dataset.decision})),
           detections: rows('#detections li').map((li) => li.textContent),
           clip_answers: rows('#clip-answers .clip-answer').map((li) => li.textContent),
+          clip_name: document.getElementById('clip-name').textContent,
           status: document.getElementById('status').textContent,
           error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent,
         };""")
@@ -100,6 +102,12 @@ def test_the_page_hears_a_command_and_a_sound(tmp_path, run_app):
         driver.find_element("id", "question").send_keys("What do you hear?")
         driver.find_element("css selector", "#ask-form button:last-of-type").click()
         wait_for(driver, lambda s: s["clip_answers"], "the answer about the clip")
+        # record 5 s from the microphone (encoded as WAV by the page), then ask about it
+        driver.find_element("id", "record").click()
+        wait_for(driver, lambda s: s["clip_name"].startswith("recorded"), "a recorded clip")
+        driver.find_element("css selector", "#ask-form button:last-of-type").click()
+        state = wait_for(driver, lambda s: len(s["clip_answers"]) == 2, "the answer about the recording")
+        assert state["error"] is None, state
         shot = tmp_path / "ui.png"
         driver.save_screenshot(str(shot))
         if artifacts := os.environ.get("SALMONN_AGENT_TEST_ARTIFACTS"):

@@ -180,10 +180,19 @@ async function startAudio() {
   return live.audio;
 }
 
+function stopAudio() {
+  if (!live.audio) return;
+  for (const track of live.audio.stream.getTracks()) track.stop();
+  live.audio.context.close();
+  live.audio = null;
+  showLevel(-100);
+}
+
 async function toggleMic() {
   try {
     if (live.streaming) {
       live.streaming = false;
+      stopAudio();
       $("mic").textContent = "Start microphone";
       return;
     }
@@ -215,6 +224,7 @@ async function recordClip() {
   setTimeout(() => {
     const frames = live.recording;
     live.recording = null;
+    if (!live.streaming) stopAudio();
     $("record").disabled = false;
     live.clip = { data: wavBase64(frames), mime: "audio/wav" };
     $("clip-name").textContent = `recorded ${(frames.length / 10).toFixed(1)} s`;
