@@ -305,6 +305,10 @@ def add_live_routes(app: FastAPI, settings: ServerSettings, options: LiveOptions
             await _send_and_close(ws, err)
         except WebSocketDisconnect:
             pass
+        except Exception as err:  # noqa: BLE001 - the client gets a JSON error, the log the traceback
+            logger.exception("live session failed")
+            await _send_and_close(ws, LiveError("internal_error", f"Internal error: {type(err).__name__}: {err}; "
+                                                "reconnect for a new session.", 1011))
         finally:
             if taken:
                 slots.release()
@@ -375,6 +379,7 @@ class LiveSession:
         self.tool_names = [t.name for t in tools]
         unknown = [name for name in options.allow if name not in self.tool_names]
         if unknown:  # the command checks this at start; a hand-built LiveOptions may not
+            self.board.close()
             raise LiveError("bad_config", f"--allow names unknown tools {unknown}; the tools are "
                             f"{', '.join(self.tool_names)}.", 1011)
         audit = _SessionAudit(shared_audit, lambda r: self.emit({"type": "audit", **r.model_dump(mode="json")}))
