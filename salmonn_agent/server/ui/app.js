@@ -80,6 +80,7 @@ const handlers = {
     Object.assign(li.dataset, { kind: m.kind, start: m.start, end: m.end, index: m.index });
   },
   answer_start() {
+    if (live.answer) live.answer.className = "answer cancelled"; // stopped by a cough: the turn re-runs
     live.answer = item("answers", "");
     live.answer.className = "answer streaming";
   },
