@@ -24,7 +24,7 @@ ALLOWED = {
     "training": {"base", "model", "training"},
     "chat": {"base", "model", "registry", "chat"},
     "agent": {"base", "stream", "chat", "registry", "agent"},
-    "server": {"base", "model", "chat", "registry", "agent", "server"},
+    "server": {"base", "model", "stream", "chat", "registry", "agent", "server"},
 }
 """Which layers a layer may import. The commands (``cli``, ``*/commands.py``) and the lazy
 top-level API wire the layers together and may import any of them."""

@@ -34,7 +34,7 @@ def readme_server(default_model):
     import shlex
     import subprocess
 
-    (line,) = [c for c in ALL_COMMANDS if c.startswith("salmonn-agent serve")]
+    (line,) = [c for c in ALL_COMMANDS if c.startswith("salmonn-agent serve") and "--ui" not in c]
     server = subprocess.Popen([sys.executable, "-m", "salmonn_agent.cli", *shlex.split(line)[1:]],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -103,3 +103,29 @@ def test_readme_cli_example_runs(command, default_model, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
+
+
+def test_readme_ui_command_serves_the_page(default_model, tmp_path):
+    """The README's ``salmonn-agent serve --ui`` command: the page, and a live session on salmonn-mini."""
+    import json
+    import shlex
+    import subprocess
+
+    import httpx
+    from websockets.sync.client import connect
+
+    (line,) = [c for c in ALL_COMMANDS if c.startswith("salmonn-agent serve --ui")]
+    server = subprocess.Popen([sys.executable, "-m", "salmonn_agent.cli", *shlex.split(line)[1:]], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})  # this checkout's package
+    try:
+        wait_until_healthy(f"http://{SERVER}", 180, server)
+        assert "/ui/app.js" in httpx.get(f"http://{SERVER}/").text
+        with connect(f"ws://{SERVER}/v1/live") as ws:
+            ws.send(json.dumps({"type": "hello", "format": "s16le", "sample_rate": 16000}))
+            ready = json.loads(ws.recv(timeout=30))
+        assert ready["type"] == "ready" and ready["model"] == "salmonn-mini"
+        assert ready["allow"] == ["add_note", "set_timer", "list_timers"]
+    finally:
+        server.terminate()
+        server.wait(30)

@@ -8,7 +8,9 @@
   requests share its batching engine and caches;
 - ``POST /v1/audio/transcriptions``: OpenAI's multipart upload, answered by the model's speech
   recognition instruction;
-- ``GET /v1/models`` and ``GET /health`` (503 until the model is loaded).
+- ``GET /v1/models`` and ``GET /health`` (503 until the model is loaded);
+- with ``live`` options (``serve --ui``): ``WS /v1/live``, the voice assistant on a browser's
+  microphone (:mod:`salmonn_agent.server.live`), and its page at ``/``.
 
 Limits: a body cap (413), a bound on requests in flight (503 with ``Retry-After``), an optional
 Bearer key. Messages may carry audio only as bytes: local paths, ``file://`` and remote URLs are
@@ -27,6 +29,7 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
@@ -39,6 +42,7 @@ from salmonn_agent.agent.hearing import TRANSCRIBE_PROMPT
 from salmonn_agent.chat.errors import ContentBlockError, GenerationTimeout, ToolCallError
 from salmonn_agent.chat_model import ChatSALMONN
 from salmonn_agent.errors import PromptTooLongError, SalmonnError, format_validation_error
+from salmonn_agent.server.live import LiveOptions, add_live_routes
 from salmonn_agent.server.settings import ServerSettings
 from salmonn_agent.server.wire import (
     ChatCompletionRequest,
@@ -160,8 +164,12 @@ class _StartTracker:
         await self.send(message)
 
 
-def create_app(settings: ServerSettings, load: Callable[[], ChatSALMONN]) -> FastAPI:
-    """The server's FastAPI app; ``load`` builds the chat model (called once, off the event loop)."""
+def create_app(settings: ServerSettings, load: Callable[[], ChatSALMONN], live: LiveOptions | None = None) -> FastAPI:
+    """The server's FastAPI app; ``load`` builds the chat model (called once, off the event loop).
+
+    ``live``: also serve live sessions (``WS /v1/live``) with these assistant options, and the
+    browser page at ``/`` when ``live.page`` is set.
+    """
     state = ServerState(settings)
 
     @asynccontextmanager
@@ -291,10 +299,30 @@ def create_app(settings: ServerSettings, load: Callable[[], ChatSALMONN]) -> Fas
         return {"text": text, "usage": {"type": "tokens", **{k: v for k, v in usage(message).items()
                                                             if k != "prompt_tokens_details"}}}
 
+    if live is not None:
+        add_live_routes(app, settings, live, lambda: state.chat)
+        if live.page:
+            _add_page(app)
     app.add_middleware(_ErrorsMiddleware)
     app.add_middleware(_ReplicaHeader)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # added last: runs first
     return app
+
+
+UI_DIR = Path(__file__).with_name("ui")
+"""The browser page's files (plain HTML, CSS and JavaScript; no build step)."""
+
+
+def _add_page(app: FastAPI) -> None:
+    """Serve the browser page: ``/`` and its files under ``/ui/``."""
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(UI_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/ui", StaticFiles(directory=UI_DIR), name="ui")
 
 
 def _load_and_warm(load: Callable[[], ChatSALMONN]) -> ChatSALMONN:

@@ -6,9 +6,13 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from salmonn_agent.server.settings import API_KEY_ENV, ServerSettings, check_exposure
+
+if TYPE_CHECKING:
+    from salmonn_agent.server.live import LiveOptions
 
 
 def add_serve_command(
@@ -29,6 +33,33 @@ def add_serve_command(
                        help="requests running or queued at once; more get 503 (default 32)")
     serve.add_argument("--max-batch-size", type=int, default=16,
                        help="most requests decoded together (default 16: a server has many clients)")
+    limits = serve.add_argument_group("live sessions (--ui)")
+    limits.add_argument("--max-sessions", type=int, default=4, help="live sessions (browser tabs) at once (default 4)")
+    limits.add_argument("--max-frame-bytes", type=int, default=32_000,
+                        help="largest audio frame of a live session in bytes (default 32000: 1 s)")
+    limits.add_argument("--max-frames-per-s", type=int, default=50,
+                        help="most audio frames a live session sends in a second (default 50)")
+    limits.add_argument("--max-session-audio-s", type=float, default=3600.0,
+                        help="most audio one live session may stream, in seconds (default 3600)")
+    ui = serve.add_argument_group("voice assistant in the browser")
+    ui.add_argument("--ui", action="store_true",
+                    help="serve the browser page at / and live sessions at /v1/live: the voice assistant "
+                    "on the browser's microphone")
+    ui.add_argument("--allow", nargs="+", action="extend", default=[], metavar="TOOL",
+                    help="tools heard audio may trigger: add_note read_notes delete_notes set_timer list_timers "
+                    "cancel_timer send_webhook emit_event (default: none)")
+    ui.add_argument("--notes", type=Path, metavar="PATH", help="the notes file (default: in the user data folder)")
+    ui.add_argument("--webhook", metavar="URL", help="offer send_webhook, which POSTs JSON to this http(s) URL")
+    ui.add_argument("--audit", type=Path, metavar="PATH", help="append every action request to this JSON Lines file")
+    ui.add_argument("--audit-redact", action="store_true",
+                    help="keep the actions' outputs (notes read back...) out of the audit log")
+    ui.add_argument("--barge-in", choices=("cancel", "queue"), default="cancel",
+                    help="new speech during an answer: cancel it (default) or queue the new request")
+    ui.add_argument("--max-tokens", type=int, default=64, metavar="N", help="longest answer in tokens (default 64)")
+    ui.add_argument("--memory-turns", type=int, metavar="N",
+                    help="earlier turns each session remembers (default: 0 with salmonn-mini, 6 otherwise)")
+    ui.add_argument("--watch-cooldown", type=float, default=10.0, metavar="SECONDS",
+                    help="sound-watch detections closer than this are one event (default 10)")
     serve.set_defaults(handler=lambda args: _serve(args, load_model))
 
 
@@ -42,9 +73,43 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         return ServerSettings(
             host=args.host, port=args.port, api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
             insecure=args.insecure, max_body_bytes=int(args.max_body_mb * 1e6), max_in_flight=args.max_in_flight,
+            max_sessions=args.max_sessions, max_frame_bytes=args.max_frame_bytes,
+            max_frames_per_s=args.max_frames_per_s, max_session_audio_s=args.max_session_audio_s,
         )
     except ValidationError as err:
         raise ConfigError(f"serve options: {format_validation_error(err)}") from None
+
+
+def live_options_from_args(args: argparse.Namespace) -> LiveOptions | None:
+    """The live sessions' assistant options (None without ``--ui``); bad ones fail before the model loads."""
+    from salmonn_agent.agent.actions import build_actions, check_webhook_url
+    from salmonn_agent.errors import ConfigError
+    from salmonn_agent.server.live import LiveOptions
+
+    if not args.ui:
+        given = [flag for flag, on in (("--allow", args.allow), ("--notes", args.notes), ("--webhook", args.webhook),
+                                       ("--audit", args.audit)) if on]
+        if given:
+            raise ConfigError(f"{', '.join(given)} configure the browser's voice assistant: add --ui.")
+        return None
+    if args.max_tokens < 1:
+        raise ConfigError(f"--max-tokens must be at least 1, got {args.max_tokens}.")
+    if args.memory_turns is not None and args.memory_turns < 0:
+        raise ConfigError(f"--memory-turns must be 0 or more, got {args.memory_turns}.")
+    if args.watch_cooldown < 0:
+        raise ConfigError(f"--watch-cooldown must be 0 or more seconds, got {args.watch_cooldown}.")
+    options = LiveOptions(
+        allow=list(args.allow), notes_path=args.notes,
+        webhook_url=check_webhook_url(args.webhook) if args.webhook else None,
+        audit_path=args.audit, audit_redact=args.audit_redact, max_tokens=args.max_tokens,
+        memory_turns=args.memory_turns, barge_in=args.barge_in, watch_cooldown_s=args.watch_cooldown,
+    )
+    names = [tool.name for tool in build_actions(options.actions_config())]
+    unknown = [name for name in options.allow if name not in names]
+    if unknown:
+        hint = " (send_webhook needs --webhook URL)" if "send_webhook" in unknown else ""
+        raise ConfigError(f"--allow names unknown tools {unknown}{hint}; the assistant's tools are: {', '.join(names)}.")
+    return options
 
 
 def _serve(args: argparse.Namespace, load_model: Callable[[argparse.Namespace], Any]) -> int:
@@ -56,6 +121,7 @@ def _serve(args: argparse.Namespace, load_model: Callable[[argparse.Namespace], 
 
     settings = settings_from_args(args)
     check_exposure(settings)
+    live = live_options_from_args(args)
     if args.max_batch_size < 1:
         from salmonn_agent.errors import ConfigError
 
@@ -66,8 +132,11 @@ def _serve(args: argparse.Namespace, load_model: Callable[[argparse.Namespace], 
         return ChatSALMONN(client=load_model(args), model=name, max_batch_size=args.max_batch_size,
                            local_audio=False, allow_remote_audio=False)
 
-    app = create_app(settings, load)
-    print(f"salmonn-agent: serving {name} at http://{settings.host}:{settings.port}/v1 "
+    app = create_app(settings, load, live)
+    page = f"; the voice assistant's page at http://{settings.host}:{settings.port}/" if live else ""
+    print(f"salmonn-agent: serving {name} at http://{settings.host}:{settings.port}/v1{page} "
           "(loading the model; GET /health says when it is ready)", file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    # A live clip question comes as one WebSocket message: allow it the body limit (base64: 4/3).
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
+                ws_max_size=settings.max_body_bytes * 4 // 3 + 65_536)
     return 0

@@ -31,6 +31,14 @@ class ServerSettings(BaseModel):
     """The ``Retry-After`` a client is told when the server is busy."""
     request_timeout_s: float | None = Field(300.0, gt=0)
     """Longest a request may take (queueing and generation) before it stops with 504."""
+    max_sessions: int = Field(4, ge=1)
+    """Live sessions (browser tabs on ``/v1/live``) at once; more are refused."""
+    max_frame_bytes: int = Field(32_000, ge=2)
+    """Largest binary audio frame of a live session (32,000 bytes: 1 s of 16 kHz 16-bit audio)."""
+    max_frames_per_s: int = Field(50, ge=1)
+    """Most audio frames a live session may send in any second."""
+    max_session_audio_s: float = Field(3600.0, gt=0)
+    """Most audio one live session may stream, in seconds; then it is closed."""
 
 
 def is_loopback(host: str) -> bool:

@@ -72,3 +72,19 @@ def wav_bytes() -> bytes:
     out = io.BytesIO()
     sf.write(out, clip, 16_000, format="WAV")
     return out.getvalue()
+
+
+@pytest.fixture
+def run_app() -> Iterator[Callable[..., RunningServer]]:
+    """Run any ASGI app as a test server (waits until healthy); all are stopped after the test."""
+    running: list[RunningServer] = []
+
+    def run(app) -> RunningServer:
+        server = RunningServer(app)
+        running.append(server)
+        server.wait_ready()
+        return server
+
+    yield run
+    for server in running:
+        server.stop()

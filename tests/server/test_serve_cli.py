@@ -46,3 +46,18 @@ def test_serve_refuses_a_network_address_without_a_key(capsys, monkeypatch):
     assert main(["serve", "--host", "0.0.0.0"]) == 2
     err = capsys.readouterr().err
     assert "--api-key" in err and "--insecure" in err
+
+
+def test_serve_ui_refuses_bad_assistant_options_before_loading(capsys, monkeypatch):
+    monkeypatch.delenv("SALMONN_AGENT_API_KEY", raising=False)
+    assert main(["serve", "--allow", "add_note"]) == 2
+    assert "add --ui" in capsys.readouterr().err
+    assert main(["serve", "--ui", "--allow", "send_webhook"]) == 2
+    err = capsys.readouterr().err
+    assert "send_webhook needs --webhook URL" in err and "add_note" in err
+    assert main(["serve", "--ui", "--webhook", "ftp://x"]) == 2
+    assert "http://" in capsys.readouterr().err
+    assert main(["serve", "--ui", "--max-sessions", "0"]) == 2
+    assert "max_sessions" in capsys.readouterr().err
+    assert main(["serve", "--ui", "--host", "0.0.0.0"]) == 2  # the page is no exception to the key rule
+    assert "--api-key" in capsys.readouterr().err
