@@ -62,6 +62,7 @@ from salmonn_agent.agent.policy import ActionGate, ActionPolicy, ActionRequest, 
 from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent, memory_turns_for
 from salmonn_agent.agent.watch import Detection, SoundWatch
 from salmonn_agent.errors import SalmonnError
+from salmonn_agent.registry import profile_of
 from salmonn_agent.server.settings import ServerSettings
 from salmonn_agent.stream import AudioChunk, AudioWindow, Listener, SegmenterConfig, Source
 
@@ -385,8 +386,7 @@ class LiveSession:
         audit = _SessionAudit(shared_audit, lambda r: self.emit({"type": "audit", **r.model_dump(mode="json")}))
         self.confirmations: dict[str, tuple[threading.Event, list[bool]]] = {}
         gate = ActionGate(ActionPolicy(allow=options.allow), audit, confirm=self._confirm)
-        name = getattr(chat, "model_name", "")
-        memory = memory_turns_for(name) if options.memory_turns is None else options.memory_turns
+        memory = memory_turns_for(profile_of(chat)) if options.memory_turns is None else options.memory_turns
         brain = options.brain(chat, [_TokenRelay(self.emit)], options.max_tokens)
         self.watch_chat = options.brain(chat, [], WATCH_MAX_TOKENS)
         self.clip_chat = options.brain(chat, [], options.max_tokens)
