@@ -12,7 +12,8 @@ Input: text and audio content blocks (standard ``{"type": "audio", "base64": ...
 ...}``, ``url`` to a local file, the legacy ``source_type`` form and OpenAI's ``input_audio``),
 rendered into SALMONN's prompt format as documented in :mod:`salmonn_agent.chat.render`.
 Output: an ``AIMessage`` with ``usage_metadata`` (audio tokens under
-``input_token_details["audio"]``) and ``response_metadata`` (``model_name``, ``finish_reason``).
+``input_token_details["audio"]``, prompt positions reused from the conversation's key/value cache
+under ``input_token_details["cache_read"]``) and ``response_metadata`` (``model_name``, ``finish_reason``).
 
 Decoding defaults to greedy (``num_beams=1``) so answers stream token by token, batch, and can
 be constrained; ``num_beams=4`` reproduces the official decode (and streams as one chunk).
@@ -508,7 +509,7 @@ class ChatSALMONN(BaseChatModel):
         output = len(generation.token_ids)
         usage = UsageMetadata(
             input_tokens=prompt, output_tokens=output, total_tokens=prompt + output,
-            input_token_details={"audio": audio},
+            input_token_details={"audio": audio, "cache_read": int(getattr(generation, "cached_tokens", 0))},
         )
         return usage, {"model_name": request.model_name, "finish_reason": reason}
 

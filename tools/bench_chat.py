@@ -7,6 +7,11 @@ Prints one JSON object:
   turn come from the caches) / latency of the first turn (which encodes the clip); target <= 0.5;
 * ``concurrent_speedup``: throughput of ``--concurrency`` requests invoked at once from threads
   (batched into shared ``generate`` calls) / the same requests one after another; target >= 2;
+* ``second_turn_ttft_ratio``: time to the first streamed text of a second turn about the same
+  clip / the first turn's (which encodes the clip and prefills its whole prompt); target <= 0.35.
+  ``first_turn_prefill`` / ``second_turn_prefill``: prompt positions each turn computed (median;
+  the rest came from the conversation's key/value cache, ``usage_metadata``'s
+  ``input_token_details["cache_read"]``);
 * ``ttft_ms``: time from ``stream()`` to the first text chunk (clip already heard);
 * the raw latencies behind them, the sizes, and ``first_answer_tokens`` / ``answer_tokens``
   (mean tokens of the first / second turns' answers: a turn's decoding, which no cache
@@ -45,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessageChunk, HumanMessage
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # devkit/ sits at the repository root, outside the package
@@ -78,6 +83,24 @@ def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def _streamed(chat: ChatSALMONN, messages: list) -> tuple[float, AIMessageChunk]:
+    """Stream one answer: seconds to its first text, and the whole answer."""
+    start = time.perf_counter()
+    first: float | None = None
+    answer: AIMessageChunk | None = None
+    for chunk in chat.stream(messages):
+        if first is None and chunk.content:
+            first = time.perf_counter() - start
+        answer = chunk if answer is None else answer + chunk
+    assert answer is not None
+    return (first if first is not None else time.perf_counter() - start), answer
+
+
+def _prefilled(answer: AIMessageChunk) -> int:
+    usage = answer.usage_metadata or {}
+    return int(usage.get("input_tokens", 0)) - int((usage.get("input_token_details") or {}).get("cache_read", 0))
 
 
 def main() -> int:
@@ -126,6 +149,18 @@ def main() -> int:
         follow_up = [question, answer, HumanMessage("Is there speech in it?")]
         second.append(_timed(lambda: answer_tokens.append(chat.invoke(follow_up).usage_metadata["output_tokens"])))
 
+    # streamed conversations: time to the first text of turn one (a new clip) and of turn two
+    first_ttft, second_ttft, first_prefill, second_prefill = [], [], [], []
+    for repeat in range(args.repeats):
+        question = audio_message(_clip(100 + repeat, args.seconds), "Please describe the audio.",
+                                 sample_rate=SAMPLE_RATE)
+        seconds, answer = _streamed(chat, [question])
+        first_ttft.append(seconds)
+        first_prefill.append(_prefilled(answer))
+        seconds, follow = _streamed(chat, [question, answer, HumanMessage("Is there speech in it?")])
+        second_ttft.append(seconds)
+        second_prefill.append(_prefilled(follow))
+
     # time to the first streamed chunk (the clip is already heard, as in a conversation)
     heard_clip = _clip(0, args.seconds)
     heard = audio_message(heard_clip, "What do you hear?", sample_rate=SAMPLE_RATE)
@@ -162,6 +197,11 @@ def main() -> int:
         "first_turn_ms": round(statistics.median(first) * 1000, 1),
         "second_turn_ms": round(statistics.median(second) * 1000, 1),
         "second_turn_ratio": round(statistics.median(second) / statistics.median(first), 3),
+        "first_turn_ttft_ms": round(statistics.median(first_ttft) * 1000, 1),
+        "second_turn_ttft_ms": round(statistics.median(second_ttft) * 1000, 1),
+        "second_turn_ttft_ratio": round(statistics.median(second_ttft) / statistics.median(first_ttft), 3),
+        "first_turn_prefill": statistics.median(first_prefill),
+        "second_turn_prefill": statistics.median(second_prefill),
         "sequential_ms": round(sequential * 1000, 1),
         "concurrent_ms": round(concurrent * 1000, 1),
         "concurrent_speedup": round(sequential / concurrent, 2),

@@ -47,13 +47,18 @@ AudioLike = AudioInput | EncodedAudio
 
 @dataclass(frozen=True)
 class Generation:
-    """One generated answer with what it cost: token ids, finish reason and prompt sizes."""
+    """One generated answer with what it cost: token ids, finish reason and prompt sizes.
+
+    ``cached_tokens``: prompt positions taken from a conversation's key/value cache (a
+    :class:`PrefixCache`) instead of being computed again.
+    """
 
     text: str
     token_ids: list[int]
     finish_reason: str  # "stop" (end symbol), "length" (max_new_tokens) or "cancelled"
     prompt_text_tokens: int
     prompt_audio_tokens: int
+    cached_tokens: int = 0
 
 
 class PrefixCache:
@@ -253,11 +258,13 @@ class GenerationMixin:
             output = self._llm_generate(inputs, kwargs, prefix_cache if config.num_beams == 1 else None)
         if prefix_cache is not None and config.num_beams > 1:
             prefix_cache.reused_tokens, prefix_cache.prefilled_tokens = 0, int(inputs.embeds.shape[1])
+        cached = prefix_cache.reused_tokens if prefix_cache is not None else 0
         results = []
         for row, text_tokens, audio_tokens in zip(output, inputs.text_tokens, inputs.audio_tokens):
             ids, reason = cut_at_eos(row.tolist(), self._eos_id, self.tokenizer.tokenizer.pad_token_id,
                                      config.max_new_tokens)
-            results.append(Generation(self.tokenizer.decode(ids).strip(), ids, reason, text_tokens, audio_tokens))
+            results.append(Generation(self.tokenizer.decode(ids).strip(), ids, reason, text_tokens, audio_tokens,
+                                      cached))
         return results
 
     def stream(

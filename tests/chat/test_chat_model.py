@@ -37,7 +37,7 @@ def test_answer_equals_the_model_and_reports_usage(chat, tiny_model, question, n
                                    num_beams=1, max_new_tokens=8)[0]
     assert answer.content == expected
     usage = answer.usage_metadata
-    assert usage["input_token_details"] == {"audio": 88}
+    assert usage["input_token_details"]["audio"] == 88
     assert usage["input_tokens"] > 88 and 0 < usage["output_tokens"] <= 8
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     assert answer.response_metadata == {"model_name": "tiny-salmonn", "finish_reason": "length"}
@@ -49,7 +49,11 @@ def test_stream_is_token_by_token_and_joins_to_the_answer(chat, question):
     assert len(chunks) >= 3  # several pieces, not one block at the end
     assert "".join(c.content for c in chunks) == answer.content
     assert chunks[-1].chunk_position == "last"
-    assert chunks[-1].usage_metadata == answer.usage_metadata
+    streamed = chunks[-1].usage_metadata
+    assert {**streamed, "input_token_details": {}} == {**answer.usage_metadata, "input_token_details": {}}
+    assert streamed["input_token_details"]["audio"] == answer.usage_metadata["input_token_details"]["audio"]
+    # the same prompt again: its positions (all but the last) come from the conversation cache
+    assert streamed["input_token_details"]["cache_read"] == streamed["input_tokens"] - 1
     assert sum(1 for c in chunks if c.usage_metadata) == 1
     beams = list(chat.stream([question], num_beams=2))  # beam search cannot stream: one piece
     assert len(beams) == 1 and beams[0].content == chat.invoke([question], num_beams=2).content

@@ -33,16 +33,21 @@ def test_second_turn_reuses_the_first_and_answers_the_same(tiny_model, question)
     conversation = [question, first, HumanMessage("Is there speech in it?")]
     second = chat.invoke(conversation)
     assert second.content == plain.invoke(conversation).content
-    assert second.usage_metadata == plain.invoke(conversation).usage_metadata
+    uncached = plain.invoke(conversation).usage_metadata
+    assert uncached["input_token_details"]["cache_read"] == 0
+    assert {**second.usage_metadata, "input_token_details": {}} == {**uncached, "input_token_details": {}}
     assert store.hits == 1 and len(store) == 1  # the conversation's entry moved on to this turn
     assert store.reused_tokens >= prompt_positions(first)  # the first prompt, audio included
+    # the answer reports what it took from the cache, as OpenAI's cached_tokens
+    assert second.usage_metadata["input_token_details"]["cache_read"] == store.reused_tokens
     assert store.prefilled_tokens - prompt_positions(first) == prompt_positions(second) - store.reused_tokens
     # a third turn, streamed, reuses the second
     conversation += [second, HumanMessage("Really?")]
     reused = store.reused_tokens
-    streamed = "".join(chunk.content for chunk in chat.stream(conversation))
-    assert streamed == plain.invoke(conversation).content
+    chunks = list(chat.stream(conversation))
+    assert "".join(chunk.content for chunk in chunks) == plain.invoke(conversation).content
     assert store.hits == 2 and store.reused_tokens - reused >= prompt_positions(second)
+    assert chunks[-1].usage_metadata["input_token_details"]["cache_read"] == store.reused_tokens - reused
     assert store.nbytes > 0
 
 
