@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from salmonn_agent.audio import SAMPLE_RATE, load_audio
 from salmonn_agent.errors import ConfigError
 from salmonn_agent.model.checkpoint import load_trainable
-from salmonn_agent.model.salmonn import SALMONN, join_transcripts
+from salmonn_agent.model.salmonn import SALMONN
 from salmonn_agent.sound_tags import SoundTag
 from salmonn_agent.training.alignment import SALMONNForAlignment
 from salmonn_agent.training.config import TrainConfig
@@ -179,12 +179,9 @@ def clip_hints(model: SALMONN, batch: Batch, speech: list[torch.Tensor]) -> Clip
         found: list[str | None] = [c.get(WHISPER_TRANSCRIPT) for c in cached]
         todo = [i for i, text in enumerate(found) if text is None]
         if todo:
-            texts = model.transcribe_features(torch.cat([speech[i] for i in todo])) or []
-            start = 0
-            for i in todo:
-                count = speech[i].shape[0]
-                found[i] = join_transcripts(texts[start : start + count])
-                start += count
+            texts = model.clip_transcripts(torch.cat([speech[i] for i in todo]), [speech[i].shape[0] for i in todo])
+            for i, text in zip(todo, texts or []):
+                found[i] = text
             fresh.update(todo)
         transcripts = [t or "" for t in found]
     tags = None
