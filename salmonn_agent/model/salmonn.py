@@ -292,38 +292,6 @@ class SALMONN(GenerationMixin, nn.Module):
         chunks = max(1, -(-num_samples // self.chunk_samples))
         return chunks * self.tokens_per_chunk()
 
-    @property
-    def max_positions(self) -> int | None:
-        """The LLM's context length in positions (None when its config does not say)."""
-        value = getattr(self.llm.config.get_text_config(decoder=True), "max_position_embeddings", None)
-        return int(value) if value else None
-
-    def prompt_piece_ids(self, prompt: str) -> list[list[int]]:
-        """Token ids of a rendered prompt's text pieces (split at its audio placeholders; the
-        first piece starts with BOS when the model adds one)."""
-        bos = [self.tokenizer.tokenizer.bos_token_id] if self.config.add_bos else []
-        return [(bos if i == 0 else []) + self.tokenizer.encode(piece) for i, piece in enumerate(split_prompt(prompt))]
-
-    def count_prompt_text_tokens(self, prompt: str) -> int:
-        """Text tokens of a rendered prompt, hints excluded."""
-        return sum(len(ids) for ids in self.prompt_piece_ids(prompt))
-
-    def prompt_length(self, text_tokens: int, clips: Sequence[EncodedAudio]) -> int:
-        """Positions a prompt of ``text_tokens`` (:meth:`count_prompt_text_tokens`) takes with its
-        encoded clips (audio tokens and hints included)."""
-        hints = sum(len(self.hint_ids(c.transcript, c.sound_tags)) for c in clips)
-        return text_tokens + sum(c.num_tokens for c in clips) + hints
-
-    def check_prompt_length(self, text_tokens: int, audio_tokens: int, max_new_tokens: int) -> None:
-        """Raise :class:`PromptTooLongError` when a prompt and its answer cannot fit the context."""
-        limit = self.max_positions
-        if limit is not None and text_tokens + audio_tokens + max_new_tokens > limit:
-            raise PromptTooLongError(
-                f"The prompt is {text_tokens + audio_tokens} tokens ({text_tokens} of text, {audio_tokens} of "
-                f"audio) and the answer may take {max_new_tokens} more: over the model's context of {limit} "
-                "positions. Shorten the text or the audio, or lower max_new_tokens."
-            )
-
     def load(self, audio: AudioInput, sample_rate: int | None = None) -> np.ndarray:
         """Decode and validate one input into 16 kHz mono samples (bounded by max_audio_seconds)."""
         return load_audio(audio, sample_rate, max_seconds=self.config.max_audio_seconds)
@@ -344,13 +312,12 @@ class SALMONN(GenerationMixin, nn.Module):
                        for s in starts]
             counts.append(len(starts))
         speech, beats = self._chunk_states(chunks)
-        texts = self.transcribe_features(speech)
-        firsts = np.cumsum([0, *counts])
+        texts = self.clip_transcripts(speech, counts)
         return [
             EncodedAudio(
                 embeds=tokens,
                 seconds=len(clip) / SAMPLE_RATE,
-                transcript=None if texts is None else join_transcripts(texts[firsts[i] : firsts[i + 1]]),
+                transcript=None if texts is None else texts[i],
                 sound_tags=self.tag_clip(clip),
             )
             for i, (clip, tokens) in enumerate(zip(clips, self.clip_tokens(speech, beats, counts)))
@@ -392,12 +359,15 @@ class SALMONN(GenerationMixin, nn.Module):
         tokens = self.tokens_from_features(speech, beats)
         return [t.reshape(-1, t.shape[-1]) for t in torch.split(tokens, list(counts))]
 
-    def transcribe_features(self, speech: torch.Tensor) -> list[str] | None:
-        """Whisper's transcript of each chunk from its encoder states ``[chunks, frames, width]``;
-        None when the model is not configured with ``speech_transcript``."""
+    def clip_transcripts(self, speech: torch.Tensor, counts: Sequence[int]) -> list[str] | None:
+        """Whisper's transcript of each clip from the encoder states of all chunks ``[chunks,
+        frames, width]`` (``counts``: chunks per clip, in order); None when the model is not
+        configured with ``speech_transcript``."""
         if self.transcriber is None:
             return None
-        return self.transcriber.transcribe(speech.detach())
+        texts = self.transcriber.transcribe(speech.detach())
+        firsts = np.cumsum([0, *counts])
+        return [join_transcripts(texts[firsts[i] : firsts[i + 1]]) for i in range(len(counts))]
 
     def tag_clip(self, clip: np.ndarray) -> tuple[SoundTag, ...] | None:
         """YAMNet's top tags of a 16 kHz clip; None when the model is not configured with ``sound_tags``."""
@@ -437,6 +407,38 @@ class SALMONN(GenerationMixin, nn.Module):
     def render_prompt(self, instruction: str) -> str:
         """The model's single-turn prompt around ``instruction`` (the official template for SALMONN)."""
         return render_prompt(self.config.prompt_template, instruction)
+
+    @property
+    def max_positions(self) -> int | None:
+        """The LLM's context length in positions (None when its config does not say)."""
+        value = getattr(self.llm.config.get_text_config(decoder=True), "max_position_embeddings", None)
+        return int(value) if value else None
+
+    def prompt_piece_ids(self, prompt: str) -> list[list[int]]:
+        """Token ids of a rendered prompt's text pieces (split at its audio placeholders; the
+        first piece starts with BOS when the model adds one)."""
+        bos = [self.tokenizer.tokenizer.bos_token_id] if self.config.add_bos else []
+        return [(bos if i == 0 else []) + self.tokenizer.encode(piece) for i, piece in enumerate(split_prompt(prompt))]
+
+    def count_prompt_text_tokens(self, prompt: str) -> int:
+        """Text tokens of a rendered prompt, hints excluded."""
+        return sum(len(ids) for ids in self.prompt_piece_ids(prompt))
+
+    def prompt_length(self, text_tokens: int, clips: Sequence[EncodedAudio]) -> int:
+        """Positions a prompt of ``text_tokens`` (:meth:`count_prompt_text_tokens`) takes with its
+        encoded clips (audio tokens and hints included)."""
+        hints = sum(len(self.hint_ids(c.transcript, c.sound_tags)) for c in clips)
+        return text_tokens + sum(c.num_tokens for c in clips) + hints
+
+    def check_prompt_length(self, text_tokens: int, audio_tokens: int, max_new_tokens: int) -> None:
+        """Raise :class:`PromptTooLongError` when a prompt and its answer cannot fit the context."""
+        limit = self.max_positions
+        if limit is not None and text_tokens + audio_tokens + max_new_tokens > limit:
+            raise PromptTooLongError(
+                f"The prompt is {text_tokens + audio_tokens} tokens ({text_tokens} of text, {audio_tokens} of "
+                f"audio) and the answer may take {max_new_tokens} more: over the model's context of {limit} "
+                "positions. Shorten the text or the audio, or lower max_new_tokens."
+            )
 
     def merge_inputs(
         self,

@@ -47,9 +47,12 @@ def lr_at(step: int, total_steps: int, optims: OptimSection) -> float:
     return (optims.init_lr - optims.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress)) + optims.min_lr
 
 
-def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, optims: OptimSection) -> LambdaLR:
+def warmup_cosine_schedule(
+    optimizer: torch.optim.Optimizer, total_steps: int, optims: OptimSection, start: int = 0
+) -> LambdaLR:
     """A ``LambdaLR`` giving every group :func:`lr_at` of its step (0 on LoRA groups for the
-    first ``lora_frozen_steps``). Its state is the step count."""
+    first ``lora_frozen_steps``), from optimizer step ``start`` (a resumed run's step: the
+    schedule's only state)."""
     for group in optimizer.param_groups:
         # LambdaLR multiplies its lambda by the group's initial rate: with 1.0 the lambdas give
         # the rates themselves, exactly.
@@ -61,4 +64,5 @@ def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, o
     def lora_rate(step: int) -> float:
         return 0.0 if step < optims.lora_frozen_steps else lr_at(step, total_steps, optims)
 
-    return LambdaLR(optimizer, [lora_rate if group.get("lora") else rate for group in optimizer.param_groups])
+    lambdas = [lora_rate if group.get("lora") else rate for group in optimizer.param_groups]
+    return LambdaLR(optimizer, lambdas, last_epoch=start - 1)

@@ -25,13 +25,12 @@ import numpy as np
 import torch
 from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
-from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
 from salmonn_agent.audio import SAMPLE_RATE, load_audio
 from salmonn_agent.errors import ConfigError
 from salmonn_agent.model.checkpoint import load_trainable
-from salmonn_agent.model.salmonn import SALMONN, join_transcripts
+from salmonn_agent.model.salmonn import SALMONN
 from salmonn_agent.sound_tags import SoundTag
 from salmonn_agent.training.alignment import SALMONNForAlignment
 from salmonn_agent.training.config import TrainConfig
@@ -180,12 +179,9 @@ def clip_hints(model: SALMONN, batch: Batch, speech: list[torch.Tensor]) -> Clip
         found: list[str | None] = [c.get(WHISPER_TRANSCRIPT) for c in cached]
         todo = [i for i, text in enumerate(found) if text is None]
         if todo:
-            texts = model.transcribe_features(torch.cat([speech[i] for i in todo])) or []
-            start = 0
-            for i in todo:
-                count = speech[i].shape[0]
-                found[i] = join_transcripts(texts[start : start + count])
-                start += count
+            texts = model.clip_transcripts(torch.cat([speech[i] for i in todo]), [speech[i].shape[0] for i in todo])
+            for i, text in zip(todo, texts or []):
+                found[i] = text
             fresh.update(todo)
         transcripts = [t or "" for t in found]
     tags = None
@@ -272,7 +268,6 @@ class Trainer:
         model.train()
         optimizer = build_optimizer(self.module, run.optims)
         module, optimizer = acc.prepare(self.module, optimizer)
-        schedule = warmup_cosine_schedule(optimizer, total_steps, run.optims)
         trainable = [p for p in self.module.parameters() if p.requires_grad]
 
         step, micro, skipped = 0, 0, []
@@ -282,11 +277,11 @@ class Trainer:
             load_trainable(model, load_file(str(resume / TRAINABLE_FILE)), str(resume / TRAINABLE_FILE),
                            allow_unexpected=False)
             optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
             step, micro, skipped = state["step"], state["micro"], [tuple(s) for s in state["skipped"]]
             _set_rng_state(state["rng"])
             logger.info("resumed from %s at step %d", resume, step)
 
+        schedule = warmup_cosine_schedule(optimizer, total_steps, run.optims, start=step)
         sampler = StreamBatchSampler(len(dataset), run.batch_size_train, run.seed, micro,
                                      acc.process_index, acc.num_processes, shuffle=run.shuffle)
         batches = iter(_loader(dataset, sampler, run.num_workers))
@@ -348,7 +343,7 @@ class Trainer:
                     self._log(metrics_file, {"split": "valid", "step": step, "epoch": epoch - 1, **_flat(validation)})
                 due = (step % run.save_every_steps == 0) if run.save_every_steps else epoch_end
                 if due or step == stop_at:
-                    self._save_checkpoint(step, micro, optimizer, schedule, skipped)
+                    self._save_checkpoint(step, total_steps, micro, optimizer, skipped)
         if bar is not None:
             bar.close()
         del batches
@@ -377,7 +372,7 @@ class Trainer:
                               "use 'auto', null, or an output_dir/checkpoints/step_N folder.")
         return path
 
-    def _save_checkpoint(self, step: int, micro: int, optimizer: Any, schedule: LambdaLR,
+    def _save_checkpoint(self, step: int, total_steps: int, micro: int, optimizer: Any,
                          skipped: list[tuple[str, str]]) -> None:
         self.acc.wait_for_everyone()
         if not self.acc.is_main_process:
@@ -389,8 +384,8 @@ class Trainer:
         tmp.mkdir(parents=True)
         save_file({k: v.contiguous().cpu() for k, v in self.model.trainable_state_dict().items()},
                   str(tmp / TRAINABLE_FILE))
-        torch.save({"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step,
-                    "micro": micro, "skipped": skipped, "rng": _rng_state()}, tmp / STATE_FILE)
+        torch.save({"optimizer": optimizer.state_dict(), "schedule": {"step_count": step, "total_steps": total_steps},
+                    "step": step, "micro": micro, "skipped": skipped, "rng": _rng_state()}, tmp / STATE_FILE)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         old = sorted((p for p in root.glob("step_*")), key=lambda p: int(p.name.split("_")[1]))
