@@ -121,6 +121,8 @@ class QFormerConfig(BaseModel):
     num_attention_heads: int = 12
     intermediate_size: int = 3072
     num_query_tokens: int = 1
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in training (BERT's, as upstream); 0 makes "
+                           "a training step deterministic, e.g. to compare distributed runs.")
 
 
 class LoraSettings(BaseModel):

@@ -55,6 +55,8 @@ class WindowQFormer(nn.Module):
                 cross_attention_frequency=1,
                 encoder_hidden_size=encoder_width,
                 use_qformer_text_input=False,
+                hidden_dropout_prob=config.dropout,
+                attention_probs_dropout_prob=config.dropout,
             )
         )
         self.query_tokens = nn.Parameter(torch.zeros(1, config.num_query_tokens, config.hidden_size))

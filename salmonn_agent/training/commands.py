@@ -34,6 +34,8 @@ def _train(args: argparse.Namespace) -> int:
     result = train(config)
     summary = {"steps": result.steps, "final_loss": result.final_loss, "model_dir": str(result.model_dir),
                "skipped": len(result.skipped), "seconds": round(result.seconds, 2), "validation": result.validation}
+    if not result.main_process:  # under accelerate launch, one summary for the whole run
+        return 0
     print(json.dumps(summary))
     if result.skipped:
         print(f"{len(result.skipped)} samples skipped (unreadable audio); see metrics.jsonl", file=sys.stderr)

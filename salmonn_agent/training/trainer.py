@@ -70,6 +70,7 @@ class TrainResult:
     validation: dict[str, Any] | None = None
     seconds: float = 0.0
     samples: int = 0
+    main_process: bool = True  # False in the other processes of a distributed run
 
 
 def make_accelerator(config: TrainConfig):
@@ -306,6 +307,7 @@ class Trainer:
                     # backward() divides each loss by accum_grad_iters.
                     with acc.accumulate(module):
                         if len(batch) == 0:  # every sample unreadable: keep ranks in step
+                            self._global_tokens(torch.zeros((), device=acc.device))
                             loss = sum(p.sum() for p in trainable) * 0.0
                             acc.backward(loss)
                             continue
@@ -314,7 +316,7 @@ class Trainer:
                         _write_cache(self.cache, batch, speech, beats, hints)
                         with acc.autocast():
                             out = module(speech, beats, **_step_inputs(batch, hints))
-                        acc.backward(out.loss)
+                        acc.backward(self._step_loss(out))
                     window["loss_sum"] += float(out.loss_sum.sum())
                     window["tokens"] += float(out.count.sum())
                     window["correct"] += float(out.correct.sum())
@@ -328,6 +330,7 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                 if step % run.log_freq == 0 or step == stop_at:
+                    window = self._global_window(window)
                     last_loss = window["loss_sum"] / max(window["tokens"], 1)
                     record = {"split": "train", "step": step, "epoch": (step - 1) // steps_per_epoch,
                               "loss": last_loss, "token_acc": window["correct"] / max(window["tokens"], 1),
@@ -355,10 +358,40 @@ class Trainer:
             logger.warning("%d samples were skipped (unreadable audio): %s", len(skipped),
                            "; ".join(f"{p}: {r}" for p, r in skipped[:5]))
         result = TrainResult(step, last_loss, model_dir, skipped, validation,
-                             time.perf_counter() - start_time, samples_seen)
+                             time.perf_counter() - start_time, samples_seen, acc.is_main_process)
         self._log(metrics_file, {"split": "done", "step": step, "skipped": len(skipped),
                                  "skipped_samples": [list(s) for s in skipped[:100]], "seconds": result.seconds})
         return result
+
+    def _step_loss(self, out: Any) -> torch.Tensor:
+        """The loss to back-propagate: the token mean of the micro-batch over all processes.
+
+        DDP averages gradients over processes, which would weigh each process's token mean
+        equally; scaling each process's token sum by ``processes / all tokens`` makes the
+        averaged gradient that of the token mean over the whole global micro-batch, as one
+        process would compute it. One process keeps its own token mean.
+        """
+        if self.acc.num_processes == 1:
+            return out.loss
+        local = out.count.sum().to(out.loss.dtype)
+        tokens = self._global_tokens(local)
+        return out.loss * (local * self.acc.num_processes / tokens.clamp(min=1))
+
+    def _global_tokens(self, count: torch.Tensor) -> torch.Tensor:
+        """Target tokens of this micro-batch summed over all processes (every process calls it
+        once per micro-batch, empty ones included, so the collectives stay matched)."""
+        if self.acc.num_processes == 1:
+            return count
+        return self.acc.reduce(count.detach().float().reshape(1), reduction="sum")[0]
+
+    def _global_window(self, window: dict[str, float]) -> dict[str, float]:
+        """The logging window's sums over all processes (so every process logs the same numbers)."""
+        if self.acc.num_processes == 1:
+            return window
+        keys = ("loss_sum", "tokens", "correct")
+        totals = self.acc.reduce(torch.tensor([window.get(k, 0.0) for k in keys], device=self.acc.device,
+                                              dtype=torch.float64), reduction="sum")
+        return {**window, **{k: float(v) for k, v in zip(keys, totals.tolist())}}
 
     def _resume_path(self) -> Path | None:
         value = self.run.resume
