@@ -434,6 +434,7 @@ class ChatSALMONN(BaseChatModel):
         rendered = render_conversation(
             messages, client.config.prompt_template, runtime.reader,
             extra_system="\n\n".join(system_parts) or None,
+            follow_up_template=client.config.follow_up_template, answer_end=client.config.answer_end,
         )
         audio_tokens = 0
         for clip in rendered.clips:  # decode now, so a bad block fails in the caller

@@ -160,6 +160,11 @@ class SALMONNConfig(BaseModel):
     second_stride: float = Field(0.333333, gt=0)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     prompt_template: str = OFFICIAL_PROMPT_TEMPLATE
+    follow_up_template: str | None = None
+    """The template of the user turns after the first (None: ``prompt_template``). A chat
+    template whose first turn carries the system prompt gives its later turns without it."""
+    answer_end: str = "\n"
+    """Written after a past answer, before the next user turn (ChatML: ``<|im_end|>`` and a newline)."""
     end_sym: str = "</s>"
     add_bos: bool = True
     tokenizer_mode: Literal["auto", "sentencepiece", "hf"] = "auto"
@@ -176,11 +181,11 @@ class SALMONNConfig(BaseModel):
     after its audio tokens (salmonn-mini's stand-in for SALMONN's BEATs): see
     :mod:`salmonn_agent.sound_tags` and :mod:`salmonn_agent.model.hints`."""
 
-    @field_validator("prompt_template")
+    @field_validator("prompt_template", "follow_up_template")
     @classmethod
-    def _template_has_slot(cls, value: str) -> str:
-        if value.count("{}") != 1:
-            raise ValueError("prompt_template must contain exactly one '{}' for the user turn")
+    def _template_has_slot(cls, value: str | None) -> str | None:
+        if value is not None and value.count("{}") != 1:
+            raise ValueError("a prompt template must contain exactly one '{}' for the user turn")
         return value
 
     @classmethod

@@ -1,8 +1,14 @@
 """A LangChain conversation written in SALMONN's prompt format.
 
-With the model's template ``T`` (official: ``"USER: {}\\nASSISTANT:"``) a conversation renders as::
+With the model's template ``T`` (official: ``"USER: {}\\nASSISTANT:"``), its template for later
+turns ``F`` (default ``T``), the text that closes a past answer ``E`` (default ``"\\n"``) and
+the separator ``s`` before an answer (``""`` when ``T`` ends with whitespace, as a chat template
+ending in a newline does, else ``" "``) a conversation renders as::
 
-    [S + "\\n"] + T(u1) + " " + a1 + "\\n" + T(u2) + " " + a2 + "\\n" + ... + T(un)
+    [S + "\\n"] + T(u1) + s + a1 + E + F(u2) + s + a2 + E + ... + F(un)
+
+so that a past answer is written as the model generated it and a later turn's prompt begins
+with the earlier turn's prompt and answer (its key/value cache is reused).
 
 * ``S`` is the system text: every ``SystemMessage`` (wherever it is) in order, joined by
   ``"\\n"``, then the tool protocol text (:mod:`salmonn_agent.chat.tools`) when tools are bound,
@@ -15,8 +21,9 @@ With the model's template ``T`` (official: ``"USER: {}\\nASSISTANT:"``) a conver
   before the instruction, so a single turn with one clip is exactly the official prompt:
   ``USER: <Speech><SpeechHere></Speech> {instruction}\\nASSISTANT:``.
 * An answer is the AI message's text, then its tool calls as JSON (one per line group).
-  End symbols are not written into the prompt: SentencePiece prompts keep ``</s>`` as text.
-* A conversation that ends with an ``AIMessage`` ends with ``T(un) + " " + an``: the model
+  The official end symbol is not written (SentencePiece prompts would keep ``</s>`` as text); a chat
+  template closes an answer with its own ``E``.
+* A conversation that ends with an ``AIMessage`` ends with ``F(un) + s + an``: the model
   continues that answer (a prefill).
 
 Each ``<SpeechHere>`` is replaced by that clip's audio tokens, in order.
@@ -63,6 +70,8 @@ def render_conversation(
     reader: BlockReader,
     *,
     extra_system: str | None = None,
+    follow_up_template: str | None = None,
+    answer_end: str = "\n",
 ) -> RenderedPrompt:
     """Render ``messages`` (see the module docstring) with the audio clips they carry."""
     system: list[str] = []
@@ -104,10 +113,11 @@ def render_conversation(
         else:
             turn.clips.extend(parts.clips)
             turn.texts.extend(parts.texts)
-    return _assemble(system, extra_system, turns, template)
+    return _assemble(system, extra_system, turns, template, follow_up_template or template, answer_end)
 
 
-def _assemble(system: list[str], extra_system: str | None, turns: list[_Turn], template: str) -> RenderedPrompt:
+def _assemble(system: list[str], extra_system: str | None, turns: list[_Turn], template: str,
+              follow_up: str, answer_end: str) -> RenderedPrompt:
     head = "\n".join(s for s in system if s)
     if extra_system:
         head = f"{head}\n\n{extra_system}" if head else extra_system
@@ -115,16 +125,17 @@ def _assemble(system: list[str], extra_system: str | None, turns: list[_Turn], t
     clips: list[AudioClip] = []
     if not turns or turns[0].role == "assistant":
         turns.insert(0, _Turn("user"))
+    separator = "" if template[-1:].isspace() else " "
     for number, turn in enumerate(turns):
         if turn.role == "user":
             _check_placeholder(turn.texts)
-            out.append(template.format(_user_content(turn)))
+            out.append((template if number == 0 else follow_up).format(_user_content(turn)))
             clips.extend(turn.clips)
         else:
             answer = "\n".join(t for t in turn.texts if t)
-            out.append(f" {answer}")
+            out.append(separator + answer)
             if number < len(turns) - 1:
-                out.append("\n")
+                out.append(answer_end)
     return RenderedPrompt("".join(out), clips)
 
 

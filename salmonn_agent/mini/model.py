@@ -38,6 +38,12 @@ renders it (a test checks they agree). Kept as text because rendering it loads t
 and compiles its Jinja template: 0.7 s of every start-up."""
 
 
+FOLLOW_UP_TEMPLATE = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+"""A later user turn of the same chat template (the system prompt comes once, in the first)."""
+ANSWER_END = "<|im_end|>\n"
+"""What closes a past answer in the chat template."""
+
+
 def chat_prompt_template(llm_dir: str | Path) -> str:
     """The LLM's own chat template for one user turn, with ``{}`` where the turn goes."""
     tokenizer = AutoTokenizer.from_pretrained(str(llm_dir))
@@ -67,6 +73,8 @@ def mini_config(whisper_dir: str | Path, llm_dir: str | Path, *, hints: bool = F
         ),
         lora=LoraSettings(rank=8, alpha=32, dropout=0.1),
         prompt_template=PROMPT_TEMPLATE,
+        follow_up_template=FOLLOW_UP_TEMPLATE,
+        answer_end=ANSWER_END,
         end_sym="<|im_end|>",
         add_bos=False,
         tokenizer_mode="hf",

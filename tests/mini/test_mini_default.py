@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from langchain_core.messages import AIMessage, HumanMessage
 from safetensors.torch import save_file
 
 import salmonn_agent.mini.shipped as shipped
 import salmonn_agent.registry as registry
+from salmonn_agent.chat.blocks import BlockReader
+from salmonn_agent.chat.render import render_conversation
 from salmonn_agent.mini.model import PROMPT_TEMPLATE, chat_prompt_template, mini_config
 from salmonn_agent.model.salmonn import SALMONN
 
@@ -39,6 +42,22 @@ def test_default_model_loads_shipped_weights(mini_parts, mini_cache, tmp_path, m
 
 def test_prompt_template_is_the_llms_own_chat_template(mini_parts):
     assert PROMPT_TEMPLATE == chat_prompt_template(mini_parts.llm_dir)
+
+
+def test_a_conversation_renders_as_the_llms_own_chat_template(mini_parts):
+    # ChatSALMONN's rendering of two turns with salmonn-mini's config is the text SmolLM2's own
+    # chat template gives the same conversation (the system prompt once, answers closed).
+    from transformers import AutoTokenizer
+
+    config = mini_config(mini_parts.whisper_dir, mini_parts.llm_dir)
+    conversation = [HumanMessage("What time is it?"), AIMessage("It is noon."), HumanMessage("And tomorrow?")]
+    reader = BlockReader(lambda data: None, max_bytes=0)  # text only: nothing to read
+    ours = render_conversation(conversation, config.prompt_template, reader,
+                               follow_up_template=config.follow_up_template, answer_end=config.answer_end).prompt
+    turns = [{"role": "user" if isinstance(m, HumanMessage) else "assistant", "content": m.text}
+             for m in conversation]
+    tokenizer = AutoTokenizer.from_pretrained(str(mini_parts.llm_dir))
+    assert ours == tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
 
 
 def test_missing_default_weights_name_the_fix(tmp_path, monkeypatch):
