@@ -290,13 +290,23 @@ class PlaybackReference:
         """When the latest non-silent sample was heard (None: nothing yet)."""
         return self._last_sound
 
+    @property
+    def offset(self) -> float | None:
+        """The time of sample 0 (None until the first write)."""
+        return self._offset
+
     def read(self, start: float, n: int) -> np.ndarray:
         """``n`` samples from time ``start`` (zeros where nothing was played or kept)."""
-        out = np.zeros(n, dtype=np.float32)
+        if self._offset is None:
+            return np.zeros(max(n, 0), dtype=np.float32)
+        return self.read_samples(int(round((start - self._offset) * SAMPLE_RATE)), n)
+
+    def read_samples(self, first: int, n: int) -> np.ndarray:
+        """``n`` samples from sample ``first`` (zeros where nothing was played or kept)."""
+        out = np.zeros(max(n, 0), dtype=np.float32)
         with self._lock:
-            if self._offset is None or n <= 0:
+            if n <= 0:
                 return out
-            first = int(round((start - self._offset) * SAMPLE_RATE))
             lo, hi = max(first, self._written - self._buffer.size, 0), min(first + n, self._written)
             if hi <= lo:
                 return out
@@ -596,7 +606,7 @@ class Speaker:
 
     def close(self) -> None:
         """Stop playing, close the output and the synthesis thread (idempotent)."""
-        self.interrupt()
+        self._stop_all()
         if self._started:
             self.output.close()
             self._jobs.put(None)
@@ -622,6 +632,12 @@ class Speaker:
 
     def interrupt(self) -> bool:
         """Barge-in: stop every answer not yet played out; True when there was one."""
+        stopped = self._stop_all()
+        if stopped:
+            self.interruptions += 1
+        return stopped
+
+    def _stop_all(self) -> bool:
         with self._lock:
             self._clips.clear()
             live, self._live = [a for a in self._live if not a.done], []
@@ -629,8 +645,6 @@ class Speaker:
         for answer in live:
             answer.stopped = True
             answer._resolve(False)
-        if live:
-            self.interruptions += 1
         return bool(live)
 
     @property

@@ -148,3 +148,38 @@ def test_hibari_engine_speaks_the_same_every_time():
     a, b = engine.synthesize("Timer set."), engine.synthesize("Timer set.")
     assert engine.sample_rate == 24_000 and a.size > 0.3 * 24_000
     np.testing.assert_array_equal(a, b)
+
+
+async def test_the_assistant_says_its_answer_and_what_its_actions_did(tmp_path):
+    from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+    from langchain_core.messages import AIMessage
+
+    from salmonn_agent.agent.actions import NotesBook, notes_tools
+    from salmonn_agent.agent.audio_refs import WindowStore
+    from salmonn_agent.agent.policy import ActionGate, ActionPolicy, AuditLog
+    from salmonn_agent.agent.runtime import AgentConfig, VoiceAgent
+    from salmonn_agent.stream.windows import AudioWindow, WindowMetrics
+
+    class Brain(FakeMessagesListChatModel):
+        def bind_tools(self, tools, **kwargs):
+            return self
+
+    brain = Brain(responses=[
+        AIMessage("It is sunny. Take a hat."),
+        AIMessage(content="", tool_calls=[{"name": "add_note", "args": {"text": "buy milk"}, "id": "c1"}]),
+    ])
+    engine = ToneTTS()
+    speaker = Speaker(engine, output=NullOutput(24_000, realtime=True))
+    agent = VoiceAgent(brain, actions=notes_tools(NotesBook(tmp_path / "notes.txt")),
+                       gate=ActionGate(ActionPolicy(allow=["add_note"]), AuditLog()), store=WindowStore(),
+                       config=AgentConfig(brain_hears_audio=True), speaker=speaker)
+    metrics = WindowMetrics(reason="end_of_speech", voiced_ratio=0.8, level_db=-20.0, peak_db=-6.0,
+                            noise_floor_db=-60.0, snr_db=40.0)
+    window = AudioWindow(np.zeros(SR, np.float32), SR, 0, SR, "speech", 0.0, 1.0, 1.6, 0, metrics)
+    with speaker:
+        first = await agent.handle_window(window)
+        second = await agent.handle_window(window)
+    assert engine.said == ["It is sunny.", "Take a hat.", "Saved note 1."]
+    assert not first.cancelled and 0 < first.metrics.first_audio_ms < first.metrics.turn_ms
+    assert first.metrics.turn_ms >= 600  # the turn lasts until its 6 words (0.1 s each) were played
+    assert second.metrics.first_audio_ms is not None and [a.tool for a in second.actions] == ["add_note"]
