@@ -41,7 +41,7 @@ arrives in the listener's own chunks. A general acoustic echo canceller library 
 audio processing module, e.g. in the ``livekit`` wheel, ~12 MB) wants the render and capture
 streams fed in real-time lockstep in 10 ms frames from the audio threads, which
 :class:`~salmonn_agent.stream.sources.MicrophoneSource`'s queue and replayed files do not
-give; this module is about 300 lines of numpy with no new dependency.
+give; this module is a few hundred lines of numpy with no new dependency.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from salmonn_agent.agent.speech_out import PlaybackReference
 from salmonn_agent.audio import SAMPLE_RATE
 from salmonn_agent.stream.sources import AudioChunk, Source
 from salmonn_agent.stream.vad import FrameVad
@@ -260,7 +261,7 @@ class EchoGate(Source):
     def __init__(
         self,
         source: Source,
-        reference: object,
+        reference: PlaybackReference,
         *,
         config: EchoConfig | None = None,
         on_barge_in: Callable[[], object] | None = None,
@@ -323,11 +324,11 @@ class EchoGate(Source):
     def _aligned_reference(self, first: int, n: int) -> np.ndarray:
         if self._shift is None:
             return np.zeros(n, dtype=np.float32)
-        return self.reference.read_samples(first + self._shift, n)  # type: ignore[attr-defined]
+        return self.reference.read_samples(first + self._shift, n)
 
     def _place(self, chunk: AudioChunk) -> None:
         """Update the input's time line and, from it, the whole-sample shift to the reference."""
-        ref_offset = self.reference.offset  # type: ignore[attr-defined]
+        ref_offset = self.reference.offset
         if self.timebase == "wall":
             self._place_wall(chunk)
         if self._offset is None or ref_offset is None:

@@ -33,9 +33,10 @@ turn, and short ones that arrive during a turn are dropped as noise.
 
 **Speaking.** With a ``speaker`` (:class:`~salmonn_agent.agent.speech_out.Speaker`), the
 answer's text is handed to it as it streams (it says it sentence by sentence), and the turn
-lasts until it was said (a turn whose actions ran without words says what they did, see
-:func:`~salmonn_agent.agent.speech_out.action_report`): a barge-in stops the playback with the generation, and playback that
-the speaker stopped itself (the echo gate heard a person over it) ends the turn as interrupted.
+lasts until it was said. A turn whose actions ran without words says what they did
+(:func:`~salmonn_agent.agent.speech_out.action_report`). A barge-in stops the playback with the
+generation; playback the speaker stopped itself (its echo gate heard a person over it) ends the
+turn as interrupted.
 
 **Metrics** per turn (:class:`TurnMetrics`): end-of-utterance delay (front-end stream time),
 time to first token, time to first audio out and total turn time (wall time from the window's

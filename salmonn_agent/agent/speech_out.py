@@ -607,8 +607,8 @@ class Speaker:
     def close(self) -> None:
         """Stop playing, close the output and the synthesis thread (idempotent)."""
         self._stop_all()
+        self.output.close()  # also when never started: a WAV file is closed
         if self._started:
-            self.output.close()
             self._jobs.put(None)
             if self._worker is not None:
                 self._worker.join(timeout=10.0)
