@@ -49,11 +49,19 @@ def onset_s(x: np.ndarray) -> float:
     return float(np.argmax(power > power.max() - 30)) * 0.01
 
 
-def room_echo(played: np.ndarray, *, delay_ms: float = 45.0, level_db: float = -26.0) -> np.ndarray:
-    """The playback as the microphone hears it: delayed, lightly low-passed, at room level."""
+def room_echo(played: np.ndarray, *, delay_ms: float = 45.0, level_db: float = -26.0, tail_ms: int = 0) -> np.ndarray:
+    """The playback as the microphone hears it: delayed, lightly low-passed, at room level;
+    with ``tail_ms``, plus a reverberant tail (decaying noise, 60 dB over ``tail_ms``, about as
+    strong as the direct sound)."""
     d = int(delay_ms * SR / 1000)
     echo = np.concatenate([np.zeros(d, np.float32), played])[: played.size]
-    echo = np.convolve(echo, [0.5, 0.3, 0.15, 0.05])[: played.size]
+    path = np.array([0.5, 0.3, 0.15, 0.05])
+    if tail_ms:
+        n = tail_ms * SR // 1000
+        tail = np.random.default_rng(3).normal(0, 1, n) * np.exp(-6.9 * np.arange(n) / n) * 0.08
+        tail[:64] = 0.0
+        path = np.concatenate([path, np.zeros(n - path.size)]) + tail
+    echo = np.convolve(echo, path)[: played.size]
     return at_db(echo, level_db)
 
 
@@ -79,11 +87,12 @@ def segment(mic: np.ndarray, ref: PlaybackReference | None, fired: list[float] |
     return windows, onsets
 
 
-@pytest.mark.parametrize("delay_ms,level_db", [(45.0, -26.0), (180.0, -20.0)], ids=["near", "loud-late"])
-def test_own_speech_at_room_level_opens_nothing(delay_ms, level_db):
+@pytest.mark.parametrize("delay_ms,level_db,tail_ms", [(45.0, -26.0, 0), (180.0, -20.0, 0), (45.0, -26.0, 50)],
+                         ids=["near", "loud-late", "50-ms-reverb"])
+def test_own_speech_at_room_level_opens_nothing(delay_ms, level_db, tail_ms):
     ref = PlaybackReference(60)
     ref.write(ASSISTANT.astype(np.float32), at=0.0)
-    mic = room_echo(ASSISTANT, delay_ms=delay_ms, level_db=level_db) + noise(ASSISTANT.size)
+    mic = room_echo(ASSISTANT, delay_ms=delay_ms, level_db=level_db, tail_ms=tail_ms) + noise(ASSISTANT.size)
 
     ungated, _ = segment(mic, None)
     assert [w.kind for w in ungated] == ["speech"]  # without the gate the assistant hears itself
