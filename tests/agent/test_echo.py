@@ -10,6 +10,7 @@ room level, over a noise floor. The end-to-end tests run the voice assistant on 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
 import threading
 import time
@@ -144,6 +145,8 @@ class FakeStream:
         room.streams.append(self)
 
     def start(self) -> None:
+        if self.room.t0 is None:  # the room's clock starts with its first stream
+            self.room.t0 = time.monotonic()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -193,7 +196,7 @@ class FakeRoom(types.ModuleType):
         self.noise = noise(n, seed=1)
         self.default = types.SimpleNamespace(device=(0, 1))
         self.streams: list[FakeStream] = []
-        self.t0 = time.monotonic()
+        self.t0: float | None = None
         self.outputs: list[tuple[int, bool]] = []
         """(room sample, whether the block held sound) for every output block."""
         self._echo_delay, self._echo_gain = int(0.045 * SR), 10 ** (-6 / 20)
@@ -321,3 +324,21 @@ def test_a_person_speaking_over_the_answer_interrupts_it_within_200_ms(monkeypat
     first, second = results
     assert first.interrupted and first.cancelled
     assert second.window["start"] <= speech_at / SR + 0.3 and second.answer == "Lights off."
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_the_assistant_command_speaks_on_the_microphone_through_the_gate(monkeypatch, tiny_model_dir, tmp_path, capsys):
+    """``assistant --speak`` on a live microphone: the gate is wired, the speaker opened and closed."""
+    from salmonn_agent.cli import main
+
+    request = at_db(clip("timer"), -24.0)
+    room = FakeRoom(np.concatenate([np.zeros(SR // 2, np.float32), request]), seconds=6.0)
+    monkeypatch.setitem(sys.modules, "sounddevice", room)
+    argv = ["assistant", "--speak", "--tts", "espeak-ng", "--max-turns", "1", "--json", "--model", str(tiny_model_dir),
+            "--max-tokens", "4", "--notes", str(tmp_path / "notes.txt")]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "Listening on Room microphone" in err and '"turn": 1' in out
+    assert {s.kind for s in room.streams} == {"input", "output"}
+    assert not any(s._thread is not None and s._thread.is_alive() for s in room.streams)
