@@ -386,6 +386,7 @@ class EchoGate(Source):
         self._offset_at = now
 
     def chunks(self) -> Iterator[AudioChunk]:
+        """The wrapped source's chunks, the echo taken out (heartbeats pass as they are)."""
         if self._vad is None:
             self._vad = FrameVad(self.config.vad_mode)
         for chunk in self.source:
