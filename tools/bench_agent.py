@@ -25,6 +25,12 @@ Prints one JSON object:
   tool, whatever its arguments;
 * ``questions_answered`` (answered in words, no tool called) and ``questions_correct`` (the
   answer contains the expected words), as fractions of the questions;
+* with ``--speak`` (answers said by the command's TTS engine into a sound-device stand-in
+  paced in real time: :class:`~salmonn_agent.agent.speech_out.NullOutput`):
+  ``eou_to_first_audio_ms``, the median over spoken turns of ``eou_delay_ms +
+  first_audio_ms`` (end of the request's speech to the answer's first audio handed to the
+  device), ``first_audio_ms``, ``spoken_turns`` and ``tts``; ``turn_ms`` then includes saying
+  the answer;
 * ``turns``, ``requests``, ``commands``, ``questions``, ``unmatched_turns`` (windows that
   overlap no request), ``model``, ``device``, ``threads``...;
   with ``--details``, ``details``: per request its text, what was expected and what was got.
@@ -32,7 +38,7 @@ Prints one JSON object:
 Windows are matched to requests by time (the request whose speech overlaps the window most).
 
 Usage: python tools/bench_agent.py --json [--model DIR] [--requests 12] [--questions 2]
-       [--seed 0] [--realtime] [--details] [--threads 2] [--save-wav conversation.wav]
+       [--seed 0] [--realtime] [--speak] [--details] [--threads 2] [--save-wav conversation.wav]
 """
 
 from __future__ import annotations
@@ -142,7 +148,7 @@ def speak_conversation(requests: list[Request], seed: int) -> tuple[np.ndarray, 
 
 async def run_assistant(
     wav: Path, model: Any, name: str, notes: Path, *, realtime: bool, max_tokens: int,
-    memory_turns: int | None = None,
+    memory_turns: int | None = None, speaker: Any = None,
 ) -> tuple[list[TurnResult], list[AuditRecord], dict[str, dict[str, Any]]]:
     """Replay ``wav`` to the assistant built as ``salmonn-agent assistant`` builds it.
 
@@ -158,7 +164,7 @@ async def run_assistant(
         chat = ChatSALMONN(client=model, model=name, temperature=0, max_tokens=max_tokens)
         memory = memory_turns_for(profile_of(chat)) if memory_turns is None else memory_turns  # as the command does
         config = AgentConfig(max_memory_turns=memory)
-        agent = VoiceAgent(chat, actions=actions, gate=gate, store=WindowStore(), config=config)
+        agent = VoiceAgent(chat, actions=actions, gate=gate, store=WindowStore(), config=config, speaker=speaker)
         listener = Listener(FileSource(wav, realtime=realtime), on_onset=agent.on_onset if realtime else None)
         try:
             listener.start()
@@ -302,13 +308,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     samples, spoken = speak_conversation(pick_requests(args.requests, args.questions, args.seed), args.seed)
     model = load_model(args.model, device=args.device)
     name = resolve_model_name(args.model)
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = args.save_wav or Path(tmp) / "conversation.wav"
-        sf.write(wav, samples, SAMPLE_RATE, subtype="PCM_16")
-        results, records, defaults = asyncio.run(run_assistant(
-            wav, model, name, Path(tmp) / "notes.txt", realtime=args.realtime, max_tokens=args.max_tokens,
-            memory_turns=args.memory_turns,
-        ))
+    speaker = None
+    if args.speak:
+        from salmonn_agent.agent.speech_out import NullOutput, Speaker, load_tts
+
+        engine = load_tts()
+        speaker = Speaker(engine, output=NullOutput(engine.sample_rate, realtime=True))
+        speaker.warm_up()  # as the command does
+        speaker.start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            wav = args.save_wav or Path(tmp) / "conversation.wav"
+            sf.write(wav, samples, SAMPLE_RATE, subtype="PCM_16")
+            results, records, defaults = asyncio.run(run_assistant(
+                wav, model, name, Path(tmp) / "notes.txt", realtime=args.realtime, max_tokens=args.max_tokens,
+                memory_turns=args.memory_turns, speaker=speaker,
+            ))
+    finally:
+        if speaker is not None:
+            speaker.close()
     figures, details = score(spoken, results, records, defaults)
 
     metrics = [r.metrics for r in results]
@@ -334,6 +352,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "device": str(model.device),
         "threads": torch.get_num_threads(),
     }
+    if speaker is not None:
+        spoken = [m for m in metrics if m.first_audio_ms is not None]
+        out.update({
+            "eou_to_first_audio_ms": _median([m.eou_delay_ms + m.first_audio_ms for m in spoken]),
+            "first_audio_ms": _median([m.first_audio_ms for m in spoken]),
+            "spoken_turns": len(spoken),
+            "tts": speaker.engine.name,
+        })
     if args.details:
         out["details"] = details
     return out
@@ -351,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--realtime", action="store_true", help="pace the replay like a live microphone")
     parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help=f"longest answer (default {MAX_TOKENS})")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2; 0: torch's default)")
+    parser.add_argument("--speak", action="store_true",
+                        help="say the answers (as `assistant --speak`, into a real-time null output)")
     parser.add_argument("--details", action="store_true", help="add per-request details")
     parser.add_argument("--memory-turns", type=int,
                         help="turns the assistant remembers (default: as `salmonn-agent assistant`, 0 with salmonn-mini)")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the heavy modules load when the command runs, not with ever
     from salmonn_agent.agent.actions import ActionEvent, TimerBoard, TimerInfo
     from salmonn_agent.agent.policy import ActionRequest
     from salmonn_agent.agent.runtime import TurnResult, VoiceAgent
+    from salmonn_agent.agent.speech_out import Speaker
     from salmonn_agent.agent.watch import Detection
     from salmonn_agent.stream.sources import Source
 
@@ -89,6 +90,17 @@ def add_assistant_command(
     p.add_argument("--memory-turns", type=int, metavar="N",
                    help="earlier turns the assistant remembers (default: 0 with salmonn-mini, 6 otherwise)")
     p.add_argument("--json", action="store_true", help="JSON Lines: one object per turn and per detection")
+    speak = p.add_argument_group("speaking back")
+    speak.add_argument(
+        "--speak", action="store_true",
+        help="say the answers aloud (offline TTS, sentence by sentence as they are written); the "
+        "assistant's own voice is kept out of what it hears, and speaking over it interrupts it",
+    )
+    speak.add_argument("--speaker", metavar="DEVICE", help="with --speak: output device, index or part of the name")
+    speak.add_argument("--speak-wav", type=Path, metavar="PATH",
+                       help="write the spoken answers to this WAV file instead of a sound device (implies --speak)")
+    speak.add_argument("--tts", choices=("auto", "hibari", "espeak-ng"), default="auto",
+                       help="text-to-speech engine (default auto: hibari-tts, else espeak-ng)")
     add_model_options(p)
     p.set_defaults(handler=run_assistant, load_model=load_model)
 
@@ -106,6 +118,7 @@ def run_assistant(args: argparse.Namespace) -> int:
 
     _check_numbers(args)
     source = _source(args)  # a bad --input fails here, before the model loads
+    speaker = _speaker(args)  # so do no TTS engine and no output device
     emit = _printer(args.json)
     board = TimerBoard(on_fire=lambda timer: emit(_timer_line(timer), {"timer": timer.model_dump()}))
     try:
@@ -143,14 +156,24 @@ def run_assistant(args: argparse.Namespace) -> int:
                 max_memory_turns=(memory_turns_for(profile_of(chat)) if args.memory_turns is None
                                   else args.memory_turns),
             ),
-            on_turn=lambda r: emit(format_turn(r), r.model_dump(mode="json")), watch=watch,
+            on_turn=lambda r: emit(format_turn(r), r.model_dump(mode="json")), watch=watch, speaker=speaker,
         )
         live = args.input is None or args.realtime
+        if speaker is not None and args.input is None:
+            from salmonn_agent.agent.echo import EchoGate
+
+            # Only the microphone hears the speaker; cancel mode stops the playback as soon as
+            # the gate hears a person over it.
+            source = EchoGate(source, speaker.reference, clock=speaker.clock,
+                              on_barge_in=speaker.interrupt if args.barge_in == "cancel" else None)
         listener = Listener(source, on_onset=agent.on_onset if live else None)
         try:
             listener.start()
-            if isinstance(source, MicrophoneSource):
-                info = source.device_info
+            if speaker is not None:
+                speaker.start()
+            microphone = getattr(source, "source", source)
+            if isinstance(microphone, MicrophoneSource):
+                info = microphone.device_info
                 print(f"Listening on {info.name if info else 'the default input'} (Ctrl-C to stop)...",
                       file=sys.stderr, flush=True)
             runner = agent.run if live else agent.process
@@ -163,6 +186,8 @@ def run_assistant(args: argparse.Namespace) -> int:
         _summary(results, agent, args.audit)
     finally:
         board.close()
+        if speaker is not None:
+            speaker.close()
     return 0
 
 
@@ -181,7 +206,8 @@ def format_turn(result: TurnResult) -> str:
         for a in result.actions
     ) or "none"
     ttft = f"{m.ttft_ms:.0f} ms" if m.ttft_ms is not None else "-"
-    return (f"{head} {said} | actions: {acts} | eou {m.eou_delay_ms:.0f} ms, ttft {ttft}, "
+    audio = f", first audio {m.first_audio_ms:.0f} ms" if m.first_audio_ms is not None else ""
+    return (f"{head} {said} | actions: {acts} | eou {m.eou_delay_ms:.0f} ms, ttft {ttft}{audio}, "
             f"turn {m.turn_ms:.0f} ms")
 
 
@@ -207,6 +233,30 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise ConfigError("--watch-action needs at least one --watch TARGET (what to listen for).")
     if args.realtime and args.input is None:
         raise ConfigError("--realtime paces a replayed file: use it with --input FILE.")
+
+
+def _speaker(args: argparse.Namespace) -> Speaker | None:
+    """The speaker ``--speak`` asks for (None without it); fails now when it cannot speak."""
+    if args.speak_wav is not None:
+        args.speak = True
+    if not args.speak:
+        if args.speaker is not None or args.tts != "auto":
+            raise ConfigError("--speaker and --tts choose how answers are said: add --speak.")
+        return None
+    if args.speaker is not None and args.speak_wav is not None:
+        raise ConfigError("--speaker plays on a device and --speak-wav writes a file: give one of them.")
+    from salmonn_agent.agent.speech_out import Speaker, WavOutput, load_tts
+
+    engine = load_tts(args.tts)
+    if args.speak_wav is not None:
+        output = WavOutput(args.speak_wav, engine.sample_rate)
+    else:
+        from salmonn_agent.agent.speech_out import DeviceOutput
+
+        output = DeviceOutput(args.speaker, preferred_rate=engine.sample_rate)
+    speaker = Speaker(engine, output=output)
+    speaker.warm_up()  # the engine's first sentence is slow: pay it before the first answer
+    return speaker
 
 
 def _source(args: argparse.Namespace) -> Source:

@@ -31,8 +31,16 @@ turn, and short ones that arrive during a turn are dropped as noise.
 **Memory.** The last ``max_memory_turns`` turns (see :mod:`salmonn_agent.agent.memory`);
 :func:`memory_turns_for` gives a brain's default.
 
+**Speaking.** With a ``speaker`` (:class:`~salmonn_agent.agent.speech_out.Speaker`), the
+answer's text is handed to it as it streams (it says it sentence by sentence), and the turn
+lasts until it was said. A turn whose actions ran without words says what they did
+(:func:`~salmonn_agent.agent.speech_out.action_report`). A barge-in stops the playback with the
+generation; playback the speaker stopped itself (its echo gate heard a person over it) ends the
+turn as interrupted.
+
 **Metrics** per turn (:class:`TurnMetrics`): end-of-utterance delay (front-end stream time),
-time to first token and total turn time (wall time from the window's arrival at the runtime).
+time to first token, time to first audio out and total turn time (wall time from the window's
+arrival at the runtime).
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ from salmonn_agent.agent.audio_refs import WindowStore, window_summary
 from salmonn_agent.agent.hearing import HearingTools
 from salmonn_agent.agent.memory import ConversationMemory
 from salmonn_agent.agent.policy import ActionGate, ActionOutcome, ActionRequest
+from salmonn_agent.agent.speech_out import action_report
 from salmonn_agent.agent.watch import Detection, SoundWatch
 from salmonn_agent.chat.messages import audio_message
 from salmonn_agent.errors import ConfigError
@@ -128,6 +137,36 @@ class AgentConfig(BaseModel):
     )
 
 
+class SpokenAnswerLike(Protocol):
+    """One answer being said (see :class:`~salmonn_agent.agent.speech_out.SpokenAnswer`)."""
+
+    first_audio_at: float | None
+
+    def say(self, text: str) -> None:
+        """Add streamed text."""
+        ...
+
+    def finish(self) -> None:
+        """No more text."""
+        ...
+
+    def stop(self) -> None:
+        """Stop now (barge-in)."""
+        ...
+
+    async def wait(self) -> bool:
+        """Until played (True) or stopped (False)."""
+        ...
+
+
+class SpeakerLike(Protocol):
+    """What the runtime needs to speak (see :class:`~salmonn_agent.agent.speech_out.Speaker`)."""
+
+    def answer(self) -> SpokenAnswerLike:
+        """A new answer to say."""
+        ...
+
+
 class TurnMetrics(BaseModel):
     """Latencies of one turn, in milliseconds."""
 
@@ -139,6 +178,9 @@ class TurnMetrics(BaseModel):
     """Window's arrival at the runtime → turn done (queueing and re-runs included)."""
     interrupt_ms: float | None = None
     """Barge-in → the answer's generation stopped (None: not interrupted while generating)."""
+    first_audio_ms: float | None = None
+    """Window's arrival at the runtime → the answer's first audio handed to the sound device
+    (None: no speaker, or nothing was said)."""
     brain_calls: int = 0
     """Generations the turn took (one per round of tool calls, plus the answer)."""
 
@@ -198,10 +240,14 @@ class _Turn:
     verdict: asyncio.Future[bool] | None = None
     """Under :meth:`VoiceAgent.run`: resolves True for a real interruption, False for a false one."""
     messages: list[BaseMessage] = field(default_factory=list)
+    speech: SpokenAnswerLike | None = None
+    """The answer being said (with a speaker), made on the first text."""
 
     def interrupt(self, at: float) -> None:
-        """Barge-in: stop the generation (or hearing call) now; no further tool starts."""
+        """Barge-in: stop the generation (or hearing call) and the speech now; no further tool starts."""
         self.interrupted_at = at
+        if self.speech is not None:
+            self.speech.stop()
         if self.step is not None and not self.step.done():
             self.step.cancel()
 
@@ -217,7 +263,7 @@ class VoiceAgent:
     ``actions``: the action tools the brain may ask for, every call judged by ``gate``.
     ``store``: keeps the windows (ids ``w1``, ``w2``... in requests, tools and the audit).
     ``watch``: a :class:`SoundWatch` for sound windows. ``on_turn``: called with every
-    :class:`TurnResult`.
+    :class:`TurnResult`. ``speaker``: says the answers aloud (see the module docstring).
     """
 
     def __init__(
@@ -231,8 +277,10 @@ class VoiceAgent:
         config: AgentConfig | None = None,
         on_turn: Callable[[TurnResult], None] | None = None,
         watch: SoundWatch | None = None,
+        speaker: SpeakerLike | None = None,
     ) -> None:
         self.brain = brain
+        self.speaker = speaker
         self.gate = gate
         self.store = store
         self.config = config or AgentConfig()
@@ -538,6 +586,16 @@ class VoiceAgent:
                 break
             if not wants_more:
                 break
+        if self.speaker is not None and turn.speech is None and outcomes and turn.interrupted_at is None:
+            self._say(turn, action_report(outcomes))  # actions without words: say what they did
+        if turn.speech is not None:
+            turn.speech.finish()
+            if not cancelled and turn.interrupted_at is None:
+                said = await self._interruptible(turn, turn.speech.wait())
+                if not said:  # stopped: by a barge-in, or by the speaker (a person spoke over it)
+                    cancelled = True
+                    if turn.interrupted_at is None:
+                        turn.interrupted_at = turn.stopped_at = time.perf_counter()
         done = time.perf_counter()
         interrupt_ms = None
         if turn.interrupted_at is not None and turn.stopped_at is not None:
@@ -558,6 +616,8 @@ class VoiceAgent:
                 ttft_ms=_ms(turn.first_token_at - turn.arrival) if turn.first_token_at is not None else None,
                 turn_ms=_ms(done - turn.arrival),
                 interrupt_ms=interrupt_ms,
+                first_audio_ms=(_ms(turn.speech.first_audio_at - turn.arrival)
+                                if turn.speech is not None and turn.speech.first_audio_at is not None else None),
                 brain_calls=calls,
             ),
         )
@@ -584,23 +644,35 @@ class VoiceAgent:
     async def _generate(self, messages: list[BaseMessage], turn: _Turn) -> AIMessage:
         """Stream the brain's answer (for the first-token time and the partial text)."""
         turn.partial = ""
+        if turn.speech is not None:
+            turn.speech.say("\n")  # a later round's text starts a new sentence
         merged: AIMessageChunk | None = None
         whole: AIMessage | None = None
         async for chunk in self._runnable.astream(messages):
             if turn.first_token_at is None and (chunk.content or getattr(chunk, "tool_call_chunks", None)):
                 turn.first_token_at = time.perf_counter()
+            said = len(turn.partial)
             if isinstance(chunk, AIMessageChunk):
                 merged = chunk if merged is None else merged + chunk
                 turn.partial = merged.text
             elif isinstance(chunk, AIMessage):  # models without streaming yield the whole answer
                 whole = chunk
                 turn.partial = chunk.text
+            self._say(turn, turn.partial[said:])
         if whole is not None:
             return whole
         if merged is None:
             return AIMessage(content="")
         message = message_chunk_to_message(merged)
         return message if isinstance(message, AIMessage) else AIMessage(content=message.text)
+
+    def _say(self, turn: _Turn, text: str) -> None:
+        """Hand new answer text to the speaker (the turn's spoken answer starts with its first text)."""
+        if self.speaker is None or not text or turn.interrupted_at is not None:
+            return
+        if turn.speech is None:
+            turn.speech = self.speaker.answer()
+        turn.speech.say(text)
 
     async def _hear(self, call: ToolCall) -> ToolMessage:
         """Run a hearing tool call (read-only: no gate); errors come back as the tool's answer."""

@@ -130,3 +130,56 @@ def test_no_microphone_is_reported_before_the_model_loads(monkeypatch, tmp_path,
     monkeypatch.setattr(cli, "load_model_from_args", never)
     assert main(["assistant", "--notes", str(tmp_path / "n.txt")]) == 2
     assert "No audio input device found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- --speak
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--speaker", "2"], "add --speak"),
+    (["--tts", "espeak-ng"], "add --speak"),
+    (["--speak", "--speaker", "2", "--speak-wav", "{tmp}/a.wav"], "give one of them"),
+    (["--speak-wav", "{tmp}/no/such/folder/a.wav"], "Cannot write"),
+])
+def test_speak_option_errors_are_one_line(extra, message, scene, base_args, tmp_path, capsys):
+    argv = [a.format(tmp=tmp_path) for a in extra]
+    assert main(["assistant", "--input", str(scene), *argv, *base_args]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_speak_without_a_tts_engine_names_what_to_install(scene, base_args, monkeypatch, capsys):
+    import shutil
+    import sys
+
+    monkeypatch.setitem(sys.modules, "hibari", None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert main(["assistant", "--input", str(scene), "--speak", *base_args]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert 'pip install "salmonn-agent[speak]"' in err and "espeak-ng" in err
+
+
+def test_speak_without_an_output_device_says_so(scene, base_args, monkeypatch, capsys):
+    import sys
+    import types
+
+    class NoOutput(types.ModuleType):
+        def query_devices(self, device=None, kind=None):
+            raise ValueError("No output device matching None")
+
+    monkeypatch.setitem(sys.modules, "sounddevice", NoOutput("sounddevice"))
+    assert main(["assistant", "--input", str(scene), "--speak", "--tts", "espeak-ng", *base_args]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "No audio output device" in err and "--speak-wav" in err
+
+
+def test_speak_wav_runs_the_assistant_with_a_speaker(scene, base_args, tmp_path, capsys):
+    """The tiny model's answers ("]]]]") have nothing to say: the file is written, empty.
+    What is said and when is tested on the runtime (test_speech_out.py)."""
+    wav = tmp_path / "said.wav"
+    assert main(["assistant", "--input", str(scene), *base_args, "--speak-wav", str(wav)]) == 0
+    turns = [line for line in capsys.readouterr().out.splitlines() if line.startswith("turn ")]
+    assert len(turns) == 2
+    info = sf.info(wav)
+    assert info.channels == 1 and info.samplerate in (22_050, 24_000)

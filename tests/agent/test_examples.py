@@ -268,6 +268,17 @@ def test_bench_agent_prints_its_json(tiny_model_dir):
     assert result["tools_correct"] == round(sum(right_tools) / len(commands), 3)
 
 
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the benchmark speaks its requests with espeak-ng")
+def test_bench_agent_speak_reports_the_time_to_first_audio(tiny_model_dir):
+    done = run("tools/bench_agent.py", "--model", str(tiny_model_dir), "--requests", "3", "--questions", "1",
+               "--json", "--threads", "1", "--max-tokens", "4", "--speak")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["tts"] in ("hibari", "espeak-ng") and 0 <= result["spoken_turns"] <= result["turns"]
+    # The tiny model's answers are random (often nothing to say): only the key is promised.
+    assert "eou_to_first_audio_ms" in result and "first_audio_ms" in result
+
+
 def test_bench_agent_user_errors_are_one_line(tiny_model_dir):
     done = run("tools/bench_agent.py", "--model", str(tiny_model_dir), "--requests", "3", "--questions", "3")
     assert done.returncode == 2 and done.stdout == ""
