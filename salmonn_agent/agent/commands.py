@@ -220,15 +220,21 @@ def _one_line(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _check_numbers(args: argparse.Namespace) -> None:
-    if args.max_turns is not None and args.max_turns < 1:
-        raise ConfigError(f"--max-turns must be at least 1, got {args.max_turns}.")
+def check_assistant_numbers(args: argparse.Namespace) -> None:
+    """Check the numbers every voice assistant takes (``assistant`` and ``serve --ui``):
+    ``--max-tokens``, ``--memory-turns`` and ``--watch-cooldown``."""
     if args.max_tokens < 1:
         raise ConfigError(f"--max-tokens must be at least 1, got {args.max_tokens}.")
     if args.memory_turns is not None and args.memory_turns < 0:
         raise ConfigError(f"--memory-turns must be 0 or more, got {args.memory_turns}.")
     if args.watch_cooldown < 0:
         raise ConfigError(f"--watch-cooldown must be 0 or more seconds, got {args.watch_cooldown}.")
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    if args.max_turns is not None and args.max_turns < 1:
+        raise ConfigError(f"--max-turns must be at least 1, got {args.max_turns}.")
+    check_assistant_numbers(args)
     if args.watch_action and not args.watch:
         raise ConfigError("--watch-action needs at least one --watch TARGET (what to listen for).")
     if args.realtime and args.input is None:

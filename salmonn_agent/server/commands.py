@@ -83,6 +83,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
 def live_options_from_args(args: argparse.Namespace) -> LiveOptions | None:
     """The live sessions' assistant options (None without ``--ui``); bad ones fail before the model loads."""
     from salmonn_agent.agent.actions import build_actions, check_webhook_url
+    from salmonn_agent.agent.commands import check_assistant_numbers
     from salmonn_agent.errors import ConfigError
     from salmonn_agent.server.live import LiveOptions
 
@@ -92,12 +93,7 @@ def live_options_from_args(args: argparse.Namespace) -> LiveOptions | None:
         if given:
             raise ConfigError(f"{', '.join(given)} configure the browser's voice assistant: add --ui.")
         return None
-    if args.max_tokens < 1:
-        raise ConfigError(f"--max-tokens must be at least 1, got {args.max_tokens}.")
-    if args.memory_turns is not None and args.memory_turns < 0:
-        raise ConfigError(f"--memory-turns must be 0 or more, got {args.memory_turns}.")
-    if args.watch_cooldown < 0:
-        raise ConfigError(f"--watch-cooldown must be 0 or more seconds, got {args.watch_cooldown}.")
+    check_assistant_numbers(args)
     options = LiveOptions(
         allow=list(args.allow), notes_path=args.notes,
         webhook_url=check_webhook_url(args.webhook) if args.webhook else None,

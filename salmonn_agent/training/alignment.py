@@ -1,8 +1,9 @@
 """CTC alignment of audio tokens to the LLM's own input embeddings (``run.objective: ctc``).
 
 Not part of upstream SALMONN. A small Q-Former trained only through a frozen LLM gets a weak
-signal: in salmonn-mini's first CPU-budget run its tokens barely differed between speech clips,
-so the model told speech from sound but not one sentence from another. This objective trains
+signal: within a CPU budget its tokens barely differ between speech clips, so the model tells
+speech from sound but not one sentence from another (salmonn-mini's recipe in
+``docs/model-card.md`` starts with this objective for that reason). This objective trains
 the Q-Former and projection directly, without the LLM's layers in the loop (a step costs a few
 percent of an LLM step): every audio token is scored against every row of the LLM's frozen
 input-embedding matrix by scaled cosine similarity, and CTC aligns the token sequence with the
