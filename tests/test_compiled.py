@@ -76,24 +76,27 @@ def test_compiled_streaming_gives_the_same_text(compiled_model, noise_clips):
     assert compiled_model.compiled.last_reason == "compiled"
 
 
-def test_prefix_cache_and_beams_decode_with_the_default_cache(compiled_model, noise_clips):
+def test_compiled_call_bypasses_the_prefix_cache_and_beams_do_not_compile(compiled_model, noise_clips):
     (audio,) = compiled_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
     prompt = compiled_model.render_prompt("Describe.")
-    compiled_model.set_compile("on", backend="eager")
     cache = PrefixCache()
-    compiled_model.generate_detailed([prompt], [[audio]], prefix_cache=cache, **GREEDY)
-    assert "prefix cache" in compiled_model.compiled.last_reason
+    expected = compiled_model.generate_detailed([prompt], [[audio]], prefix_cache=cache, **GREEDY)[0]
     assert cache.num_tokens > 0
+    compiled_model.set_compile("on", backend="eager")
+    again = compiled_model.generate_detailed([prompt], [[audio]], prefix_cache=cache, **GREEDY)[0]
+    assert compiled_model.compiled.last_reason == "compiled"
+    assert again.token_ids == expected.token_ids and again.cached_tokens == 0
+    assert cache.num_tokens == 0 and cache.prefilled_tokens == again.prompt_audio_tokens + again.prompt_text_tokens
     compiled_model.generate_detailed([prompt], [[audio]], num_beams=2, max_new_tokens=4)
     assert "beam" in compiled_model.compiled.last_reason
 
 
 def test_auto_compiles_only_single_prompts_on_cuda():
     auto = CompiledDecoding("auto")
-    assert auto.reason_against(torch.device("cuda"), 1, 1, prefix_cache=False) is None
-    assert "cpu" in auto.reason_against(torch.device("cpu"), 1, 1, prefix_cache=False)
-    assert "batch" in auto.reason_against(torch.device("cuda"), 4, 1, prefix_cache=False)
-    assert CompiledDecoding("on").reason_against(torch.device("cpu"), 4, 1, prefix_cache=False) is None
+    assert auto.reason_against(torch.device("cuda"), 1, 1) is None
+    assert "cpu" in auto.reason_against(torch.device("cpu"), 1, 1)
+    assert "batch" in auto.reason_against(torch.device("cuda"), 4, 1)
+    assert CompiledDecoding("on").reason_against(torch.device("cpu"), 4, 1) is None
     options = CompiledDecoding("on").generate_options(torch.device("cpu"), 300, 200)
     assert options["cache_implementation"] == "static"
     assert options["max_cache_len"] == 2 * BUCKET

@@ -200,8 +200,8 @@ class GenerationMixin:
 
     def set_compile(self, mode: str, backend: str = "inductor") -> None:
         """Choose compiled decoding: ``auto`` (CUDA, one prompt, no beams), ``on`` or ``off``
-        (see :mod:`salmonn_agent.model.compiled`). Calls with a conversation's
-        :class:`PrefixCache` or beam search always decode with the default dynamic cache."""
+        (see :mod:`salmonn_agent.model.compiled`). Beam search always decodes with the default
+        dynamic cache; a compiled call bypasses a conversation's :class:`PrefixCache`."""
         self.compiled = CompiledDecoding(mode, backend)
 
     def generate(
@@ -359,13 +359,15 @@ class GenerationMixin:
     ) -> torch.Tensor:
         """The LLM's ``generate`` on ``inputs`` (inside :meth:`_generation_scope`): compiled with
         a static cache where :attr:`compiled` says so, else with a dynamic cache, reusing and
-        then updating ``prefix_cache`` (batch size 1) when one is given."""
+        then updating ``prefix_cache`` (batch size 1) when one is given; a compiled call
+        leaves ``prefix_cache`` empty."""
         batch, positions = int(inputs.embeds.shape[0]), int(inputs.embeds.shape[1])
-        reason = self.compiled.reason_against(
-            self.device, batch, int(kwargs.get("num_beams", 1)), prefix_cache is not None  # type: ignore[arg-type]
-        )
+        reason = self.compiled.reason_against(self.device, batch, int(kwargs.get("num_beams", 1)))  # type: ignore[arg-type]
         self.compiled.last_reason = reason or "compiled"
         if reason is None:
+            if prefix_cache is not None:  # bypassed: see salmonn_agent.model.compiled
+                prefix_cache.reset()
+                prefix_cache.reused_tokens, prefix_cache.prefilled_tokens = 0, positions
             static = self.compiled.generate_options(self.device, positions, int(kwargs["max_new_tokens"]))  # type: ignore[arg-type]
             return self.llm.generate(
                 inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **kwargs, **static
