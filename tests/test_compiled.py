@@ -66,6 +66,21 @@ def test_inductor_compiled_greedy_tokens_equal_default(compiled_model, noise_cli
     _same_tokens_without_recompiling(compiled_model, noise_clips, backend="inductor")
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graphs_give_the_same_greedy_tokens(tiny_model_dir, noise_clips):
+    """On a GPU: auto compiles (CUDA graphs) and gives the default path's greedy tokens."""
+    from salmonn_agent.model.salmonn import SALMONN
+
+    torch._dynamo.reset()
+    model = SALMONN.from_pretrained(tiny_model_dir, device="cuda")
+    _same_tokens_without_recompiling(model, noise_clips, backend="inductor")
+    model.set_compile("auto")
+    (audio,) = model.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    model.generate_detailed([model.render_prompt("Describe.")], [[audio]], **GREEDY)
+    assert model.compiled.last_reason == "compiled"
+
+
 def test_compiled_streaming_gives_the_same_text(compiled_model, noise_clips):
     (audio,) = compiled_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
     prompt = compiled_model.render_prompt("Describe.")

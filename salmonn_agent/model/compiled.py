@@ -51,7 +51,8 @@ def bucketed_length(positions: int, bucket: int = BUCKET) -> int:
 class CompiledDecoding:
     """A model's choice of decoding path, and the options ``generate`` needs for the compiled one.
 
-    ``backend``: ``torch.compile``'s backend (``inductor``; tests use ``eager``, which compiles in seconds).
+    ``backend``: ``torch.compile``'s backend (``inductor``; tests use ``eager``, which compiles
+    in seconds).
     ``last_reason``: why the last call decoded as it did (``"compiled"`` or why not), for logs
     and tests.
     """
@@ -62,7 +63,6 @@ class CompiledDecoding:
 
     def __post_init__(self) -> None:
         check_compile_mode(self.mode)
-        self._config: CompileConfig | None = None
 
     def reason_against(self, device: torch.device, batch: int, num_beams: int) -> str | None:
         """Why a call does not take the compiled path, or ``None`` when it does."""
@@ -79,17 +79,16 @@ class CompiledDecoding:
 
     def generate_options(self, device: torch.device, positions: int, max_new_tokens: int) -> dict[str, object]:
         """``generate``'s options for a static cache of a bucketed length and a compiled forward."""
-        if self._config is None:
-            # CUDA graphs ("reduce-overhead") on CUDA; a CPU has none. dynamic=False: each
-            # bucket gets its own static graph instead of one with symbolic lengths.
-            self._config = CompileConfig(
-                backend=self.backend, mode="reduce-overhead" if device.type == "cuda" else "default",
-                dynamic=False,
-            )
-            # generate compiles only on accelerators unless told otherwise (its test switch).
-            self._config._compile_all_devices = device.type not in ("cuda", "xpu")
+        # CUDA graphs ("reduce-overhead") on CUDA; a CPU has none. dynamic=False: each bucket
+        # gets its own static graph instead of one with symbolic lengths. Equal configs leave
+        # the LLM's compiled call in place, so building one per call costs nothing.
+        config = CompileConfig(
+            backend=self.backend, mode="reduce-overhead" if device.type == "cuda" else "default", dynamic=False
+        )
+        # generate compiles only on accelerators unless told otherwise (its test switch).
+        config._compile_all_devices = device.type not in ("cuda", "xpu")
         return {
             "cache_implementation": "static",
             "max_cache_len": bucketed_length(positions + max_new_tokens),
-            "compile_config": self._config,
+            "compile_config": config,
         }

@@ -362,18 +362,20 @@ class GenerationMixin:
         then updating ``prefix_cache`` (batch size 1) when one is given; a compiled call
         leaves ``prefix_cache`` empty."""
         batch, positions = int(inputs.embeds.shape[0]), int(inputs.embeds.shape[1])
-        reason = self.compiled.reason_against(self.device, batch, int(kwargs.get("num_beams", 1)))  # type: ignore[arg-type]
+        beams = int(kwargs.get("num_beams", 1))  # type: ignore[call-overload]
+        reason = self.compiled.reason_against(self.device, batch, beams)
         self.compiled.last_reason = reason or "compiled"
         if reason is None:
             if prefix_cache is not None:  # bypassed: see salmonn_agent.model.compiled
                 prefix_cache.reset()
                 prefix_cache.reused_tokens, prefix_cache.prefilled_tokens = 0, positions
-            static = self.compiled.generate_options(self.device, positions, int(kwargs["max_new_tokens"]))  # type: ignore[arg-type]
+            new_tokens = int(kwargs["max_new_tokens"])  # type: ignore[call-overload]
+            static = self.compiled.generate_options(self.device, positions, new_tokens)
             return self.llm.generate(
                 inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **kwargs, **static
             )
         logger.debug("decoding with the default cache: %s", reason)
-        if prefix_cache is None and batch == 1 and inputs.head_tokens[0] > 0 and kwargs.get("num_beams", 1) == 1:
+        if prefix_cache is None and batch == 1 and inputs.head_tokens[0] > 0 and beams == 1:
             return self._generate_with_head(inputs, kwargs)
         return self._generate_dynamic(inputs, kwargs, prefix_cache)
 
