@@ -123,3 +123,25 @@ def test_bad_compile_mode_is_one_line(tiny_model_dir, capsys):
     assert main(["ask", str(SPEECH), "hi", "--model", str(tiny_model_dir), "--compile", "yes"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "compile mode 'yes'" in err
+
+
+def test_chat_turns_compiled_answer_the_same(compiled_model, noise_clips):
+    """ChatSALMONN (its control processor, prefix store and streaming) on the compiled path."""
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from salmonn_agent.chat.messages import audio_message
+    from salmonn_agent.chat_model import ChatSALMONN
+
+    question = audio_message(noise_clips["5s"], "Please describe the audio.", sample_rate=SR)
+    conversation = [question]
+    chat = ChatSALMONN(client=compiled_model, temperature=0, max_tokens=8)
+    expected = [chat.invoke(conversation).content]
+    conversation += [AIMessage(expected[0]), HumanMessage("Is there speech in it?")]
+    expected.append("".join(chunk.content for chunk in chat.stream(conversation)))
+    compiled_model.set_compile("on", backend="eager")
+    chat = ChatSALMONN(client=compiled_model, temperature=0, max_tokens=8)
+    first = chat.invoke(conversation[:1])
+    second = list(chat.stream(conversation))
+    assert [first.content, "".join(chunk.content for chunk in second)] == expected
+    assert compiled_model.compiled.last_reason == "compiled"
+    assert second[-1].usage_metadata["input_token_details"]["cache_read"] == 0
