@@ -145,3 +145,26 @@ def test_chat_turns_compiled_answer_the_same(compiled_model, noise_clips):
     assert [first.content, "".join(chunk.content for chunk in second)] == expected
     assert compiled_model.compiled.last_reason == "compiled"
     assert second[-1].usage_metadata["input_token_details"]["cache_read"] == 0
+
+
+def test_streams_generate_on_one_long_lived_thread(tiny_model, noise_clips):
+    """CUDA graphs belong to the thread that recorded them: every stream reuses one thread."""
+    import threading
+
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    seen: list[threading.Thread] = []  # the objects, not idents: a new thread may reuse an ident
+
+    class Where(LogitsProcessor):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+            seen.append(threading.current_thread())
+            return scores
+
+    (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    prompt = tiny_model.render_prompt("Describe.")
+    for _ in range(2):
+        stream = tiny_model.stream_from_prompt(prompt, [audio], max_new_tokens=3,
+                                               logits_processor=LogitsProcessorList([Where()]))
+        list(stream)
+        assert stream.finish_reason is not None
+    assert len(seen) >= 2 and all(t is seen[0] for t in seen) and seen[0] is not threading.current_thread()

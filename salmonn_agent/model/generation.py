@@ -33,7 +33,7 @@ from salmonn_agent.errors import ConfigError, SalmonnError
 from salmonn_agent.model.compiled import CompiledDecoding
 from salmonn_agent.model.inputs import EncodedAudio, PromptInputs
 from salmonn_agent.model.prompt import PromptTokenizer
-from salmonn_agent.model.text_stream import TextStream, TokenQueue
+from salmonn_agent.model.text_stream import TextStream, TokenQueue, WorkerThread
 
 # SALMONN's prompt reaches the LLM as embeddings only, so a repetition penalty can only count the
 # generated tokens: that is upstream's behaviour too, and transformers' warning about it on every
@@ -197,6 +197,7 @@ class GenerationMixin:
         """Single requests that reused the keys/values of their prompt's head (see :meth:`generate_detailed`)."""
         self.compiled = CompiledDecoding()
         """The decoding path: compiled with a static cache or not (see :meth:`set_compile`)."""
+        self._stream_thread = WorkerThread()  # streams generate there, one after another
 
     def set_compile(self, mode: str, backend: str = "inductor") -> None:
         """Choose compiled decoding: ``auto`` (CUDA, one prompt, no beams), ``on`` or ``off``
@@ -333,7 +334,7 @@ class GenerationMixin:
 
         return TextStream(
             run, tokens, self.tokenizer.decode, cancel, errors, self._eos_id, config.max_new_tokens,
-            inputs.text_tokens[0], inputs.audio_tokens[0],
+            inputs.text_tokens[0], inputs.audio_tokens[0], start=self._stream_thread.submit,
         )
 
     def _generate_kwargs(self, config: GenerationConfig) -> dict[str, object]:
