@@ -174,7 +174,8 @@ class TextStream(Iterator[str]):
 
 
 class WorkerThread:
-    """One long-lived daemon thread that runs jobs in turn, started on the first job.
+    """One long-lived daemon thread that runs jobs in turn, started on the first job and ended
+    when this object is collected.
 
     A model's streams generate here rather than each in a new thread: CUDA graphs that
     ``torch.compile`` records belong to the thread that recorded them, so a new thread per
@@ -183,7 +184,7 @@ class WorkerThread:
 
     def __init__(self, name: str = "salmonn-generate") -> None:
         self.name = name
-        self._jobs: queue.Queue[tuple[Callable[[], None], threading.Event]] = queue.Queue()
+        self._jobs: queue.Queue[tuple[Callable[[], None], threading.Event] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -192,15 +193,22 @@ class WorkerThread:
         finished = threading.Event()
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
+                # the thread gets the queue only, so that it keeps neither this object nor the model alive
+                self._thread = threading.Thread(target=_serve, args=(self._jobs,), name=self.name, daemon=True)
                 self._thread.start()
             self._jobs.put((job, finished))
         return finished
 
-    def _serve(self) -> None:
-        while True:
-            job, finished = self._jobs.get()
-            try:
-                job()
-            finally:
-                finished.set()
+    def __del__(self) -> None:
+        self._jobs.put(None)
+
+
+def _serve(jobs: queue.Queue[tuple[Callable[[], None], threading.Event] | None]) -> None:
+    """Run queued jobs until the end mark (None)."""
+    while (item := jobs.get()) is not None:
+        job, finished = item
+        try:
+            job()
+        finally:
+            finished.set()
+            del job, item  # a finished job's closure (model, inputs) is not kept until the next one
