@@ -87,17 +87,26 @@ def add_model_options(parser: argparse.ArgumentParser, device_flag: str = "--dev
                             "float16; decoding up to about 2x faster), bfloat16, float16, or int8 (CPU: the "
                             "LLM's linear layers in 8 bits; faster decoding, at a cost in accuracy that "
                             "depends on the model)")
+    group.add_argument("--compile", default="auto", metavar="{auto,on,off}",
+                       help="compiled decoding (a static key/value cache and torch.compile, CUDA graphs "
+                            "on a GPU): auto (default: on CUDA, for one answer at a time without beams), "
+                            "on (also on a CPU; slow to warm up) or off")
 
 
 def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns SALMONN, imported lazily
     """Load the model the options name: ``--config``, else ``--model``, else
     ``$SALMONN_AGENT_MODEL``, else the embedded default model (salmonn-mini)."""
+    from salmonn_agent.model.compiled import check_compile_mode
     from salmonn_agent.model.salmonn import SALMONN
     from salmonn_agent.registry import load_model
 
+    compile_mode = check_compile_mode(getattr(args, "compile", "auto"))  # before minutes of loading
     if args.config:
-        return SALMONN.from_official(args.config, device=args.model_device, dtype=args.dtype)
-    return load_model(args.model, device=args.model_device, dtype=args.dtype)
+        model = SALMONN.from_official(args.config, device=args.model_device, dtype=args.dtype)
+    else:
+        model = load_model(args.model, device=args.model_device, dtype=args.dtype)
+    model.set_compile(compile_mode)
+    return model
 
 
 def answer_windows(windows: Iterable[Any], instruction: str, args: argparse.Namespace) -> Iterator[tuple[Any, str]]:

@@ -11,8 +11,15 @@ streamed text), tokens_per_s (greedy decoding, forced length), peak_rss_mb.
 
 ``--device cuda`` measures on a GPU (``auto`` is float32 there; try ``--dtype bfloat16``).
 
+``--compile on`` also decodes with the compiled path (static key/value cache + torch.compile;
+CUDA graphs on a GPU) and reports ``compiled_tokens_per_s``, ``compile_warmup_s`` (the first
+call, which compiles), ``compiled_same_tokens`` (its greedy tokens against the default path's)
+and ``compiled_first_token_ms``, beside the default path's numbers from the same run. Decoding
+is timed through ``generate_detailed`` with the length forced. ``--compile off`` (the default)
+measures the default path only.
+
 Usage: python tools/bench_model.py --json [--size small|tiny] [--tokens 32] [--threads N] [--dtype auto]
-       [--device cpu|cuda]
+       [--device cpu|cuda] [--compile on|off]
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ if str(ROOT) not in sys.path:  # devkit/ sits at the repository root, outside th
 
 from devkit.tiny import SIZES, build_tiny_model  # noqa: E402
 from salmonn_agent.audio import SAMPLE_RATE  # noqa: E402
+from salmonn_agent.errors import ConfigError, SalmonnError  # noqa: E402
 from salmonn_agent.model.salmonn import SALMONN  # noqa: E402
 
 def _median_ms(fn, repeats: int, device: torch.device) -> float:
@@ -56,13 +64,17 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--dtype", default="auto", help="as the CLI's --dtype (default: auto)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
+    parser.add_argument("--compile", default="off", help="on: also measure compiled decoding; off (default)")
     args = parser.parse_args()
+    if args.compile not in ("on", "off"):
+        raise ConfigError(f"Unknown --compile {args.compile!r}: use on or off.")
     if args.threads:
         torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         model = SALMONN.from_pretrained(build_tiny_model(tmp, **SIZES[args.size]), device=args.device,
                                       dtype=args.dtype)
+    model.set_compile("off")  # the default path first; --compile on measures the compiled one after
     clip = (np.random.default_rng(0).standard_normal(30 * SAMPLE_RATE) * 0.1).astype(np.float32)
     samples = model.load(clip, SAMPLE_RATE)
     model.encode_samples([samples])  # warm-up
@@ -80,16 +92,28 @@ def main() -> int:
     first_token_ms = _median_ms(first_token, args.repeats, model.device)
 
     inputs = model.embed_prompts([prompt], [[encoded]])
+    forced = {"max_new_tokens": args.tokens, "min_length": args.tokens, "num_beams": 1, "do_sample": False}
 
-    def decode() -> None:
-        with torch.no_grad():
-            model.llm.generate(
-                inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask,
-                max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False,
-                num_beams=1, pad_token_id=model.tokenizer.tokenizer.pad_token_id,
-            )
+    def decode() -> list[int]:
+        return model.generate_detailed([prompt], [[encoded]], **forced)[0].token_ids
 
+    eager_ids = decode()  # warm-up
     decode_ms = _median_ms(decode, args.repeats, model.device)
+    compiled: dict[str, object] = {}
+    if args.compile == "on":
+        model.set_compile("on")
+        start = time.perf_counter()
+        compiled_ids = decode()
+        warmup_s = time.perf_counter() - start
+        compiled_ms = _median_ms(decode, args.repeats, model.device)
+        compiled = {
+            "compiled_tokens_per_s": round(args.tokens / (compiled_ms / 1000), 1),
+            "compile_warmup_s": round(warmup_s, 1),
+            "compiled_same_tokens": compiled_ids == eager_ids,
+            # each stream generates in a new thread, and CUDA graphs are recorded per thread
+            "compiled_first_token_ms": round(_median_ms(first_token, args.repeats, model.device), 1),
+            "compiled_path": model.compiled.last_reason,
+        }
     result = {
         "size": args.size,
         "device": str(model.device),
@@ -102,6 +126,7 @@ def main() -> int:
         "first_token_ms": round(first_token_ms, 1),
         "tokens_per_s": round(args.tokens / (decode_ms / 1000), 1),
         "decode_tokens": args.tokens,
+        **compiled,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     print(json.dumps(result))
@@ -109,8 +134,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    from salmonn_agent.errors import SalmonnError
-
     try:
         raise SystemExit(main())
     except SalmonnError as err:  # a bad option (device, dtype, model): one line, not a traceback

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -29,9 +30,10 @@ from transformers import DynamicCache, DynamicLayer, LogitsProcessorList, Stoppi
 from salmonn_agent.audio import AudioInput
 from salmonn_agent.config import GenerationConfig, SALMONNConfig
 from salmonn_agent.errors import ConfigError, SalmonnError
+from salmonn_agent.model.compiled import CompiledDecoding
 from salmonn_agent.model.inputs import EncodedAudio, PromptInputs
 from salmonn_agent.model.prompt import PromptTokenizer
-from salmonn_agent.model.text_stream import TextStream, TokenQueue
+from salmonn_agent.model.text_stream import TextStream, TokenQueue, WorkerThread
 
 # SALMONN's prompt reaches the LLM as embeddings only, so a repetition penalty can only count the
 # generated tokens: that is upstream's behaviour too, and transformers' warning about it on every
@@ -43,6 +45,8 @@ _CACHE_KWARG = "cache" if Version(transformers.__version__).release >= (5, 24) e
 ``past_key_values`` to ``cache`` (the old name is deprecated there); earlier 5.x know only the old."""
 
 AudioLike = AudioInput | EncodedAudio
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,15 @@ class GenerationMixin:
         self._head_cache = PrefixCache()  # see _generate_with_head
         self.head_hits = 0
         """Single requests that reused the keys/values of their prompt's head (see :meth:`generate_detailed`)."""
+        self.compiled = CompiledDecoding()
+        """The decoding path: compiled with a static cache or not (see :meth:`set_compile`)."""
+        self._stream_thread = WorkerThread()  # streams generate there, one after another
+
+    def set_compile(self, mode: str, backend: str = "inductor") -> None:
+        """Choose compiled decoding: ``auto`` (CUDA, one prompt, no beams), ``on`` or ``off``
+        (see :mod:`salmonn_agent.model.compiled`). Beam search always decodes with the default
+        dynamic cache; a compiled call bypasses a conversation's :class:`PrefixCache`."""
+        self.compiled = CompiledDecoding(mode, backend)
 
     def generate(
         self,
@@ -321,7 +334,7 @@ class GenerationMixin:
 
         return TextStream(
             run, tokens, self.tokenizer.decode, cancel, errors, self._eos_id, config.max_new_tokens,
-            inputs.text_tokens[0], inputs.audio_tokens[0],
+            inputs.text_tokens[0], inputs.audio_tokens[0], start=self._stream_thread.submit,
         )
 
     def _generate_kwargs(self, config: GenerationConfig) -> dict[str, object]:
@@ -345,11 +358,33 @@ class GenerationMixin:
     def _llm_generate(
         self, inputs: PromptInputs, kwargs: dict[str, object], prefix_cache: PrefixCache | None
     ) -> torch.Tensor:
-        """The LLM's ``generate`` on ``inputs`` (inside :meth:`_generation_scope`), reusing and
-        then updating ``prefix_cache`` (batch size 1) when one is given."""
+        """The LLM's ``generate`` on ``inputs`` (inside :meth:`_generation_scope`): compiled with
+        a static cache where :attr:`compiled` says so, else with a dynamic cache, reusing and
+        then updating ``prefix_cache`` (batch size 1) when one is given; a compiled call
+        leaves ``prefix_cache`` empty."""
+        batch, positions = int(inputs.embeds.shape[0]), int(inputs.embeds.shape[1])
+        beams = int(kwargs.get("num_beams", 1))  # type: ignore[call-overload]
+        reason = self.compiled.reason_against(self.device, batch, beams)
+        self.compiled.last_reason = reason or "compiled"
+        if reason is None:
+            if prefix_cache is not None:  # bypassed: see salmonn_agent.model.compiled
+                prefix_cache.reset()
+                prefix_cache.reused_tokens, prefix_cache.prefilled_tokens = 0, positions
+            new_tokens = int(kwargs["max_new_tokens"])  # type: ignore[call-overload]
+            static = self.compiled.generate_options(self.device, positions, new_tokens)
+            return self.llm.generate(
+                inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **kwargs, **static
+            )
+        logger.debug("decoding with the default cache: %s", reason)
+        if prefix_cache is None and batch == 1 and inputs.head_tokens[0] > 0 and beams == 1:
+            return self._generate_with_head(inputs, kwargs)
+        return self._generate_dynamic(inputs, kwargs, prefix_cache)
+
+    def _generate_dynamic(
+        self, inputs: PromptInputs, kwargs: dict[str, object], prefix_cache: PrefixCache | None
+    ) -> torch.Tensor:
+        """``generate`` with a dynamic cache, reusing and updating ``prefix_cache`` if given."""
         if prefix_cache is None:
-            if inputs.embeds.shape[0] == 1 and inputs.head_tokens[0] > 0 and kwargs.get("num_beams", 1) == 1:
-                return self._generate_with_head(inputs, kwargs)
             return self.llm.generate(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **kwargs)
         rows = inputs.embeds[0]
         key = self._prefix_key()
@@ -378,7 +413,7 @@ class GenerationMixin:
         next call. Only the head is kept, never audio or an answer."""
         head = inputs.head_tokens[0]
         cache = self._head_cache.copy()
-        output = self._llm_generate(inputs, kwargs, cache)
+        output = self._generate_dynamic(inputs, kwargs, cache)
         self.head_hits += cache.reused_tokens == head
         # A head not reused in full was missing, stale (another LoRA state) or another template's.
         if cache.reused_tokens < head and cache.cache is not None and cache.num_tokens >= head:

@@ -6,8 +6,8 @@ answer so far, without an incomplete multi-byte character at its end, without tr
 whitespace (the final answer is stripped), cut at a stop sequence, and without an end that
 could still become a stop sequence. The pieces join to the final answer text.
 
-:class:`TextStream` runs a generation in a thread and hands out its pieces; the tokens reach it
-through :class:`TokenQueue`, a transformers streamer.
+:class:`TextStream` runs a generation in another thread (a model's :class:`WorkerThread`) and
+hands out its pieces; the tokens reach it through :class:`TokenQueue`, a transformers streamer.
 """
 
 from __future__ import annotations
@@ -94,14 +94,19 @@ class TextStream(Iterator[str]):
     """Text pieces of one answer as they are generated; ``close()`` stops generation.
 
     After the last piece: ``token_ids``, ``finish_reason`` ("stop", "length" or "cancelled"),
-    ``prompt_text_tokens`` and ``prompt_audio_tokens``.
+    ``prompt_text_tokens`` and ``prompt_audio_tokens``. ``start`` runs ``run`` off the caller's
+    thread (e.g. :meth:`WorkerThread.submit`) and returns an event set once it has returned.
     """
 
     def __init__(
         self, run: Callable[[], None], tokens: TokenQueue, decode: Callable[[list[int]], str],
         cancel: threading.Event, errors: list[BaseException], eos_id: int, max_new_tokens: int,
         prompt_text_tokens: int, prompt_audio_tokens: int,
+        start: Callable[[Callable[[], None]], threading.Event],
     ) -> None:
+        self._run = run
+        self._start = start
+        self._finished: threading.Event | None = None
         self._tokens = tokens
         self._decode = decode
         self._assembler = TextAssembler(decode)
@@ -112,7 +117,6 @@ class TextStream(Iterator[str]):
         self.prompt_text_tokens = prompt_text_tokens
         self.prompt_audio_tokens = prompt_audio_tokens
         self.finish_reason: str | None = None
-        self._worker = threading.Thread(target=run, name="salmonn-generate", daemon=True)
         self._started = False
         self._done = False
         self._ended = False
@@ -131,7 +135,7 @@ class TextStream(Iterator[str]):
             raise StopIteration
         if not self._started:
             self._started = True
-            self._worker.start()
+            self._finished = self._start(self._run)
         while not self._ended:
             if self._tokens.queue.get() is None:
                 self._ended = True
@@ -154,8 +158,8 @@ class TextStream(Iterator[str]):
             self._finish()
 
     def _finish(self) -> None:
-        if self._started:
-            self._worker.join()
+        if self._finished is not None:
+            self._finished.wait()
         self._done = True
         if self.finish_reason is None:
             if self._cancel.is_set():
@@ -167,3 +171,44 @@ class TextStream(Iterator[str]):
 
     def __del__(self) -> None:
         self._cancel.set()
+
+
+class WorkerThread:
+    """One long-lived daemon thread that runs jobs in turn, started on the first job and ended
+    when this object is collected.
+
+    A model's streams generate here rather than each in a new thread: CUDA graphs that
+    ``torch.compile`` records belong to the thread that recorded them, so a new thread per
+    stream would record them again for every answer.
+    """
+
+    def __init__(self, name: str = "salmonn-generate") -> None:
+        self.name = name
+        self._jobs: queue.Queue[tuple[Callable[[], None], threading.Event] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> threading.Event:
+        """Queue ``job``; the returned event is set once it has returned."""
+        finished = threading.Event()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                # the thread gets the queue only, so that it keeps neither this object nor the model alive
+                self._thread = threading.Thread(target=_serve, args=(self._jobs,), name=self.name, daemon=True)
+                self._thread.start()
+            self._jobs.put((job, finished))
+        return finished
+
+    def __del__(self) -> None:
+        self._jobs.put(None)
+
+
+def _serve(jobs: queue.Queue[tuple[Callable[[], None], threading.Event] | None]) -> None:
+    """Run queued jobs until the end mark (None)."""
+    while (item := jobs.get()) is not None:
+        job, finished = item
+        try:
+            job()
+        finally:
+            finished.set()
+            del job, item  # a finished job's closure (model, inputs) is not kept until the next one
