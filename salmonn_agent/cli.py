@@ -89,18 +89,24 @@ def add_model_options(parser: argparse.ArgumentParser, device_flag: str = "--dev
                             "depends on the model)")
     group.add_argument("--compile", default="auto", metavar="{auto,on,off}",
                        help="compiled decoding (a static key/value cache and torch.compile, CUDA graphs "
-                            "on a GPU): auto (default: on CUDA, for one answer at a time without beams), "
+                            "on a GPU): auto (default: on CUDA, for one answer at a time without beams, in "
+                            "commands that answer more than once; `ask` answers once and decodes eagerly), "
                             "on (also on a CPU; slow to warm up) or off")
 
 
-def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns SALMONN, imported lazily
+def load_model_from_args(args: argparse.Namespace, *, answers_once: bool = False):  # noqa: ANN201 - returns SALMONN, imported lazily
     """Load the model the options name: ``--config``, else ``--model``, else
-    ``$SALMONN_AGENT_MODEL``, else the embedded default model (salmonn-mini)."""
+    ``$SALMONN_AGENT_MODEL``, else the embedded default model (salmonn-mini).
+
+    ``answers_once``: the command answers one request and exits, so ``--compile auto`` decodes
+    eagerly (a compile warm-up of tens of seconds would never pay off)."""
     from salmonn_agent.model.compiled import check_compile_mode
     from salmonn_agent.model.salmonn import SALMONN
     from salmonn_agent.registry import load_model
 
     compile_mode = check_compile_mode(getattr(args, "compile", "auto"))  # before minutes of loading
+    if answers_once and compile_mode == "auto":
+        compile_mode = "off"
     if args.config:
         model = SALMONN.from_official(args.config, device=args.model_device, dtype=args.dtype)
     else:
@@ -130,7 +136,7 @@ def _ask(args: argparse.Namespace) -> int:
     from salmonn_agent.audio import SAMPLE_RATE, load_audio
 
     audio = load_audio(args.audio)  # a missing or broken file fails now, not after loading the model
-    model = load_model_from_args(args)
+    model = load_model_from_args(args, answers_once=True)
     options = {
         "num_beams": args.num_beams,
         "max_new_tokens": args.max_new_tokens,
