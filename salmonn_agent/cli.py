@@ -87,6 +87,10 @@ def add_model_options(parser: argparse.ArgumentParser, device_flag: str = "--dev
                             "float16; decoding up to about 2x faster), bfloat16, float16, or int8 (CPU: the "
                             "LLM's linear layers in 8 bits; faster decoding, at a cost in accuracy that "
                             "depends on the model)")
+    group.add_argument("--quantize", choices=["int8", "int4"], default=None,
+                       help="the LLM's weights in 8 or 4 bits (bitsandbytes; for big checkpoints on "
+                            "GPUs with less memory, also runs on a CPU); LoRA stays at each answer's "
+                            "scale. Not with --dtype int8 or float16-weights")
 
 
 def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns SALMONN, imported lazily
@@ -96,8 +100,9 @@ def load_model_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns SA
     from salmonn_agent.registry import load_model
 
     if args.config:
-        return SALMONN.from_official(args.config, device=args.model_device, dtype=args.dtype)
-    return load_model(args.model, device=args.model_device, dtype=args.dtype)
+        return SALMONN.from_official(args.config, device=args.model_device, dtype=args.dtype,
+                                     quantize=args.quantize)
+    return load_model(args.model, device=args.model_device, dtype=args.dtype, quantize=args.quantize)
 
 
 def answer_windows(windows: Iterable[Any], instruction: str, args: argparse.Namespace) -> Iterator[tuple[Any, str]]:

@@ -37,10 +37,11 @@ from salmonn_agent.model.half_weights import halve_linear_weights, merge_lora
 from salmonn_agent.model.hints import hint_text
 from salmonn_agent.model.inputs import IGNORE_INDEX, EncodedAudio, PromptInputs, merge_text_and_audio
 from salmonn_agent.model.lora import add_lora, bare_llm, is_lora_layer, scaled_lora
-from salmonn_agent.model.precision import INT8, HALF_WEIGHTS, plan_placement, quantize_int8, resolve_dtype
+from salmonn_agent.model.precision import INT8, HALF_WEIGHTS, plan_placement, quantize_int8
 from salmonn_agent.model.prompt import PromptTokenizer, render_prompt, split_prompt
 from salmonn_agent.model.qformer import WindowQFormer
 from salmonn_agent.model.transcript import SpeechTranscriber
+from salmonn_agent.model.weight_quant import quantize_linears
 from salmonn_agent.model.whisper import WhisperFeatures, load_whisper_encoder
 from salmonn_agent.sound_tags import SoundTag, SoundTagger
 
@@ -111,6 +112,7 @@ class SALMONN(GenerationMixin, nn.Module):
         self._init_generation()
         self.quantized = False  # see quantize_llm
         self.half_weights = False  # see halve_llm_weights
+        self.weight_quantization: str | None = None  # see quantize_llm_weights
         self.freeze_base_models()
 
     # ----------------------------------------------------------------- building
@@ -122,13 +124,15 @@ class SALMONN(GenerationMixin, nn.Module):
         base_dir: str | Path | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str = torch.float32,
+        quantize: str | None = None,
     ) -> "SALMONN":
-        """Build the model, loading the frozen Whisper / BEATs / LLM it references.
+        """Build the model, loading the frozen Whisper / BEATs / LLM it references
+        (``quantize``: the LLM's weights in ``int8``/``int4``, see :meth:`quantize_llm_weights`).
 
         The trainable parts (Q-Former, projection, LoRA) start freshly initialised; load
         weights with :meth:`from_pretrained` or :meth:`from_official`.
         """
-        resolve_dtype(dtype)  # an unknown dtype fails before minutes of loading
+        plan_placement(device, dtype, quantize)  # a bad option fails before minutes of loading
         config = config.model_copy(update={
             "whisper": _resolve(config.whisper, base_dir),
             "llm": _resolve(config.llm, base_dir),
@@ -136,7 +140,7 @@ class SALMONN(GenerationMixin, nn.Module):
         })
         with quiet_base_loading():
             model = cls._build(config)
-        return place_model(model, device, dtype)
+        return place_model(model, device, dtype, quantize)
 
     @classmethod
     def _build(cls, config: SALMONNConfig) -> "SALMONN":
@@ -159,12 +163,14 @@ class SALMONN(GenerationMixin, nn.Module):
         *,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str = torch.float32,
+        quantize: str | None = None,
     ) -> "SALMONN":
         """Load a model saved with :meth:`save_pretrained` (a local directory or a hub id)."""
+        plan_placement(device, dtype, quantize)
         directory, config = checkpoint.read_model_dir(path)
         model = cls.from_config(config, base_dir=directory, device="cpu")
         checkpoint.load_trainable(model, checkpoint.read_weights(directory), repr(str(directory)))
-        return place_model(model, device, dtype)
+        return place_model(model, device, dtype, quantize)
 
     @classmethod
     def from_official(
@@ -173,8 +179,10 @@ class SALMONN(GenerationMixin, nn.Module):
         *,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str = torch.float32,
+        quantize: str | None = None,
     ) -> "SALMONN":
         """Build SALMONN from an official decode YAML (or its parsed form) and load ``model.ckpt``."""
+        plan_placement(device, dtype, quantize)
         official = config if isinstance(config, OfficialConfig) else OfficialConfig.from_yaml(config)
         if not official.model.ckpt:
             raise ConfigError("The config has no model.ckpt: set it to the SALMONN .pth file.")
@@ -186,7 +194,7 @@ class SALMONN(GenerationMixin, nn.Module):
             )
         report = checkpoint.load_official_state(model, official.model.ckpt)
         logger.info("loaded %d trainable tensors from %s", report.loaded, report.source)
-        return place_model(model, device, dtype)
+        return place_model(model, device, dtype, quantize)
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``salmonn_config.json`` and the trainable weights (``model.safetensors``) to ``path``."""
@@ -242,6 +250,16 @@ class SALMONN(GenerationMixin, nn.Module):
             raise ConfigError(f"int8 quantization runs on the CPU only; the model is on {self.device}.")
         quantize_int8(bare_llm(self.llm))
         self.quantized = True
+
+    def quantize_llm_weights(self, mode: str, device: torch.device, dtype: torch.dtype) -> None:
+        """Quantize the frozen LLM's linear weights to ``mode`` (``int8``/``int4``) on ``device``,
+        computing in ``dtype``; LoRA stays a separate adapter at each call's scale, and the LM
+        head, the encoders and the Q-Former are not quantized. Call it before moving the model
+        (:func:`place_model` does), so the unquantized weights never reach ``device``. See
+        :mod:`salmonn_agent.model.weight_quant`. The model can no longer be trained.
+        """
+        quantize_linears(bare_llm(self.llm), mode, device, dtype)
+        self.weight_quantization = mode
 
     def halve_llm_weights(self) -> None:
         """Store the frozen LLM's linear weights in float16, computing in float32 (CPU inference).
@@ -519,11 +537,16 @@ def answer_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module) -> 
     return LMOutput(loss, loss_sum.detach(), correct.detach(), count.detach())
 
 
-def place_model(model: SALMONN, device: str | torch.device | None, dtype: torch.dtype | str) -> SALMONN:
+def place_model(
+    model: SALMONN, device: str | torch.device | None, dtype: torch.dtype | str, quantize: str | None = None
+) -> SALMONN:
     """Move a freshly loaded model to ``device`` in ``dtype`` (``int8``: see
     :meth:`SALMONN.quantize_llm`; ``float16-weights``: :meth:`SALMONN.halve_llm_weights`;
-    ``auto``: ``float16-weights`` on a CPU, ``float32`` elsewhere)."""
-    target, torch_dtype, conversion = plan_placement(device, dtype)
+    ``auto``: ``float16-weights`` on a CPU, ``float32`` elsewhere), with the LLM's weights
+    quantized to ``quantize`` (``int8``/``int4``, :meth:`SALMONN.quantize_llm_weights`) on the way."""
+    target, torch_dtype, conversion = plan_placement(device, dtype, quantize)
+    if quantize is not None:
+        model.quantize_llm_weights(quantize, target, torch_dtype)
     model = model.to(device=target, dtype=torch_dtype)
     if conversion == INT8:
         model.quantize_llm()
