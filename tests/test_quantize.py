@@ -84,12 +84,12 @@ def test_quantized_llm_keeps_lora_separate_and_answers_close(official_yaml, refe
 
 
 def test_quantized_layers_take_the_bytes_the_memory_report_counts(official_yaml):
-    from salmonn_agent.model.weight_quant import quantized_linear_bytes, stored_linear_bytes
+    from salmonn_agent.model.weight_quant import quantized_linear_bytes, stored_bytes
 
     for mode in ("int8", "int4"):
         model = SALMONN.from_official(official_yaml, device="cpu", quantize=mode)
         layer = model.llm.get_base_model().model.layers[0].mlp.down_proj
-        assert stored_linear_bytes(layer) == quantized_linear_bytes(layer.in_features, layer.out_features, mode)
+        assert layer.bias is None and stored_bytes(layer) == quantized_linear_bytes(layer.in_features, layer.out_features, mode)
 
 
 def test_bad_quantize_options_fail_in_one_line_naming_the_fix(tiny_model_dir):

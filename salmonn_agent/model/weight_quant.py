@@ -96,12 +96,15 @@ def quantized_linear_bytes(in_features: int, out_features: int, mode: str) -> in
     raise ConfigError(f"Unknown quantize {mode!r}: use int8 or int4.")
 
 
-def stored_linear_bytes(layer: nn.Module) -> int:
-    """Bytes a bitsandbytes layer's weight and scales take in memory (bias excluded)."""
-    weight = layer.weight
-    state = getattr(weight, "quant_state", None)
-    if state is None:
-        scales = [weight.SCB]
-    else:
-        scales = [state.absmax] + ([state.state2.absmax, state.offset] if state.nested else [])
-    return sum(t.numel() * t.element_size() for t in [weight, *scales])
+def stored_bytes(module: nn.Module) -> int:
+    """Bytes of ``module``'s parameters and buffers as stored, with the scales bitsandbytes
+    keeps beside its quantized weights."""
+    total = 0
+    for tensor in [*module.parameters(), *module.buffers()]:
+        state = getattr(tensor, "quant_state", None)
+        if state is None:
+            scales = [getattr(tensor, "SCB", None)]
+        else:
+            scales = [state.absmax, *([state.state2.absmax, state.offset] if state.nested else [])]
+        total += sum(t.numel() * t.element_size() for t in [tensor, *scales] if t is not None)
+    return total
