@@ -105,15 +105,23 @@ def test_bad_quantize_options_fail_in_one_line_naming_the_fix(tiny_model_dir):
         assert "\n" not in str(caught.value)
 
 
-def test_cli_quantize_errors_are_one_line(tiny_model_dir):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = subprocess.run(
-        [sys.executable, "-m", "salmonn_agent.cli", "ask", "--model", str(tiny_model_dir), "--device", "cpu",
-         "--quantize", "int3", str(ROOT / "examples" / "audio" / "speech.wav"), "hello"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
-    assert run.returncode != 0
-    assert "int8" in run.stderr and "Traceback" not in run.stderr
+def test_cli_quantize_errors_are_one_line(tiny_model_dir, capsys):
+    from salmonn_agent.cli import main
+
+    speech = str(ROOT / "examples" / "audio" / "speech.wav")
+    with pytest.raises(SystemExit):  # argparse names the choices
+        main(["ask", speech, "hi", "--model", str(tiny_model_dir), "--quantize", "int3"])
+    assert "int8" in capsys.readouterr().err
+    assert main(["ask", speech, "hi", "--model", str(tiny_model_dir), "--device", "mps", "--quantize", "int8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cuda or cpu" in err and "\n" not in err and "Traceback" not in err
+
+
+def test_chat_model_loads_a_quantized_model(tiny_model_dir):
+    from salmonn_agent.chat_model import ChatSALMONN
+
+    chat = ChatSALMONN(model=str(tiny_model_dir), device="cpu", quantize="int4")
+    assert chat._client(None).weight_quantization == "int4"
 
 
 def test_memory_report_builds_the_official_shapes_on_the_meta_device():
