@@ -134,3 +134,28 @@ def test_memory_report_builds_the_official_shapes_on_the_meta_device():
         assert abs(model["parameters"]["llm"] - llm_params) / llm_params < 0.03
         gib = {mode: model["modes"][mode]["total_gib"] for mode in ("float16", "int8", "int4")}
         assert gib["float16"] > gib["int8"] > gib["int4"]
+
+
+def test_half_precision_models_are_read_in_half_precision_with_the_same_weights(tiny_model_dir):
+    """The LLM is read from disk in float16 when the model is placed in float16 (half the CPU
+    memory while loading), with the same weights as a float32 load converted afterwards."""
+    from unittest import mock
+
+    from salmonn_agent.model.salmonn import loading_dtype, place_model
+
+    assert loading_dtype("cpu", "float16", None) == torch.float16
+    assert loading_dtype("cpu", "auto", "int8") == torch.float32
+    assert loading_dtype("cpu", "float16-weights", None) == torch.float32
+    read = []
+    original = SALMONN._build.__func__
+
+    def spy(cls, config, llm_dtype=torch.float32):
+        read.append(llm_dtype)
+        return original(cls, config, llm_dtype)
+
+    with mock.patch.object(SALMONN, "_build", classmethod(spy)):
+        half = SALMONN.from_pretrained(tiny_model_dir, device="cpu", dtype="float16")
+    assert read == [torch.float16] and half.dtype == torch.float16
+    converted = place_model(SALMONN.from_pretrained(tiny_model_dir, device="cpu"), "cpu", torch.float16)
+    for name, tensor in converted.state_dict().items():
+        assert torch.equal(tensor, half.state_dict()[name]), name

@@ -139,18 +139,18 @@ class SALMONN(GenerationMixin, nn.Module):
             "beats": _resolve(config.beats, base_dir) if config.beats else None,
         })
         with quiet_base_loading():
-            model = cls._build(config)
+            model = cls._build(config, plan_placement(device, dtype, quantize)[1])
         return place_model(model, device, dtype, quantize)
 
     @classmethod
-    def _build(cls, config: SALMONNConfig) -> "SALMONN":
+    def _build(cls, config: SALMONNConfig, llm_dtype: torch.dtype = torch.float32) -> "SALMONN":
         whisper, llm_path = config.whisper, config.llm
         speech_encoder = load_whisper_encoder(whisper, config.chunk_seconds, torch.float32)
         features = WhisperFeatures.from_pretrained(whisper, config.chunk_seconds)
         beats = None
         if config.beats:
             beats = BEATs.from_checkpoint(config.beats)
-        llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=torch.float32)
+        llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=llm_dtype)
         tokenizer = PromptTokenizer.load(llm_path, config.tokenizer_mode)
         transcriber = SpeechTranscriber.from_pretrained(whisper, speech_encoder) if config.speech_transcript else None
         tagger = SoundTagger.load() if config.sound_tags else None
@@ -166,9 +166,8 @@ class SALMONN(GenerationMixin, nn.Module):
         quantize: str | None = None,
     ) -> "SALMONN":
         """Load a model saved with :meth:`save_pretrained` (a local directory or a hub id)."""
-        plan_placement(device, dtype, quantize)
         directory, config = checkpoint.read_model_dir(path)
-        model = cls.from_config(config, base_dir=directory, device="cpu")
+        model = cls.from_config(config, base_dir=directory, device="cpu", dtype=loading_dtype(device, dtype, quantize))
         checkpoint.load_trainable(model, checkpoint.read_weights(directory), repr(str(directory)))
         return place_model(model, device, dtype, quantize)
 
@@ -182,11 +181,11 @@ class SALMONN(GenerationMixin, nn.Module):
         quantize: str | None = None,
     ) -> "SALMONN":
         """Build SALMONN from an official decode YAML (or its parsed form) and load ``model.ckpt``."""
-        plan_placement(device, dtype, quantize)
+        load_dtype = loading_dtype(device, dtype, quantize)
         official = config if isinstance(config, OfficialConfig) else OfficialConfig.from_yaml(config)
         if not official.model.ckpt:
             raise ConfigError("The config has no model.ckpt: set it to the SALMONN .pth file.")
-        model = cls.from_config(SALMONNConfig.from_official(official), device="cpu")
+        model = cls.from_config(SALMONNConfig.from_official(official), device="cpu", dtype=load_dtype)
         if official.model.speech_llama_proj_model:
             raise ConfigError(
                 "model.speech_llama_proj_model initialises the projection for training; for decoding "
@@ -553,6 +552,14 @@ def place_model(
     elif conversion == HALF_WEIGHTS:
         model.halve_llm_weights()
     return model
+
+
+def loading_dtype(device: str | torch.device | None, dtype: torch.dtype | str, quantize: str | None) -> torch.dtype:
+    """The dtype to read the base models in on the CPU before placing (:func:`place_model`):
+    float16 or bfloat16 when the placed model computes in it (half the CPU memory of float32
+    while loading a big LLM), else float32; also checks the options before any loading."""
+    placed = plan_placement(device, dtype, quantize)[1]
+    return placed if placed in (torch.float16, torch.bfloat16) else torch.float32
 
 
 @contextlib.contextmanager
