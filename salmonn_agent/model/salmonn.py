@@ -41,7 +41,7 @@ from salmonn_agent.model.precision import INT8, HALF_WEIGHTS, plan_placement, qu
 from salmonn_agent.model.prompt import PromptTokenizer, render_prompt, split_prompt
 from salmonn_agent.model.qformer import WindowQFormer
 from salmonn_agent.model.transcript import SpeechTranscriber
-from salmonn_agent.model.weight_quant import quantize_linears
+from salmonn_agent.model.weight_quant import quantize_linears, quiet_kernel_notice
 from salmonn_agent.model.whisper import WhisperFeatures, load_whisper_encoder
 from salmonn_agent.sound_tags import SoundTag, SoundTagger
 
@@ -564,11 +564,13 @@ def loading_dtype(device: str | torch.device | None, dtype: torch.dtype | str, q
 
 @contextlib.contextmanager
 def quiet_base_loading() -> Iterator[None]:
-    """Keep transformers' per-model "Loading weights" bars and peft's use of a deprecated
-    transformers helper (a FutureWarning) off the user's terminal while the base parts load;
-    transformers' progress-bar setting is restored afterwards."""
+    """Keep transformers' per-model "Loading weights" bars, peft's use of a deprecated
+    transformers helper (a FutureWarning) and bitsandbytes' optional-kernel notice off the
+    user's terminal while the base parts load; transformers' progress-bar setting is restored
+    afterwards."""
     from transformers.utils import logging as hf_logging
 
+    quiet_kernel_notice()
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:

@@ -16,7 +16,9 @@ This is the memory option and runs on CUDA (its purpose) and on the CPU; the CPU
 
 from __future__ import annotations
 
+import logging
 import math
+from types import ModuleType
 
 import torch
 from torch import nn
@@ -35,6 +37,20 @@ INT8_THRESHOLD = 6.0
 INSTALL_HINT = "pip install 'salmonn-agent[quantize]' (bitsandbytes)"
 
 
+def quiet_kernel_notice() -> None:
+    """Keep bitsandbytes' notice that an optional CPU kernel (fetched from a model hub) is not
+    installed off the terminal; it is imported whenever bitsandbytes is installed (peft does)."""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+def import_bitsandbytes() -> ModuleType:
+    """bitsandbytes, imported quietly (see :func:`quiet_kernel_notice`)."""
+    quiet_kernel_notice()
+    import bitsandbytes
+
+    return bitsandbytes
+
+
 def check_quantize(mode: str | None, device: torch.device) -> None:
     """Raise a one-line :class:`ConfigError` unless ``mode`` is None or a weight
     quantization that runs on ``device`` with bitsandbytes installed."""
@@ -48,7 +64,7 @@ def check_quantize(mode: str | None, device: torch.device) -> None:
             "or --device cuda."
         )
     try:
-        import bitsandbytes  # noqa: F401
+        import_bitsandbytes()
     except ImportError:
         raise ConfigError(f"quantize {mode} needs bitsandbytes: {INSTALL_HINT}.") from None
 
@@ -59,8 +75,7 @@ def quantize_linears(
     """Replace ``lm``'s ``nn.Linear`` layers (except names containing ``skip`` and the output
     layer) with bitsandbytes layers of ``mode`` weights on ``device`` computing in ``dtype``;
     returns how many were replaced. A layer wrapped by peft has its base layer replaced."""
-    import bitsandbytes as bnb
-
+    bnb = import_bitsandbytes()
     head = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
     targets = [(name, child) for name, child in lm.named_modules()
                if type(child) is nn.Linear and child is not head and not any(s in name for s in skip)]
