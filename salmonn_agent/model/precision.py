@@ -70,8 +70,8 @@ def plan_placement(
     if quantize is not None:
         if dtype in (INT8, HALF_WEIGHTS):
             raise ConfigError(
-                f"quantize {quantize} replaces dtype {dtype}: give one of them "
-                "(with quantize, dtype auto, float32, bfloat16 or float16)."
+                f"quantize {quantize} and dtype {dtype} both set the LLM's weight format: give one of them "
+                "(with quantize, use dtype auto, float32, bfloat16 or float16)."
             )
         if dtype == AUTO:
             dtype = torch.float16 if target.type == "cuda" else torch.float32
