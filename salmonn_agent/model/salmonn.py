@@ -132,14 +132,14 @@ class SALMONN(GenerationMixin, nn.Module):
         The trainable parts (Q-Former, projection, LoRA) start freshly initialised; load
         weights with :meth:`from_pretrained` or :meth:`from_official`.
         """
-        plan_placement(device, dtype, quantize)  # a bad option fails before minutes of loading
+        placed_dtype = plan_placement(device, dtype, quantize)[1]  # a bad option fails before minutes of loading
         config = config.model_copy(update={
             "whisper": _resolve(config.whisper, base_dir),
             "llm": _resolve(config.llm, base_dir),
             "beats": _resolve(config.beats, base_dir) if config.beats else None,
         })
         with quiet_base_loading():
-            model = cls._build(config, plan_placement(device, dtype, quantize)[1])
+            model = cls._build(config, placed_dtype)
         return place_model(model, device, dtype, quantize)
 
     @classmethod
@@ -555,7 +555,7 @@ def place_model(
 
 
 def loading_dtype(device: str | torch.device | None, dtype: torch.dtype | str, quantize: str | None) -> torch.dtype:
-    """The dtype to read the base models in on the CPU before placing (:func:`place_model`):
+    """The dtype to read the LLM in on the CPU before placing (:func:`place_model`):
     float16 or bfloat16 when the placed model computes in it (half the CPU memory of float32
     while loading a big LLM), else float32; also checks the options before any loading."""
     placed = plan_placement(device, dtype, quantize)[1]
