@@ -97,19 +97,21 @@ _PER_CALL = frozenset({
     "repetition_penalty", "lora_scale", "model", "tools", "tool_choice", "response_format",
     "ls_structured_output_format", "stream", "seed",
 })
-_LOADED: dict[tuple[str, str | None, str], Any] = {}
+_LOADED: dict[tuple[str, str | None, str, str | None], Any] = {}
 _LOAD_LOCK = threading.Lock()
 
 
-def load_shared_model(path: str, device: str | None = None, dtype: str = "auto") -> Any:
-    """Load a SALMONN model once per process (per path, device and dtype) and share it.
+def load_shared_model(
+    path: str, device: str | None = None, dtype: str = "auto", quantize: str | None = None
+) -> Any:
+    """Load a SALMONN model once per process (per path, device, dtype and quantize) and share it.
 
     ``path`` is a model directory, a hub id, or ``salmonn-mini`` (the embedded default).
     """
-    key = (str(path), device, dtype)
+    key = (str(path), device, dtype, quantize)
     with _LOAD_LOCK:
         if key not in _LOADED:
-            _LOADED[key] = load_model(path, device=device, dtype=dtype)
+            _LOADED[key] = load_model(path, device=device, dtype=dtype, quantize=quantize)
         return _LOADED[key]
 
 
@@ -171,6 +173,9 @@ class ChatSALMONN(BaseChatModel):
     ``float32``, ``float16-weights`` (CPU: float32 compute with the LLM's linear weights stored
     in float16, see ``SALMONN.halve_llm_weights``), ``bfloat16``, ``float16`` or ``int8`` (CPU:
     the LLM's linear layers quantized to 8 bits, see ``SALMONN.quantize_llm``)."""
+    quantize: str | None = None
+    """The LLM's weights in ``int8`` or ``int4`` (bitsandbytes), for big models on smaller GPUs;
+    see ``SALMONN.quantize_llm_weights``. None: unquantized."""
 
     temperature: float | None = None
     """0 (or None): greedy decoding; above 0: sampling at that temperature."""
@@ -394,10 +399,10 @@ class ChatSALMONN(BaseChatModel):
 
     def _client(self, model: str | None) -> Any:
         if model and model != self.model:
-            return load_shared_model(model, self.device, self.dtype)
+            return load_shared_model(model, self.device, self.dtype, self.quantize)
         if self.client is not None:
             return self.client
-        return load_shared_model(self.model, self.device, self.dtype)
+        return load_shared_model(self.model, self.device, self.dtype, self.quantize)
 
     def _prepare(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Request:
         unknown = set(kwargs) - _PER_CALL

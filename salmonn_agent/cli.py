@@ -92,6 +92,10 @@ def add_model_options(parser: argparse.ArgumentParser, device_flag: str = "--dev
                             "on a GPU): auto (default: on CUDA, for one answer at a time without beams, in "
                             "commands that answer more than once; `ask` answers once and decodes eagerly), "
                             "on (also on a CPU; slow to warm up) or off")
+    group.add_argument("--quantize", choices=["int8", "int4"], default=None,
+                       help="the LLM's weights in 8 or 4 bits (bitsandbytes; for big checkpoints on "
+                            "GPUs with less memory, also runs on a CPU); LoRA stays at each answer's "
+                            "scale. Not with --dtype int8 or float16-weights")
 
 
 def load_model_from_args(args: argparse.Namespace, *, answers_once: bool = False):  # noqa: ANN201 - returns SALMONN, imported lazily
@@ -99,18 +103,20 @@ def load_model_from_args(args: argparse.Namespace, *, answers_once: bool = False
     ``$SALMONN_AGENT_MODEL``, else the embedded default model (salmonn-mini).
 
     ``answers_once``: the command answers one request and exits, so ``--compile auto`` decodes
-    eagerly (a compile warm-up of tens of seconds would never pay off)."""
+    eagerly (a compile warm-up of tens of seconds would never pay off); so does a ``--quantize``d
+    model."""
     from salmonn_agent.model.compiled import check_compile_mode
     from salmonn_agent.model.salmonn import SALMONN
     from salmonn_agent.registry import load_model
 
     compile_mode = check_compile_mode(getattr(args, "compile", "auto"))  # before minutes of loading
-    if answers_once and compile_mode == "auto":
-        compile_mode = "off"
+    if compile_mode == "auto" and (answers_once or args.quantize):
+        compile_mode = "off"  # untried with bitsandbytes' layers; `on` still asks for it
     if args.config:
-        model = SALMONN.from_official(args.config, device=args.model_device, dtype=args.dtype)
+        model = SALMONN.from_official(args.config, device=args.model_device, dtype=args.dtype,
+                                      quantize=args.quantize)
     else:
-        model = load_model(args.model, device=args.model_device, dtype=args.dtype)
+        model = load_model(args.model, device=args.model_device, dtype=args.dtype, quantize=args.quantize)
     model.set_compile(compile_mode)
     return model
 

@@ -79,10 +79,12 @@ def load_model(
     *,
     device: str | torch.device | None = None,
     dtype: torch.dtype | str = "auto",
+    quantize: str | None = None,
 ) -> SALMONN:
     """Load the model ``name`` resolves to (see :func:`resolve_model_name`): a directory from
     ``save_pretrained``, a hub id, or ``"salmonn-mini"``; ``None`` means ``$SALMONN_AGENT_MODEL``,
-    else salmonn-mini."""
+    else salmonn-mini. ``quantize``: the LLM's weights in ``int8``/``int4`` (see
+    :mod:`salmonn_agent.model.weight_quant`)."""
     resolved = resolve_model_name(name)
     if resolved == DEFAULT_MODEL:
         from salmonn_agent.mini.shipped import WEIGHTS_FILE, load_mini, mini_weights_available
@@ -94,7 +96,7 @@ def load_model(
                 "save_pretrained or tools/convert_salmonn_checkpoint.py), --config "
                 f"decode_config.yaml (official SALMONN), or set ${MODEL_ENV}."
             )
-        return load_mini(device=device, dtype=dtype)
+        return load_mini(device=device, dtype=dtype, quantize=quantize)
     from salmonn_agent.model.salmonn import SALMONN
 
-    return SALMONN.from_pretrained(resolved, device=device, dtype=dtype)
+    return SALMONN.from_pretrained(resolved, device=device, dtype=dtype, quantize=quantize)

@@ -9,7 +9,11 @@ streamed text), tokens_per_s (greedy decoding, forced length), peak_rss_mb.
 ``--dtype`` is the CLI's precision (default ``auto``: float16-weights on a CPU); run it twice
 (``--dtype float32`` and the default) to compare in one session.
 
-``--device cuda`` measures on a GPU (``auto`` is float32 there; try ``--dtype bfloat16``).
+``--quantize int8|int4`` quantizes the LLM's weights (bitsandbytes); ``llm_weights_mb`` is the
+memory of the LLM's weights and buffers as stored, to compare with the default.
+
+``--device cuda`` measures on a GPU (``auto`` is float32 there, float16 with ``--quantize``;
+try ``--dtype bfloat16``).
 
 ``--compile on`` also decodes with the compiled path (static key/value cache + torch.compile;
 CUDA graphs on a GPU) and reports ``compiled_tokens_per_s``, ``compile_warmup_s`` (the first
@@ -19,7 +23,7 @@ is timed through ``generate_detailed`` with the length forced. ``--compile off``
 measures the default path only.
 
 Usage: python tools/bench_model.py --json [--size small|tiny] [--tokens 32] [--threads N] [--dtype auto]
-       [--device cpu|cuda] [--compile on|off]
+       [--quantize int8|int4] [--device cpu|cuda] [--compile on|off]
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ if str(ROOT) not in sys.path:  # devkit/ sits at the repository root, outside th
 from devkit.tiny import SIZES, build_tiny_model  # noqa: E402
 from salmonn_agent.audio import SAMPLE_RATE  # noqa: E402
 from salmonn_agent.errors import ConfigError, SalmonnError  # noqa: E402
+from salmonn_agent.model.lora import bare_llm  # noqa: E402
 from salmonn_agent.model.salmonn import SALMONN  # noqa: E402
+from salmonn_agent.model.weight_quant import stored_bytes  # noqa: E402
 
 def _median_ms(fn, repeats: int, device: torch.device) -> float:
     times = []
@@ -63,6 +69,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--dtype", default="auto", help="as the CLI's --dtype (default: auto)")
+    parser.add_argument("--quantize", default=None, help="as the CLI's --quantize: int8 or int4 (default: none)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
     parser.add_argument("--compile", default="off", help="on: also measure compiled decoding; off (default)")
     args = parser.parse_args()
@@ -73,7 +80,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         model = SALMONN.from_pretrained(build_tiny_model(tmp, **SIZES[args.size]), device=args.device,
-                                      dtype=args.dtype)
+                                      dtype=args.dtype, quantize=args.quantize)
     model.set_compile("off")  # the default path first; --compile on measures the compiled one after
     clip = (np.random.default_rng(0).standard_normal(30 * SAMPLE_RATE) * 0.1).astype(np.float32)
     samples = model.load(clip, SAMPLE_RATE)
@@ -120,6 +127,8 @@ def main() -> int:
         "threads": torch.get_num_threads(),
         "dtype": args.dtype,
         "float16_weights": model.half_weights,
+        "quantize": model.weight_quantization,
+        "llm_weights_mb": round(stored_bytes(bare_llm(model.llm)) / 2**20, 1),
         "audio_tokens": encoded.num_tokens,
         "prompt_positions": int(inputs.embeds.shape[1]),
         "encode_ms": round(encode_ms, 1),

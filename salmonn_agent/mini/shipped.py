@@ -31,18 +31,21 @@ def load_mini(
     device: str | torch.device | None = None,
     dtype: torch.dtype | str = "auto",
     progress: Callable[[str], None] | None = None,
+    quantize: str | None = None,
 ) -> SALMONN:
     """Load salmonn-mini: base parts from the user cache (prepared on first use) + shipped weights
-    (check :func:`mini_weights_available` first)."""
+    (check :func:`mini_weights_available` first); ``quantize`` as :func:`~salmonn_agent.model.salmonn.place_model`."""
     from safetensors.torch import load_file
 
     from salmonn_agent.mini.model import mini_config
     from salmonn_agent.mini.parts import prepare_mini_parts
     from salmonn_agent.model.checkpoint import load_trainable
+    from salmonn_agent.model.precision import plan_placement
     from salmonn_agent.model.salmonn import SALMONN, place_model
 
+    plan_placement(device, dtype, quantize)  # a bad option fails before the parts are prepared
     parts = prepare_mini_parts(progress=progress)
     model = SALMONN.from_config(mini_config(parts.whisper_dir, parts.llm_dir), device="cpu")
     state = {k: v.float() for k, v in load_file(str(WEIGHTS_FILE)).items()}
     load_trainable(model, state, "salmonn-mini")
-    return place_model(model, device, dtype)
+    return place_model(model, device, dtype, quantize)

@@ -5,7 +5,8 @@ converted for CPU inference (int8 weights here, float16 weights in :mod:`.half_w
 decoding, which reads every LLM weight per token and is bound by memory bandwidth:
 ``int8`` (:func:`quantize_int8`), ``float16-weights`` (:mod:`.half_weights`) and ``auto``
 (``float16-weights`` on a CPU, ``float32`` elsewhere). docs/model-card.md gives their speed
-and accuracy on salmonn-mini.
+and accuracy on salmonn-mini. Quantized weights for GPUs with less memory are a separate choice,
+``quantize`` (:mod:`.weight_quant`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from salmonn_agent.errors import ConfigError
+from salmonn_agent.model.weight_quant import check_quantize
 
 INT8 = "int8"
 """The precision name for float32 weights with the LLM's linear layers quantized to 8 bits (CPU)."""
@@ -55,11 +57,24 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def plan_placement(
-    device: str | torch.device | None, dtype: torch.dtype | str
+    device: str | torch.device | None, dtype: torch.dtype | str, quantize: str | None = None
 ) -> tuple[torch.device, torch.dtype, str | None]:
     """Where and in which torch dtype to put a model, and the LLM conversion to apply after
-    (``int8``, ``float16-weights`` or None); refuses the CPU-only conversions elsewhere."""
+    (``int8``, ``float16-weights`` or None); refuses the CPU-only conversions elsewhere.
+
+    With ``quantize`` (``int8``/``int4`` weights, :mod:`.weight_quant`) ``auto`` is float16 on
+    CUDA and float32 on a CPU, and the CPU conversions are refused: one weight format at a time.
+    """
     target = resolve_device(device)
+    check_quantize(quantize, target)
+    if quantize is not None:
+        if dtype in (INT8, HALF_WEIGHTS):
+            raise ConfigError(
+                f"quantize {quantize} and dtype {dtype} both set the LLM's weight format: give one of them "
+                "(with quantize, use dtype auto, float32, bfloat16 or float16)."
+            )
+        if dtype == AUTO:
+            dtype = torch.float16 if target.type == "cuda" else torch.float32
     if dtype == AUTO:
         dtype = HALF_WEIGHTS if target.type == "cpu" else torch.float32
     if dtype in (INT8, HALF_WEIGHTS) and target.type != "cpu":

@@ -37,10 +37,11 @@ from salmonn_agent.model.half_weights import halve_linear_weights, merge_lora
 from salmonn_agent.model.hints import hint_text
 from salmonn_agent.model.inputs import IGNORE_INDEX, EncodedAudio, PromptInputs, merge_text_and_audio
 from salmonn_agent.model.lora import add_lora, bare_llm, is_lora_layer, scaled_lora
-from salmonn_agent.model.precision import INT8, HALF_WEIGHTS, plan_placement, quantize_int8, resolve_dtype
+from salmonn_agent.model.precision import INT8, HALF_WEIGHTS, plan_placement, quantize_int8
 from salmonn_agent.model.prompt import PromptTokenizer, render_prompt, split_prompt
 from salmonn_agent.model.qformer import WindowQFormer
 from salmonn_agent.model.transcript import SpeechTranscriber
+from salmonn_agent.model.weight_quant import quantize_linears, quiet_kernel_notice
 from salmonn_agent.model.whisper import WhisperFeatures, load_whisper_encoder
 from salmonn_agent.sound_tags import SoundTag, SoundTagger
 
@@ -111,6 +112,7 @@ class SALMONN(GenerationMixin, nn.Module):
         self._init_generation()
         self.quantized = False  # see quantize_llm
         self.half_weights = False  # see halve_llm_weights
+        self.weight_quantization: str | None = None  # see quantize_llm_weights
         self.freeze_base_models()
 
     # ----------------------------------------------------------------- building
@@ -122,31 +124,33 @@ class SALMONN(GenerationMixin, nn.Module):
         base_dir: str | Path | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str = torch.float32,
+        quantize: str | None = None,
     ) -> "SALMONN":
-        """Build the model, loading the frozen Whisper / BEATs / LLM it references.
+        """Build the model, loading the frozen Whisper / BEATs / LLM it references
+        (``quantize``: the LLM's weights in ``int8``/``int4``, see :meth:`quantize_llm_weights`).
 
         The trainable parts (Q-Former, projection, LoRA) start freshly initialised; load
         weights with :meth:`from_pretrained` or :meth:`from_official`.
         """
-        resolve_dtype(dtype)  # an unknown dtype fails before minutes of loading
+        placed_dtype = plan_placement(device, dtype, quantize)[1]  # a bad option fails before minutes of loading
         config = config.model_copy(update={
             "whisper": _resolve(config.whisper, base_dir),
             "llm": _resolve(config.llm, base_dir),
             "beats": _resolve(config.beats, base_dir) if config.beats else None,
         })
         with quiet_base_loading():
-            model = cls._build(config)
-        return place_model(model, device, dtype)
+            model = cls._build(config, placed_dtype)
+        return place_model(model, device, dtype, quantize)
 
     @classmethod
-    def _build(cls, config: SALMONNConfig) -> "SALMONN":
+    def _build(cls, config: SALMONNConfig, llm_dtype: torch.dtype = torch.float32) -> "SALMONN":
         whisper, llm_path = config.whisper, config.llm
         speech_encoder = load_whisper_encoder(whisper, config.chunk_seconds, torch.float32)
         features = WhisperFeatures.from_pretrained(whisper, config.chunk_seconds)
         beats = None
         if config.beats:
             beats = BEATs.from_checkpoint(config.beats)
-        llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=torch.float32)
+        llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=llm_dtype)
         tokenizer = PromptTokenizer.load(llm_path, config.tokenizer_mode)
         transcriber = SpeechTranscriber.from_pretrained(whisper, speech_encoder) if config.speech_transcript else None
         tagger = SoundTagger.load() if config.sound_tags else None
@@ -159,12 +163,13 @@ class SALMONN(GenerationMixin, nn.Module):
         *,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str = torch.float32,
+        quantize: str | None = None,
     ) -> "SALMONN":
         """Load a model saved with :meth:`save_pretrained` (a local directory or a hub id)."""
         directory, config = checkpoint.read_model_dir(path)
-        model = cls.from_config(config, base_dir=directory, device="cpu")
+        model = cls.from_config(config, base_dir=directory, device="cpu", dtype=loading_dtype(device, dtype, quantize))
         checkpoint.load_trainable(model, checkpoint.read_weights(directory), repr(str(directory)))
-        return place_model(model, device, dtype)
+        return place_model(model, device, dtype, quantize)
 
     @classmethod
     def from_official(
@@ -173,12 +178,14 @@ class SALMONN(GenerationMixin, nn.Module):
         *,
         device: str | torch.device | None = None,
         dtype: torch.dtype | str = torch.float32,
+        quantize: str | None = None,
     ) -> "SALMONN":
         """Build SALMONN from an official decode YAML (or its parsed form) and load ``model.ckpt``."""
+        load_dtype = loading_dtype(device, dtype, quantize)
         official = config if isinstance(config, OfficialConfig) else OfficialConfig.from_yaml(config)
         if not official.model.ckpt:
             raise ConfigError("The config has no model.ckpt: set it to the SALMONN .pth file.")
-        model = cls.from_config(SALMONNConfig.from_official(official), device="cpu")
+        model = cls.from_config(SALMONNConfig.from_official(official), device="cpu", dtype=load_dtype)
         if official.model.speech_llama_proj_model:
             raise ConfigError(
                 "model.speech_llama_proj_model initialises the projection for training; for decoding "
@@ -186,7 +193,7 @@ class SALMONN(GenerationMixin, nn.Module):
             )
         report = checkpoint.load_official_state(model, official.model.ckpt)
         logger.info("loaded %d trainable tensors from %s", report.loaded, report.source)
-        return place_model(model, device, dtype)
+        return place_model(model, device, dtype, quantize)
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``salmonn_config.json`` and the trainable weights (``model.safetensors``) to ``path``."""
@@ -242,6 +249,16 @@ class SALMONN(GenerationMixin, nn.Module):
             raise ConfigError(f"int8 quantization runs on the CPU only; the model is on {self.device}.")
         quantize_int8(bare_llm(self.llm))
         self.quantized = True
+
+    def quantize_llm_weights(self, mode: str, device: torch.device, dtype: torch.dtype) -> None:
+        """Quantize the frozen LLM's linear weights to ``mode`` (``int8``/``int4``) on ``device``,
+        computing in ``dtype``; LoRA stays a separate adapter at each call's scale, and the LM
+        head, the encoders and the Q-Former are not quantized. Call it before moving the model
+        (:func:`place_model` does), so the unquantized weights never reach ``device``. See
+        :mod:`salmonn_agent.model.weight_quant`. The model can no longer be trained.
+        """
+        quantize_linears(bare_llm(self.llm), mode, device, dtype)
+        self.weight_quantization = mode
 
     def halve_llm_weights(self) -> None:
         """Store the frozen LLM's linear weights in float16, computing in float32 (CPU inference).
@@ -519,11 +536,16 @@ def answer_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module) -> 
     return LMOutput(loss, loss_sum.detach(), correct.detach(), count.detach())
 
 
-def place_model(model: SALMONN, device: str | torch.device | None, dtype: torch.dtype | str) -> SALMONN:
+def place_model(
+    model: SALMONN, device: str | torch.device | None, dtype: torch.dtype | str, quantize: str | None = None
+) -> SALMONN:
     """Move a freshly loaded model to ``device`` in ``dtype`` (``int8``: see
     :meth:`SALMONN.quantize_llm`; ``float16-weights``: :meth:`SALMONN.halve_llm_weights`;
-    ``auto``: ``float16-weights`` on a CPU, ``float32`` elsewhere)."""
-    target, torch_dtype, conversion = plan_placement(device, dtype)
+    ``auto``: ``float16-weights`` on a CPU, ``float32`` elsewhere), with the LLM's weights
+    quantized to ``quantize`` (``int8``/``int4``, :meth:`SALMONN.quantize_llm_weights`) on the way."""
+    target, torch_dtype, conversion = plan_placement(device, dtype, quantize)
+    if quantize is not None:
+        model.quantize_llm_weights(quantize, target, torch_dtype)
     model = model.to(device=target, dtype=torch_dtype)
     if conversion == INT8:
         model.quantize_llm()
@@ -532,13 +554,23 @@ def place_model(model: SALMONN, device: str | torch.device | None, dtype: torch.
     return model
 
 
+def loading_dtype(device: str | torch.device | None, dtype: torch.dtype | str, quantize: str | None) -> torch.dtype:
+    """The dtype to read the LLM in on the CPU before placing (:func:`place_model`):
+    float16 or bfloat16 when the placed model computes in it (half the CPU memory of float32
+    while loading a big LLM), else float32; also checks the options before any loading."""
+    placed = plan_placement(device, dtype, quantize)[1]
+    return placed if placed in (torch.float16, torch.bfloat16) else torch.float32
+
+
 @contextlib.contextmanager
 def quiet_base_loading() -> Iterator[None]:
-    """Keep transformers' per-model "Loading weights" bars and peft's use of a deprecated
-    transformers helper (a FutureWarning) off the user's terminal while the base parts load;
-    transformers' progress-bar setting is restored afterwards."""
+    """Keep transformers' per-model "Loading weights" bars, peft's use of a deprecated
+    transformers helper (a FutureWarning) and bitsandbytes' optional-kernel notice off the
+    user's terminal while the base parts load; transformers' progress-bar setting is restored
+    afterwards."""
     from transformers.utils import logging as hf_logging
 
+    quiet_kernel_notice()
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:

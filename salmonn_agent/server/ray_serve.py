@@ -35,6 +35,8 @@ class RayServeOptions(BaseModel):
     """An official SALMONN ``decode_config.yaml`` instead of ``model``."""
     device: str = "auto"
     dtype: str = "auto"
+    quantize: str | None = None
+    """The LLM's weights in ``int8`` or ``int4`` (as the CLI's ``--quantize``)."""
     name: str = "salmonn"
     """The Ray Serve deployment's name."""
     replicas: int = Field(1, ge=1)
@@ -99,9 +101,11 @@ class SalmonnReplica:
 
         def load() -> ChatSALMONN:
             if options.config:
-                client = SALMONN.from_official(options.config, device=options.device, dtype=options.dtype)
+                client = SALMONN.from_official(options.config, device=options.device, dtype=options.dtype,
+                                               quantize=options.quantize)
             else:
-                client = load_model(options.model, device=options.device, dtype=options.dtype)
+                client = load_model(options.model, device=options.device, dtype=options.dtype,
+                                    quantize=options.quantize)
             return ChatSALMONN(client=client, model=name, max_batch_size=options.max_batch_size,
                                local_audio=False, allow_remote_audio=False)
 

@@ -230,9 +230,11 @@ class Trainer:
             source = config.path(config.model)
             model_ref = str(source) if source is not None and source.exists() else config.model
             model = SALMONN.from_pretrained(model_ref, device=self.acc.device)
-        if getattr(model, "quantized", False) or getattr(model, "half_weights", False):
+        if getattr(model, "quantized", False) or getattr(model, "half_weights", False) or getattr(
+            model, "weight_quantization", None
+        ):
             raise ConfigError(
-                "This model's LLM is stored in int8 or float16 weights (inference only); train a float32 model."
+                "This model's LLM is stored in int8, int4 or float16 weights (inference only); train a float32 model."
             )
         self.model = model.to(self.acc.device)
         self.model.freeze_base_models()

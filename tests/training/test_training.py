@@ -220,3 +220,11 @@ def test_inference_only_precisions_are_refused_for_training(train_model_dir, dem
     config = TrainConfig(**base_config(train_model_dir, demo_data, tmp_path / "refused", max_steps=1))
     with pytest.raises(ConfigError, match="inference only.*train a float32 model"):
         Trainer(config, model=model)
+
+
+def test_quantized_weights_are_refused_for_training(train_model_dir, demo_data, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    model = SALMONN.from_pretrained(train_model_dir, device="cpu", quantize="int8")
+    config = TrainConfig(**base_config(train_model_dir, demo_data, tmp_path / "refused", max_steps=1))
+    with pytest.raises(ConfigError, match="inference only.*train a float32 model"):
+        Trainer(config, model=model)
