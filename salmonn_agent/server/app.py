@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import socket
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -43,7 +42,7 @@ from salmonn_agent.chat.errors import ContentBlockError, GenerationTimeout, Tool
 from salmonn_agent.chat_model import ChatSALMONN
 from salmonn_agent.errors import PromptTooLongError, SalmonnError, format_validation_error
 from salmonn_agent.server.live import LiveOptions, add_live_routes
-from salmonn_agent.server.settings import ServerSettings
+from salmonn_agent.server.settings import ServerSettings, Slots
 from salmonn_agent.server.wire import (
     ChatCompletionRequest,
     chunk,
@@ -75,21 +74,8 @@ class ServerState:
         self.settings = settings
         self.chat: ChatSALMONN | None = None
         self.load_error: str | None = None
-        self.in_flight = 0
-        self._lock = threading.Lock()
-
-    def try_enter(self) -> bool:
-        """Count a request in, unless ``max_in_flight`` requests are already running or waiting."""
-        with self._lock:
-            if self.in_flight >= self.settings.max_in_flight:
-                return False
-            self.in_flight += 1
-            return True
-
-    def leave(self) -> None:
-        """Count a request out."""
-        with self._lock:
-            self.in_flight -= 1
+        self.requests = Slots(settings.max_in_flight)
+        """Requests running or waiting, against ``max_in_flight``."""
 
 
 class APIError(Exception):
@@ -246,7 +232,7 @@ def create_app(settings: ServerSettings, load: Callable[[], ChatSALMONN], live: 
             raise APIError(400, str(err)) from None
         if settings.request_timeout_s is not None:
             kwargs["timeout"] = settings.request_timeout_s
-        if not state.try_enter():
+        if not state.requests.take():
             raise _busy(settings)
         if parsed.stream:
             include_usage = bool((parsed.stream_options or {}).get("include_usage"))
@@ -256,7 +242,7 @@ def create_app(settings: ServerSettings, load: Callable[[], ChatSALMONN], live: 
         try:
             message = await _until_disconnect(request, chat.ainvoke(messages, **kwargs))
         finally:
-            state.leave()
+            state.requests.release()
         return completion(message, chat.model_name)
 
     @app.post("/v1/audio/transcriptions", dependencies=guarded)
@@ -286,13 +272,13 @@ def create_app(settings: ServerSettings, load: Callable[[], ChatSALMONN], live: 
             {"type": "audio", "base64": base64.b64encode(data).decode(),
              "mime_type": UPLOAD_MIME.get(suffix, "application/octet-stream")},
             {"type": "text", "text": TRANSCRIBE_PROMPT}]})
-        if not state.try_enter():
+        if not state.requests.take():
             raise _busy(settings)
         try:
             message = await _until_disconnect(
                 request, chat.ainvoke(messages, temperature=0, timeout=settings.request_timeout_s))
         finally:
-            state.leave()
+            state.requests.release()
         text = str(message.content).strip()
         if response_format == "text":
             return PlainTextResponse(text + "\n")
@@ -421,7 +407,7 @@ async def _stream(state: ServerState, chat: ChatSALMONN, messages: list[Any], kw
     except (ToolCallError, GenerationTimeout, ContentBlockError, SalmonnError, ValueError) as err:
         yield _event(error_body(str(err), "invalid_request_error" if isinstance(err, ValueError) else "server_error"))
     finally:
-        state.leave()
+        state.requests.release()
     yield b"data: [DONE]\n\n"
 
 

@@ -63,7 +63,7 @@ from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent, mem
 from salmonn_agent.agent.watch import Detection, SoundWatch
 from salmonn_agent.errors import SalmonnError
 from salmonn_agent.registry import profile_of
-from salmonn_agent.server.settings import ServerSettings
+from salmonn_agent.server.settings import ServerSettings, Slots
 from salmonn_agent.stream import AudioChunk, AudioWindow, Listener, SegmenterConfig, Source
 
 logger = logging.getLogger(__name__)
@@ -123,27 +123,6 @@ class LiveOptions:
         if self.webhook_url is not None:
             given["webhook_url"] = self.webhook_url
         return ActionsConfig(**given)
-
-
-class SessionSlots:
-    """Counts live sessions against ``max_sessions`` (thread-safe)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.open = limit, 0
-        self._lock = threading.Lock()
-
-    def take(self) -> bool:
-        """Count a session in, unless ``limit`` are already open."""
-        with self._lock:
-            if self.open >= self.limit:
-                return False
-            self.open += 1
-            return True
-
-    def release(self) -> None:
-        """Count a session out."""
-        with self._lock:
-            self.open -= 1
 
 
 class PushSource(Source):
@@ -280,7 +259,7 @@ def error_message(err: LiveError) -> dict[str, Any]:
 def add_live_routes(app: FastAPI, settings: ServerSettings, options: LiveOptions,
                     chat: Callable[[], Any]) -> None:
     """Add ``WS /v1/live``; ``chat()`` is the server's loaded chat model (None while loading)."""
-    slots = SessionSlots(settings.max_sessions)
+    slots = Slots(settings.max_sessions)
     shared_audit = AuditLog(options.audit_path, redact_results=options.audit_redact)
     app.state.live_slots = slots
 

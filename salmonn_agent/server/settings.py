@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import threading
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -39,6 +40,27 @@ class ServerSettings(BaseModel):
     """Most audio frames a live session may send in any second."""
     max_session_audio_s: float = Field(3600.0, gt=0)
     """Most audio one live session may stream, in seconds; then it is closed."""
+
+
+class Slots:
+    """A thread-safe count of what is open (requests in flight, live sessions) against a limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.open = limit, 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Count one in, unless ``limit`` are already open."""
+        with self._lock:
+            if self.open >= self.limit:
+                return False
+            self.open += 1
+            return True
+
+    def release(self) -> None:
+        """Count one out."""
+        with self._lock:
+            self.open -= 1
 
 
 def is_loopback(host: str) -> bool:

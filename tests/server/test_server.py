@@ -265,6 +265,6 @@ def test_a_disconnected_client_cancels_its_generation(start_server, tiny_model, 
     assert [job.control.ended_by for job in jobs] == ["cancelled", "cancelled"]
     assert all(len(job.control.token_ids) < 1500 for job in jobs)
     state = server.server.config.app.state.server
-    while state.in_flight and time.monotonic() < deadline:
+    while state.requests.open and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert state.in_flight == 0
+    assert state.requests.open == 0
