@@ -15,8 +15,13 @@ the assistant. ``--realtime`` paces the file like a microphone (barge-in applies
 
 Prints one JSON object:
 
-* ``eou_to_first_token_ms``: median over turns of ``eou_delay_ms + ttft_ms``;
-* ``turn_ms``, ``ttft_ms``, ``eou_delay_ms``: medians over turns;
+* ``eou_to_first_token_ms``: median over turns of the end of speech → the first token,
+  ``eou_delay_ms - head_start_ms + ttft_ms`` (see
+  :class:`~salmonn_agent.agent.runtime.TurnMetrics`: an answer started at a pause counts from
+  the pause window, and is handed out no earlier than its speech window);
+* ``eou_to_action_ms``: the same for the first action of the turns that ran one;
+* ``turn_ms``, ``ttft_ms``, ``eou_delay_ms``, ``head_start_ms``: medians over turns;
+  ``preempted_turns``: turns answered from the pause before them;
 * ``actions_correct``: fraction of the spoken commands whose turn called exactly the expected
   tool with the expected arguments (numbers equal; a note's text within a word error rate of
   0.25 after normalising case and punctuation; strings equal after that normalisation; an
@@ -24,7 +29,11 @@ Prints one JSON object:
 * ``tools_correct``: fraction of the spoken commands whose turn called exactly the expected
   tool, whatever its arguments;
 * ``questions_answered`` (answered in words, no tool called) and ``questions_correct`` (the
-  answer contains the expected words), as fractions of the questions;
+  answer contains the expected words), as fractions of the questions; ``false_actions``: the
+  fraction of the questions whose turns called an action tool;
+* ``false_cutoffs``: the fraction of the requests where a turn ended while the speaker was
+  mid-request (the request's speech is split over more than one turn). ``--hesitations N`` says N of the commands in two parts with a
+  :data:`HESITATION_S` pause between them (a speaker thinking mid-request), as a test of it;
 * with ``--speak`` (answers said by the command's TTS engine into a sound-device stand-in
   paced in real time: :class:`~salmonn_agent.agent.speech_out.NullOutput`):
   ``eou_to_first_audio_ms``, the median over spoken turns of ``eou_delay_ms +
@@ -38,7 +47,8 @@ Prints one JSON object:
 Windows are matched to requests by time (the request whose speech overlaps the window most).
 
 Usage: python tools/bench_agent.py --json [--model DIR] [--requests 12] [--questions 2]
-       [--seed 0] [--realtime] [--speak] [--details] [--threads 2] [--save-wav conversation.wav]
+       [--hesitations 2] [--no-preemptive] [--seed 0] [--realtime] [--speak] [--details]
+       [--threads 2] [--save-wav conversation.wav]
 """
 
 from __future__ import annotations
@@ -89,6 +99,9 @@ ALLOW = list(ASSISTANT_TOOLS)
 GAP_S = 1.2
 LEAD_S = 0.5
 NOTE_MAX_WER = 0.25
+HESITATION_S = 0.3
+"""Silence put between the two parts of a hesitating request (espeak-ng adds its own around it:
+the speech stops for about half a second)."""
 MAX_TOKENS = 64
 """``salmonn-agent assistant``'s default ``--max-tokens``."""
 
@@ -124,22 +137,41 @@ def pick_requests(n: int, questions: int, seed: int) -> list[Request]:
     raise ConfigError(f"The held-out bank has too few distinct requests for --requests {n}: ask for fewer.")
 
 
-def speak_conversation(requests: list[Request], seed: int) -> tuple[np.ndarray, list[Spoken]]:
-    """The requests said one after another by held-out voices, with :data:`GAP_S` of silence between."""
+def speak_conversation(
+    requests: list[Request], seed: int, hesitations: int = 0
+) -> tuple[np.ndarray, list[Spoken]]:
+    """The requests said one after another by held-out voices, with :data:`GAP_S` of silence
+    between; the first ``hesitations`` commands of more than three words are said in two parts
+    (split in the middle, :data:`HESITATION_S` apart)."""
     scene = SceneBuilder(noise_db=-65.0, seed=seed).silence(LEAD_S)
-    voices = []
+    voices, spans = [], []
+    left = hesitations
     for index, request in enumerate(requests):
         rng = np.random.default_rng([seed, index, 8080])
         voice = S.draw_voice(rng, held_out=True)
-        try:
-            said = S.speak(request.text, voice)
-        except RuntimeError as err:  # espeak-ng failed: not the assistant's fault
-            raise ConfigError(f"Could not speak {request.text!r}: {err}") from None
-        speech = S.set_rms_db(said, float(rng.uniform(-28.0, -18.0)))
-        scene.speech(speech, label=request.text).silence(GAP_S)
+        words = request.text.split()
+        parts = [request.text]
+        if left and request.tool is not None and len(words) > 3:
+            parts = [" ".join(words[: len(words) // 2]), " ".join(words[len(words) // 2 :])]
+            left -= 1
+        level = float(rng.uniform(-28.0, -18.0))
+        first = scene.seconds
+        for i, part in enumerate(parts):
+            try:
+                said = S.speak(part, voice)
+            except RuntimeError as err:  # espeak-ng failed: not the assistant's fault
+                raise ConfigError(f"Could not speak {part!r}: {err}") from None
+            scene.speech(S.set_rms_db(said, level), label=request.text)
+            if i < len(parts) - 1:
+                scene.silence(HESITATION_S)
+        spans.append((first, scene.seconds))
+        scene.silence(GAP_S)
         voices.append(voice.name)
     samples, events = scene.build()
-    spoken = [Spoken(r, e.start, e.end, v) for r, e, v in zip(requests, events, voices, strict=True)]
+    spoken = []
+    for request, (start, end), voice in zip(requests, spans, voices, strict=True):
+        inside = [e for e in events if start <= e.start and e.end <= end + 1e-9]
+        spoken.append(Spoken(request, min(e.start for e in inside), max(e.end for e in inside), voice))
     return samples, spoken
 
 
@@ -148,7 +180,7 @@ def speak_conversation(requests: list[Request], seed: int) -> tuple[np.ndarray, 
 
 async def run_assistant(
     wav: Path, model: Any, name: str, notes: Path, *, realtime: bool, max_tokens: int,
-    memory_turns: int | None = None, speaker: Any = None,
+    memory_turns: int | None = None, speaker: Any = None, preemptive: bool = True,
 ) -> tuple[list[TurnResult], list[AuditRecord], dict[str, dict[str, Any]]]:
     """Replay ``wav`` to the assistant built as ``salmonn-agent assistant`` builds it.
 
@@ -163,9 +195,9 @@ async def run_assistant(
         gate = ActionGate(ActionPolicy(allow=ALLOW), AuditLog())
         chat = ChatSALMONN(client=model, model=name, temperature=0, max_tokens=max_tokens)
         memory = memory_turns_for(profile_of(chat)) if memory_turns is None else memory_turns  # as the command does
-        config = AgentConfig(max_memory_turns=memory)
+        config = AgentConfig(max_memory_turns=memory, preemptive=preemptive)
         agent = VoiceAgent(chat, actions=actions, gate=gate, store=WindowStore(), config=config, speaker=speaker)
-        listener = Listener(FileSource(wav, realtime=realtime), on_onset=agent.on_onset if realtime else None)
+        listener = Listener(FileSource(wav, realtime=realtime), agent.segmenter_config(), on_onset=agent.on_onset if realtime else None)
         try:
             listener.start()
             results = await (agent.run(listener) if realtime else agent.process(listener))
@@ -235,13 +267,15 @@ def score(
     for record in records:
         if record.turn is not None:
             calls[record.turn].append(record)
-    commands = correct = right_tools = questions = answered = right_answers = 0
+    commands = correct = right_tools = questions = answered = right_answers = false_actions = cutoffs = 0
     details = []
     assigned = assign_turns(spoken, results)
     for said, turns in zip(spoken, assigned, strict=True):
         request = said.request
         made = [record for turn in turns for record in calls[turn.turn]]
         answer = " ".join(turn.answer for turn in turns if turn.answer).strip()
+        cut = len(turns) > 1  # a turn ended mid-request and the rest became another turn
+        cutoffs += cut
         if request.tool is not None:
             commands += 1
             right_tool = len(made) == 1 and made[0].tool == request.tool
@@ -251,6 +285,7 @@ def score(
             expected: dict[str, Any] = {"tool": request.tool, "args": request.args}
         else:
             questions += 1
+            false_actions += bool(made)
             words = not made and bool(answer)
             ok = words and normalize(str(request.answer)) in normalize(answer)
             answered += words
@@ -267,6 +302,7 @@ def score(
                 "answer": answer,
             },
             "correct": ok,
+            "cut_off": cut,
         })
     figures = {
         "commands": commands,
@@ -275,6 +311,8 @@ def score(
         "tools_correct": round(right_tools / commands, 3) if commands else None,
         "questions_answered": round(answered / questions, 3) if questions else None,
         "questions_correct": round(right_answers / questions, 3) if questions else None,
+        "false_actions": round(false_actions / questions, 3) if questions else None,
+        "false_cutoffs": round(cutoffs / len(spoken), 3) if spoken else None,
         "unmatched_turns": len(results) - sum(len(turns) for turns in assigned),
     }
     return figures, details
@@ -305,7 +343,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
-    samples, spoken = speak_conversation(pick_requests(args.requests, args.questions, args.seed), args.seed)
+    if args.hesitations < 0:
+        raise ConfigError(f"--hesitations must be 0 or more, got {args.hesitations}.")
+    samples, spoken = speak_conversation(
+        pick_requests(args.requests, args.questions, args.seed), args.seed, args.hesitations
+    )
     model = load_model(args.model, device=args.device)
     name = resolve_model_name(args.model)
     speaker = None
@@ -322,7 +364,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sf.write(wav, samples, SAMPLE_RATE, subtype="PCM_16")
             results, records, defaults = asyncio.run(run_assistant(
                 wav, model, name, Path(tmp) / "notes.txt", realtime=args.realtime, max_tokens=args.max_tokens,
-                memory_turns=args.memory_turns, speaker=speaker,
+                memory_turns=args.memory_turns, speaker=speaker, preemptive=not args.no_preemptive,
             ))
     finally:
         if speaker is not None:
@@ -330,15 +372,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     figures, details = score(spoken, results, records, defaults)
 
     metrics = [r.metrics for r in results]
+
+    def from_eou(m: Any, ms: float) -> float:  # end of speech → ms after the answer started
+        return m.eou_delay_ms - m.head_start_ms + ms
+
     out: dict[str, Any] = {
-        "eou_to_first_token_ms": _median([m.eou_delay_ms + m.ttft_ms for m in metrics if m.ttft_ms is not None]),
+        "eou_to_first_token_ms": _median([from_eou(m, m.ttft_ms) for m in metrics if m.ttft_ms is not None]),
+        "eou_to_action_ms": _median([from_eou(m, m.action_ms) for m in metrics if m.action_ms is not None]),
         "turn_ms": _median([m.turn_ms for m in metrics]),
         "ttft_ms": _median([m.ttft_ms for m in metrics if m.ttft_ms is not None]),
         "eou_delay_ms": _median([m.eou_delay_ms for m in metrics]),
+        "head_start_ms": _median([m.head_start_ms for m in metrics]),
+        "preempted_turns": sum(m.head_start_ms > 0 for m in metrics),
         "actions_correct": figures.pop("actions_correct"),
         "tools_correct": figures.pop("tools_correct"),
         "questions_answered": figures.pop("questions_answered"),
         "questions_correct": figures.pop("questions_correct"),
+        "false_actions": figures.pop("false_actions"),
+        "false_cutoffs": figures.pop("false_cutoffs"),
         "turns": len(results),
         "requests": len(spoken),
         **figures,
@@ -348,6 +399,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "realtime": args.realtime,
         "seed": args.seed,
         "memory_turns": args.memory_turns,
+        "hesitations": args.hesitations,
+        "preemptive": not args.no_preemptive,
         "model": name,
         "device": str(model.device),
         "threads": torch.get_num_threads(),
@@ -355,7 +408,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if speaker is not None:
         spoken = [m for m in metrics if m.first_audio_ms is not None]
         out.update({
-            "eou_to_first_audio_ms": _median([m.eou_delay_ms + m.first_audio_ms for m in spoken]),
+            "eou_to_first_audio_ms": _median([from_eou(m, m.first_audio_ms) for m in spoken]),
             "first_audio_ms": _median([m.first_audio_ms for m in spoken]),
             "spoken_turns": len(spoken),
             "tts": speaker.engine.name,
@@ -374,6 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=12, help="spoken requests in the conversation (default 12)")
     parser.add_argument("--questions", type=int, default=2, help="how many of them are questions (default 2)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hesitations", type=int, default=2,
+                        help="commands said in two parts with a pause between (default 2)")
+    parser.add_argument("--no-preemptive", action="store_true",
+                        help="do not start answers at pauses (AgentConfig.preemptive off)")
     parser.add_argument("--realtime", action="store_true", help="pace the replay like a live microphone")
     parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help=f"longest answer (default {MAX_TOKENS})")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2; 0: torch's default)")

@@ -166,7 +166,7 @@ def run_assistant(args: argparse.Namespace) -> int:
             # the gate hears a person over it.
             source = EchoGate(source, speaker.reference, clock=speaker.clock,
                               on_barge_in=speaker.interrupt if args.barge_in == "cancel" else None)
-        listener = Listener(source, on_onset=agent.on_onset if live else None)
+        listener = Listener(source, agent.segmenter_config(), on_onset=agent.on_onset if live else None)
         try:
             listener.start()
             if speaker is not None:

@@ -71,11 +71,13 @@ from salmonn_agent.agent.audio_refs import WindowStore, window_summary
 from salmonn_agent.agent.hearing import HearingTools
 from salmonn_agent.agent.memory import ConversationMemory
 from salmonn_agent.agent.policy import ActionGate, ActionOutcome, ActionRequest
+from salmonn_agent.agent.preemptive import HeldAnswer, same_audio
 from salmonn_agent.agent.speech_out import action_report
 from salmonn_agent.agent.watch import Detection, SoundWatch
 from salmonn_agent.chat.messages import audio_message
 from salmonn_agent.errors import ConfigError
 from salmonn_agent.registry import ModelProfile, profile_of
+from salmonn_agent.stream.config import SegmenterConfig
 from salmonn_agent.stream.windows import AudioWindow, WindowKind
 
 logger = logging.getLogger(__name__)
@@ -124,6 +126,18 @@ class AgentConfig(BaseModel):
     min_interruption_s: float = Field(
         0.4, ge=0,
         description="Shortest speech event (seconds, without pre/post-roll) that counts as a real interruption.",
+    )
+    preemptive: bool = Field(
+        True,
+        description=(
+            "Start answering at a pause in the speech (a `pause` window, see "
+            "agent/preemptive.py), holding the answer until the turn's end confirms it; "
+            "a brain that hears audio only."
+        ),
+    )
+    pause_ms: int = Field(
+        250, gt=0,
+        description="Silence after which the front-end emits the `pause` window that starts an early answer.",
     )
     max_tool_steps: int = Field(2, ge=1, description="Most rounds of tool calls in one turn.")
     answer_after_actions: bool = Field(
@@ -181,6 +195,14 @@ class TurnMetrics(BaseModel):
     first_audio_ms: float | None = None
     """Window's arrival at the runtime → the answer's first audio handed to the sound device
     (None: no speaker, or nothing was said)."""
+    action_ms: float | None = None
+    """Window's arrival at the runtime → the first action handed to the gate (None: no action)."""
+    head_start_ms: float = 0.0
+    """An answer started at a pause (``AgentConfig.preemptive``): front-end stream time from the
+    ``pause`` window to the ``speech`` window that confirmed it. The other times then count
+    from the ``pause`` window's arrival, and nothing was handed out before the ``speech``
+    window's, so the end of speech → first token is ``eou_delay_ms - head_start_ms + ttft_ms``
+    (likewise for the first audio and the action); 0 for other turns."""
     brain_calls: int = 0
     """Generations the turn took (one per round of tool calls, plus the answer)."""
 
@@ -233,6 +255,10 @@ class _Turn:
     """The running generation or hearing call, which a barge-in cancels."""
     partial: str = ""
     first_token_at: float | None = None
+    first_action_at: float | None = None
+    held: HeldAnswer | None = None
+    """The answer started at the pause before this window (consumed by the first generation)."""
+    head_start_s: float = 0.0
     interrupted_at: float | None = None
     stopped_at: float | None = None
     committed: bool = False
@@ -313,6 +339,7 @@ class VoiceAgent:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
         self._awaiting_verdict: _Turn | None = None
+        self._held: HeldAnswer | None = None
         self._queue: asyncio.Queue[tuple[AudioWindow, float, str] | None] = asyncio.Queue()
         self._watch_queue: asyncio.Queue[tuple[AudioWindow, str] | None] = asyncio.Queue()
         self.results: list[TurnResult] = []
@@ -398,6 +425,7 @@ class VoiceAgent:
                 task.cancel()
             await asyncio.gather(feed, turns, sounds, return_exceptions=True)
             self._awaiting_verdict = None
+            await self._drop_held()
         return self.results[first:]
 
     async def process(self, listener: WindowFeed, *, max_turns: int | None = None) -> list[TurnResult]:
@@ -413,6 +441,9 @@ class VoiceAgent:
         windows = listener.awindows()
         try:
             async for window in windows:
+                if window.kind == "pause":
+                    self._preempt(window)
+                    continue
                 window_id = self.store.add(window)  # ids follow the stream's order
                 if window.kind == "speech":
                     await self.handle_window(window, window_id)
@@ -421,6 +452,7 @@ class VoiceAgent:
                 elif self.watch is not None and window.kind in self.config.watch_kinds:
                     await self.check_sound(window, window_id)
         finally:
+            await self._drop_held()
             close = getattr(windows, "aclose", None)
             if close is not None:
                 await close()  # a Listener stops its source and joins its thread
@@ -432,6 +464,9 @@ class VoiceAgent:
         try:
             async for window in listener.awindows():
                 arrival = time.perf_counter()
+                if window.kind == "pause":
+                    self._preempt(window)
+                    continue
                 self._dispatch(window, self.store.add(window), arrival)  # ids follow the stream's order
         finally:
             self._settle_verdict(True)  # no window came: the cancelled turn stays cancelled
@@ -515,7 +550,42 @@ class VoiceAgent:
         window_id = window_id or self.store.add(window)
         self._turns += 1
         # Summarised from the window itself: a busy store may already have evicted it.
-        return _Turn(self._turns, window, window_id, window_summary(window, window_id), arrival)
+        turn = _Turn(self._turns, window, window_id, window_summary(window, window_id), arrival)
+        held, self._held = self._held, None
+        if held is not None:
+            if same_audio(held.window, window) and held.messages == [
+                self._system, *self.memory.messages(), self._request(turn)
+            ]:
+                turn.held, turn.arrival = held, held.started_at
+                turn.head_start_s = max(0.0, window.emitted_at - held.window.emitted_at)
+            else:  # the speaker went on after the pause: answer the whole request
+                held.cancel()
+        return turn
+
+    def segmenter_config(self, base: SegmenterConfig | None = None) -> SegmenterConfig:
+        """The front-end settings this assistant wants: ``base`` (default: the defaults) with
+        ``pause_ms`` set when it starts answers at pauses (``AgentConfig.preemptive``, a brain
+        that hears, a pause that fits between the post-roll and the hangover)."""
+        base = base or SegmenterConfig()
+        pause = max(self.config.pause_ms, base.post_roll_ms)
+        if not (self.config.preemptive and self.hears_audio) or base.pause_ms is not None or pause >= base.hangover_ms:
+            return base
+        return base.model_copy(update={"pause_ms": pause})
+
+    def _preempt(self, window: AudioWindow) -> None:
+        """A ``pause`` window: start its answer now, held until its ``speech`` window comes."""
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
+        if not (self.config.preemptive and self.hears_audio) or self._current is not None or not self._queue.empty():
+            return
+        messages = [self._system, *self.memory.messages(), audio_message(window, self.config.turn_instruction)]
+        self._held = HeldAnswer(self._runnable.astream(messages), window, messages)
+
+    async def _drop_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            await held.aclose()
 
     def _request(self, turn: _Turn) -> HumanMessage:
         if self.hears_audio:
@@ -619,6 +689,8 @@ class VoiceAgent:
                 first_audio_ms=(_ms(turn.speech.first_audio_at - turn.arrival)
                                 if turn.speech is not None and turn.speech.first_audio_at is not None else None),
                 brain_calls=calls,
+                action_ms=_ms(turn.first_action_at - turn.arrival) if turn.first_action_at is not None else None,
+                head_start_ms=_ms(turn.head_start_s),
             ),
         )
 
@@ -648,7 +720,11 @@ class VoiceAgent:
             turn.speech.say("\n")  # a later round's text starts a new sentence
         merged: AIMessageChunk | None = None
         whole: AIMessage | None = None
-        async for chunk in self._runnable.astream(messages):
+        held, turn.held = turn.held, None
+        # An answer started at the pause is handed out from when its speech window came (in a
+        # replay faster than real time: from when it would have come).
+        stream = held.chunks(held.started_at + turn.head_start_s) if held is not None else self._runnable.astream(messages)
+        async for chunk in stream:
             if turn.first_token_at is None and (chunk.content or getattr(chunk, "tool_call_chunks", None)):
                 turn.first_token_at = time.perf_counter()
             said = len(turn.partial)
@@ -697,6 +773,8 @@ class VoiceAgent:
         # Once the gate runs, the turn must not be re-run, whatever it decides or if it is
         # interrupted meanwhile: a re-run could repeat the action.
         turn.committed = True
+        if turn.first_action_at is None:
+            turn.first_action_at = time.perf_counter()
         return await asyncio.to_thread(self.gate.execute, self.actions.get(call["name"]), request)
 
     def _finish(self, turn: _Turn, result: TurnResult) -> None:

@@ -234,7 +234,8 @@ class _ObservedFeed:
         windows = self.listener.awindows()
         try:
             async for window in windows:
-                self.on_window(window)
+                if window.kind != "pause":  # a preview the agent may answer early, not a window of its own
+                    self.on_window(window)
                 yield window
         finally:
             await windows.aclose()
@@ -375,7 +376,7 @@ class LiveSession:
             on_turn=self._on_turn,
         )
         self.source = PushSource(max_blocks=_QUEUE_SECONDS * settings.max_frames_per_s)
-        self.listener = Listener(self.source, options.segmenter, on_onset=self._on_onset)
+        self.listener = Listener(self.source, self.agent.segmenter_config(options.segmenter), on_onset=self._on_onset)
         self.frames: collections.deque[float] = collections.deque()
         self.samples = 0
         self.clip: tuple[bytes, str] | None = None

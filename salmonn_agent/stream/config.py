@@ -31,6 +31,16 @@ class SegmenterConfig(BaseModel):
         150, gt=0, description="Voiced audio needed inside the start window to start speech."
     )
     hangover_ms: int = Field(600, gt=0, description="Silence that ends speech.")
+    pause_ms: int | None = Field(
+        None, gt=0,
+        description=(
+            "Emit a `pause` window (the speech so far) after this much silence in open speech, "
+            "before hangover_ms ends it, so a voice assistant can start answering early and "
+            "keep the answer only if the speech does end (None: never). At least post_roll_ms: "
+            "then the `pause` window holds exactly the samples of the `speech` window that "
+            "follows when no voiced frame comes back."
+        ),
+    )
     pre_roll_ms: int = Field(400, ge=0, description="Audio kept before the onset.")
     post_roll_ms: int = Field(200, ge=0, description="Audio kept after the end (<= hangover).")
     min_speech_ms: int = Field(
@@ -124,6 +134,12 @@ class SegmenterConfig(BaseModel):
             raise ValueError(
                 f"post_roll_ms ({self.post_roll_ms}) cannot exceed hangover_ms ({self.hangover_ms}): "
                 "the audio after the end is only known once the hangover has passed."
+            )
+        if self.pause_ms is not None and not self.post_roll_ms <= self.pause_ms < self.hangover_ms:
+            raise ValueError(
+                f"pause_ms ({self.pause_ms}) must be at least post_roll_ms ({self.post_roll_ms}) and "
+                f"shorter than hangover_ms ({self.hangover_ms}): a pause window previews the speech "
+                "window that the hangover closes."
             )
         if self.pre_roll_ms >= self.max_window_s * 1000:
             raise ValueError("pre_roll_ms must be shorter than max_window_s.")

@@ -24,14 +24,17 @@ from salmonn_agent.audio import SAMPLE_RATE, amplitude_db, power_db
 from salmonn_agent.sound_tags import SoundTag
 from salmonn_agent.stream.vad import RECORDING_FRAME, frame_levels_db, voiced_fraction
 
-WindowKind = Literal["speech", "sound", "periodic"]
-"""``speech`` (someone spoke), ``sound`` (a non-speech event) or ``periodic`` (monitoring)."""
+WindowKind = Literal["speech", "sound", "periodic", "pause"]
+"""``speech`` (someone spoke), ``sound`` (a non-speech event), ``periodic`` (monitoring) or
+``pause`` (the open speech so far, after a short silence that may end it: see
+``SegmenterConfig.pause_ms``; an extra copy, like ``periodic``)."""
 
 CloseReason = Literal[
-    "end_of_speech", "end_of_sound", "max_length", "end_of_stream", "stalled", "gap", "periodic"
+    "end_of_speech", "end_of_sound", "max_length", "end_of_stream", "stalled", "gap", "periodic", "pause"
 ]
 """Why a window was closed: silence after the event, the length limit, the end of the input,
-no audio for a while (watchdog), a hole in the input (dropped audio), or the periodic clock."""
+no audio for a while (watchdog), a hole in the input (dropped audio), the periodic clock, or a
+pause in open speech (the event goes on)."""
 
 SILENT_DB = power_db(0.0)
 """The level of digital silence (dBFS): the floor of every level the front-end measures."""

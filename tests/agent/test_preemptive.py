@@ -1,0 +1,146 @@
+"""Answers started at a pause: the front-end's ``pause`` windows and the runtime's held answers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from salmonn_agent.agent.policy import AuditLog
+from salmonn_agent.stream.config import SegmenterConfig
+from salmonn_agent.stream.segmenter import segment
+from salmonn_agent.stream.windows import AudioWindow
+from tests.agent.test_runtime import Feed, ScriptedBrain, agent_for, book, call, tone_window  # noqa: F401
+
+SR = 16_000
+
+
+def utterance(seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """A voiced-sounding signal (a 150 Hz buzz with harmonics, gently modulated) webrtcvad calls speech."""
+    t = np.arange(int(seconds * SR)) / SR
+    buzz = sum(np.sin(2 * np.pi * 150 * k * t + rng.uniform(0, 6)) / k for k in range(1, 12))
+    return (0.05 * buzz * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t) ** 2)).astype(np.float32)
+
+
+def scene(*parts: float) -> np.ndarray:
+    """Alternating silence and speech lengths in seconds, starting and ending with silence."""
+    rng = np.random.default_rng(0)
+    pieces = [
+        utterance(s, rng) if i % 2 else np.zeros(int(s * SR), dtype=np.float32) for i, s in enumerate(parts)
+    ]
+    return np.concatenate(pieces) + rng.normal(0, 1e-4, sum(p.size for p in pieces)).astype(np.float32)
+
+
+CONFIG = SegmenterConfig.webrtcvad_only(pause_ms=250)
+
+
+def test_a_pause_window_previews_the_speech_window_with_the_same_samples():
+    windows = segment(scene(0.5, 1.2, 1.5), CONFIG)
+    assert [w.kind for w in windows] == ["pause", "speech"]
+    pause, speech = windows
+    assert np.array_equal(pause.samples, speech.samples)
+    assert (pause.start_sample, pause.end_sample, pause.index) == (speech.start_sample, speech.end_sample, speech.index)
+    assert (pause.event_start, pause.event_end) == (speech.event_start, speech.event_end)
+    # it comes hangover - pause earlier
+    assert speech.emitted_at - pause.emitted_at == pytest.approx((600 - 250) / 1000, abs=0.031)
+
+
+def test_speech_that_goes_on_after_a_pause_ends_in_one_longer_window():
+    windows = segment(scene(0.5, 1.0, 0.4, 1.0, 1.5), CONFIG)
+    kinds = [w.kind for w in windows]
+    assert kinds == ["pause", "pause", "speech"]
+    first, _, speech = windows
+    assert speech.event_end > first.event_end + 1.0  # the speech window holds both parts
+    assert speech.index == first.index  # a preview, not a window of its own
+    without = segment(scene(0.5, 1.0, 0.4, 1.0, 1.5), SegmenterConfig.webrtcvad_only())
+    assert [w.kind for w in without] == ["speech"]
+
+
+@pytest.mark.parametrize("pause_ms", [100, 600, 900])
+def test_a_pause_must_fit_between_the_post_roll_and_the_hangover(pause_ms):
+    with pytest.raises(ValidationError, match="pause_ms"):
+        SegmenterConfig(pause_ms=pause_ms)
+
+
+def pause_of(window: AudioWindow, head_start_s: float = 0.35) -> AudioWindow:
+    return dataclasses.replace(window, kind="pause", emitted_at=window.emitted_at - head_start_s)
+
+
+async def test_the_speech_window_takes_over_the_answer_started_at_its_pause(book):
+    audit = AuditLog()
+    brain = ScriptedBrain(responses=[call("add_note", text="buy eggs")])
+    agent = agent_for(brain, book, audit, allow=["add_note"], brain_hears_audio=True)
+    speech = tone_window(1.0, start=2.0)
+    feed = Feed()
+    for window in (pause_of(speech), speech, None):
+        feed.queue.put_nowait(window)
+
+    [result] = await agent.process(feed)
+
+    assert len(brain.seen) == 1  # generated once, at the pause
+    assert [r.args for r in audit.records()] == [{"text": "buy eggs"}]  # the action ran once
+    assert book.read()[-1].endswith(" buy eggs")
+    m = result.metrics
+    assert m.head_start_ms == pytest.approx(350.0)
+    # nothing is handed out before the speech window would have come
+    assert m.action_ms is not None and m.action_ms >= 350.0
+    assert result.window["id"] == "w1"  # the pause window is not stored
+
+
+async def test_speech_that_goes_on_is_answered_whole_and_acts_once(book):
+    audit = AuditLog()
+    brain = ScriptedBrain(responses=[call("add_note", text="buy"), call("add_note", text="buy eggs and rice")])
+    agent = agent_for(brain, book, audit, allow=["add_note"], brain_hears_audio=True)
+    longer = tone_window(2.0, start=2.0)
+    early = pause_of(tone_window(1.0, start=2.0))
+    feed = Feed()
+    task = asyncio.ensure_future(agent.process(feed))
+    feed.queue.put_nowait(early)
+    await asyncio.sleep(0.1)  # the early answer is generated meanwhile
+    for window in (longer, None):
+        feed.queue.put_nowait(window)
+
+    [result] = await task
+
+    assert [r.args for r in audit.records()] == [{"text": "buy eggs and rice"}]
+    assert result.metrics.head_start_ms == 0.0
+    assert len(brain.seen) == 2 and brain.seen[1][-1] != brain.seen[0][-1]  # asked again about the whole
+
+
+async def test_a_pause_alone_says_and_does_nothing(book):
+    audit = AuditLog()
+    brain = ScriptedBrain(responses=[call("add_note", text="buy eggs")])
+    agent = agent_for(brain, book, audit, allow=["add_note"], brain_hears_audio=True)
+    feed = Feed()
+    for window in (pause_of(tone_window(1.0)), None):
+        feed.queue.put_nowait(window)
+
+    assert await agent.process(feed) == []
+    assert audit.records() == [] and len(book.read()) == 2
+
+
+def test_the_assistant_asks_the_front_end_for_pause_windows(book):
+    brain = ScriptedBrain(responses=[])
+    hearing_agent = agent_for(brain, book, AuditLog(), allow=[], brain_hears_audio=True)
+    assert hearing_agent.segmenter_config().pause_ms == 250
+    assert hearing_agent.segmenter_config(SegmenterConfig(post_roll_ms=300)).pause_ms == 300
+    off = agent_for(brain, book, AuditLog(), allow=[], brain_hears_audio=True, preemptive=False)
+    assert off.segmenter_config().pause_ms is None
+
+
+async def test_a_live_assistant_takes_over_the_early_answer_too(book):
+    audit = AuditLog()
+    brain = ScriptedBrain(responses=[call("add_note", text="buy eggs")])
+    agent = agent_for(brain, book, audit, allow=["add_note"], brain_hears_audio=True)
+    speech = tone_window(1.0, start=2.0)
+    feed = Feed()
+    for window in (pause_of(speech), speech, None):
+        feed.queue.put_nowait(window)
+
+    [result] = await agent.run(feed)
+
+    assert len(brain.seen) == 1 and [r.args for r in audit.records()] == [{"text": "buy eggs"}]
+    assert result.metrics.head_start_ms == pytest.approx(350.0)
