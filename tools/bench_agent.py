@@ -47,7 +47,7 @@ Prints one JSON object:
 Windows are matched to requests by time (the request whose speech overlaps the window most).
 
 Usage: python tools/bench_agent.py --json [--model DIR] [--requests 12] [--questions 2]
-       [--hesitations 2] [--no-preemptive] [--seed 0] [--realtime] [--speak] [--details]
+       [--hesitations 2] [--no-early-answers] [--seed 0] [--realtime] [--speak] [--details]
        [--threads 2] [--save-wav conversation.wav]
 """
 
@@ -429,8 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hesitations", type=int, default=2,
                         help="commands said in two parts with a pause between (default 2)")
-    parser.add_argument("--no-preemptive", action="store_true",
-                        help="do not start answers at pauses (AgentConfig.preemptive off)")
+    parser.add_argument("--no-early-answers", dest="no_preemptive", action="store_true",
+                        help="do not start answers at pauses (as `assistant --no-early-answers`)")
     parser.add_argument("--realtime", action="store_true", help="pace the replay like a live microphone")
     parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help=f"longest answer (default {MAX_TOKENS})")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2; 0: torch's default)")

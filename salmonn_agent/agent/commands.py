@@ -89,6 +89,9 @@ def add_assistant_command(
     p.add_argument("--max-tokens", type=int, default=64, metavar="N", help="longest answer in tokens (default 64)")
     p.add_argument("--memory-turns", type=int, metavar="N",
                    help="earlier turns the assistant remembers (default: 0 with salmonn-mini, 6 otherwise)")
+    p.add_argument("--no-early-answers", dest="preemptive", action="store_false",
+                   help="do not start answering at a pause in the speech (answers then start only "
+                        "after the end-of-speech hangover)")
     p.add_argument("--json", action="store_true", help="JSON Lines: one object per turn and per detection")
     speak = p.add_argument_group("speaking back")
     speak.add_argument(
@@ -153,6 +156,8 @@ def run_assistant(args: argparse.Namespace) -> int:
             chat, actions=[t for t in actions if t.name in args.allow], gate=gate, store=WindowStore(),
             config=AgentConfig(
                 barge_in=args.barge_in,
+                # A file replayed faster than real time gains nothing from early answers.
+                preemptive=args.preemptive and (args.input is None or args.realtime),
                 max_memory_turns=(memory_turns_for(profile_of(chat)) if args.memory_turns is None
                                   else args.memory_turns),
             ),

@@ -433,7 +433,9 @@ class VoiceAgent:
 
         For recordings replayed faster than real time, where the next window arrives long
         before the speaker could have heard the answer: every speech window is answered (none
-        is cancelled, queued behind or dropped) and every sound window is checked.
+        is cancelled, queued behind or dropped) and every sound window is checked. An answer
+        started at a pause (``AgentConfig.preemptive``) is handed out when its speech window
+        would have come in a live stream, so its times are those of a live assistant.
         """
         if max_turns is not None and max_turns < 1:
             raise ConfigError(f"max_turns must be at least 1, got {max_turns}.")
