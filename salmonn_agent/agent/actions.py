@@ -256,11 +256,7 @@ class TimerBoard:
 
     def set(self, seconds: float, label: str) -> TimerInfo:
         """Start a timer of ``seconds`` called ``label`` and return it."""
-        if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_TIMER_SECONDS:
-            raise ActionError(
-                f"A timer needs a duration above 0 and at most {MAX_TIMER_SECONDS:.0f} seconds "
-                f"(24 hours), got {seconds}."
-            )
+        _check_timer_seconds(seconds)
         name = _one_line(label) or "timer"
         if len(name) > 200:
             raise ActionError(f"The timer label is {len(name)} characters long; keep it under 200.")
@@ -276,6 +272,25 @@ class TimerBoard:
                 id=f"t{next(self._ids)}", label=name, seconds=float(seconds),
                 due_at=self.clock() + seconds, remaining=float(seconds),
             )
+            thread = threading.Timer(seconds, self._fire, args=(info.id,))
+            thread.daemon = True
+            self._timers[info.id] = (info, thread)
+            thread.start()
+        return info
+
+    def change(self, timer_id: str, seconds: float) -> TimerInfo:
+        """Restart the running timer ``timer_id`` so that it rings ``seconds`` from now (same id
+        and label); returns it. "Make it fifteen minutes" after "set a timer for ten"."""
+        _check_timer_seconds(seconds)
+        with self._lock:
+            entry = self._timers.get(timer_id)
+            if entry is None:
+                running = ", ".join(self._timers) or "none"
+                raise ActionError(f"No running timer has the id {timer_id!r}; running timers: {running}.")
+            entry[1].cancel()
+            info = entry[0].model_copy(update={
+                "seconds": float(seconds), "due_at": self.clock() + seconds, "remaining": float(seconds),
+            })
             thread = threading.Timer(seconds, self._fire, args=(info.id,))
             thread.daemon = True
             self._timers[info.id] = (info, thread)
@@ -329,6 +344,14 @@ class TimerBoard:
         self.close()
 
 
+def _check_timer_seconds(seconds: float) -> None:
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_TIMER_SECONDS:
+        raise ActionError(
+            f"A timer needs a duration above 0 and at most {MAX_TIMER_SECONDS:.0f} seconds "
+            f"(24 hours), got {seconds}."
+        )
+
+
 class SetTimerArgs(_Args):
     """Arguments of ``set_timer``."""
 
@@ -345,12 +368,22 @@ class CancelTimerArgs(_Args):
     timer_id: str = Field(description="The timer's id, e.g. 't1'.")
 
 
+class ChangeTimerArgs(_Args):
+    """Arguments of ``change_timer``."""
+
+    timer_id: str = Field(description="The timer's id, e.g. 't1'.")
+    seconds: float = Field(
+        gt=0, le=MAX_TIMER_SECONDS, description="Seconds from now until it rings (900 for fifteen minutes).",
+    )
+
+
 def _describe_timer(info: TimerInfo) -> str:
     return f"{info.id} '{info.label}': {info.remaining:.0f} s left of {info.seconds:g} s"
 
 
 def timer_tools(board: TimerBoard) -> list[BaseTool]:
-    """``set_timer(seconds, label)``, ``list_timers()`` and ``cancel_timer(timer_id)`` on ``board``."""
+    """``set_timer(seconds, label)``, ``list_timers()``, ``cancel_timer(timer_id)`` and
+    ``change_timer(timer_id, seconds)`` on ``board``."""
 
     def set_timer(seconds: float, label: str = "timer") -> str:
         info = board.set(seconds, label)
@@ -368,6 +401,10 @@ def timer_tools(board: TimerBoard) -> list[BaseTool]:
         running = ", ".join(info.id for info in board.list()) or "none"
         raise ActionError(f"No running timer has the id {timer_id!r}; running timers: {running}.")
 
+    def change_timer(timer_id: str, seconds: float) -> str:
+        info = board.change(timer_id.strip(), seconds)
+        return f"Timer {info.id} '{info.label}' now rings in {info.seconds:g} s."
+
     return [
         _tool(set_timer, name="set_timer", args_schema=SetTimerArgs, kind="timer",
               description="Start a countdown timer."),
@@ -375,6 +412,8 @@ def timer_tools(board: TimerBoard) -> list[BaseTool]:
               description="List the running timers and the time left."),
         _tool(cancel_timer, name="cancel_timer", args_schema=CancelTimerArgs, kind="timer",
               description="Stop a running timer by its id."),
+        _tool(change_timer, name="change_timer", args_schema=ChangeTimerArgs, kind="timer",
+              description="Make a running timer ring a new number of seconds from now, by its id."),
     ]
 
 
@@ -497,7 +536,7 @@ class ActionsConfig(BaseModel):
 
     notes_path: Path = Field(default_factory=_default_notes_path, description="The notes file.")
     notes_max_chars: int = Field(MAX_NOTE_CHARS, ge=1, description="Longest note accepted.")
-    timers: bool = Field(True, description="Offer set_timer, list_timers and cancel_timer.")
+    timers: bool = Field(True, description="Offer set_timer, list_timers, cancel_timer and change_timer.")
     max_timers: int = Field(20, ge=1, description="Most timers running at once.")
     webhook_url: str | None = Field(None, description="http(s) URL send_webhook POSTs to (None: no webhook tool).")
     webhook_timeout_s: float = Field(5.0, gt=0, description="Webhook request timeout.")

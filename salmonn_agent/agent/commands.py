@@ -67,7 +67,7 @@ def add_assistant_command(
     p.add_argument(
         "--allow", nargs="+", action="extend", default=[], metavar="TOOL",
         help="tools heard audio may trigger: add_note read_notes delete_notes set_timer list_timers "
-        "cancel_timer send_webhook emit_event (default: none)",
+        "cancel_timer change_timer send_webhook emit_event (default: none)",
     )
     p.add_argument("--notes", type=Path, metavar="PATH", help="the notes file (default: in the user data folder)")
     p.add_argument("--webhook", metavar="URL", help="offer send_webhook, which POSTs JSON to this http(s) URL")

@@ -47,7 +47,7 @@ def add_serve_command(
                     "on the browser's microphone")
     ui.add_argument("--allow", nargs="+", action="extend", default=[], metavar="TOOL",
                     help="tools heard audio may trigger: add_note read_notes delete_notes set_timer list_timers "
-                    "cancel_timer send_webhook emit_event (default: none)")
+                    "cancel_timer change_timer send_webhook emit_event (default: none)")
     ui.add_argument("--notes", type=Path, metavar="PATH", help="the notes file (default: in the user data folder)")
     ui.add_argument("--webhook", metavar="URL", help="offer send_webhook, which POSTs JSON to this http(s) URL")
     ui.add_argument("--audit", type=Path, metavar="PATH", help="append every action request to this JSON Lines file")

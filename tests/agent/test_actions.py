@@ -187,8 +187,9 @@ def test_list_shows_remaining_seconds_on_the_board_clock() -> None:
 def test_timer_tools() -> None:
     clock = FakeClock()
     with TimerBoard(clock=clock) as board:
-        set_timer, list_timers, cancel_timer = timer_tools(board)
-        assert [t.name for t in (set_timer, list_timers, cancel_timer)] == ["set_timer", "list_timers", "cancel_timer"]
+        set_timer, list_timers, cancel_timer, change_timer = timer_tools(board)
+        assert [t.name for t in (set_timer, list_timers, cancel_timer, change_timer)] == [
+            "set_timer", "list_timers", "cancel_timer", "change_timer"]
         assert call(list_timers, {}).content == "No timers are running."
         assert call(set_timer, {"seconds": 90, "label": "bread"}).content == "Timer t1 'bread' set for 90 s."
         clock.now += 30
@@ -198,6 +199,11 @@ def test_timer_tools() -> None:
         assert negative.status == "error" and "seconds" in negative.content and "greater than 0" in negative.content
         unknown = call(cancel_timer, {"timer_id": "t7"})
         assert unknown.status == "error" and "'t7'" in unknown.content and "running timers: t1" in unknown.content
+        assert call(change_timer, {"timer_id": "t1", "seconds": 300}).content == "Timer t1 'bread' now rings in 300 s."
+        clock.now += 100
+        assert call(list_timers, {}).content == "t1 'bread': 200 s left of 300 s"
+        missing = call(change_timer, {"timer_id": "t9", "seconds": 60})
+        assert missing.status == "error" and "running timers: t1" in missing.content
         assert call(cancel_timer, {"timer_id": "t1"}).content == "Cancelled timer t1."
         assert board.list() == []
 
@@ -335,7 +341,7 @@ def test_event_tool_calls_the_callback() -> None:
 def test_build_actions(tmp_path: Path, hook: Hook) -> None:
     config = ActionsConfig(notes_path=tmp_path / "notes.txt")
     assert [t.name for t in build_actions(config)] == [
-        "add_note", "read_notes", "delete_notes", "set_timer", "list_timers", "cancel_timer",
+        "add_note", "read_notes", "delete_notes", "set_timer", "list_timers", "cancel_timer", "change_timer",
     ]
     fired = threading.Event()
     events: list[ActionEvent] = []

@@ -359,8 +359,12 @@ def test_bench_scores_each_request_from_the_turns_its_speech_overlaps(bench):
     assert [d["got"]["windows"] for d in details] == [["w1"], ["w2", "w3"], ["w4"], ["w5"], []]
     # tools_correct: only the timer called exactly one tool, the right one (two notes, two
     # calls for "read my notes", nothing for "list my timers")
+    # false_cutoffs: "Add milk to my notes." was cut into two turns (one request of five)
     assert figures == {"commands": 4, "questions": 1, "actions_correct": 0.25, "tools_correct": 0.25,
-                       "questions_answered": 1.0, "questions_correct": 1.0, "unmatched_turns": 1}
+                       "questions_answered": 1.0, "questions_correct": 1.0, "unmatched_turns": 1,
+                       "false_actions": 0.0, "false_cutoffs": 0.2}
+    acted = records + [_call(5, "set_timer", seconds=4)]  # the question triggered an action
+    assert bench.score(said, turns, acted, defaults)[0]["false_actions"] == 1.0
 
 
 def test_bench_counts_the_right_tool_with_wrong_arguments_as_a_right_tool_only(bench):

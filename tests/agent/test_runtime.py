@@ -402,3 +402,25 @@ async def test_barge_in_during_a_hearing_call_starts_no_action(book):
     assert result.metrics.interrupt_ms is not None and result.metrics.interrupt_ms < 200
     replies = [m for m in agent.memory.messages() if isinstance(m, ToolMessage)]
     assert [(m.tool_call_id, m.status) for m in replies] == [("c1", "error"), ("c2", "error")]
+
+
+async def test_a_follow_up_changes_the_timer_the_last_turn_set():
+    """ "Set a timer for ten minutes", then "make it fifteen": with memory on, the second request
+    carries the first call and its result (the timer's id), and the change lands on that timer."""
+    from salmonn_agent.agent.actions import TimerBoard, timer_tools
+
+    brain = ScriptedBrain(responses=[
+        call("set_timer", seconds=600, label="tea"), call("change_timer", timer_id="t1", seconds=900),
+    ])
+    with TimerBoard() as board:
+        gate = ActionGate(ActionPolicy(allow=["set_timer", "change_timer"]), AuditLog())
+        agent = VoiceAgent(brain, actions=timer_tools(board), gate=gate, store=WindowStore(),
+                           config=AgentConfig(max_memory_turns=2, brain_hears_audio=True))
+        await agent.handle_window(tone_window(1.0, index=0))
+        second = await agent.handle_window(tone_window(1.0, index=1, start=3.0))
+
+        [timer] = board.list()
+        assert (timer.id, timer.label, timer.seconds) == ("t1", "tea", 900.0)
+        assert [a.tool for a in second.actions] == ["change_timer"] and second.actions[0].ok
+        remembered = [m for m in brain.seen[1] if isinstance(m, ToolMessage)]
+        assert [m.content for m in remembered] == ["Timer t1 'tea' set for 600 s."]
