@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -159,6 +159,22 @@ class CancelOnEvent(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
+class DecodingGuide(Protocol):
+    """The controls of a guided greedy decode (one prompt, one beam): see :meth:`GenerationMixin.generate_detailed`.
+
+    ``choose`` picks the next token from one row of logits (float32, after the end symbol is
+    masked while ``min_new_tokens`` is not reached); ``accept`` takes a token (``forced``: a
+    drafted token the model's own choice confirmed) and says whether the answer is over;
+    ``draft`` gives the tokens the controls force next (a grammar's fast-forward tokens).
+    """
+
+    def choose(self, scores: torch.Tensor) -> int: ...
+
+    def accept(self, token: int, forced: bool = False) -> bool: ...
+
+    def draft(self) -> list[int]: ...
+
+
 def cut_at_eos(ids: list[int], eos_id: int, pad_id: int | None, max_new_tokens: int) -> tuple[list[int], str]:
     """Cut generated ids at the end symbol; say why generation ended."""
     if eos_id in ids:
@@ -246,14 +262,21 @@ class GenerationMixin:
         *,
         generation: GenerationConfig | None = None,
         logits_processor: LogitsProcessorList | None = None,
+        stopping_criteria: StoppingCriteriaList | None = None,
         prefix_cache: PrefixCache | None = None,
+        guide: DecodingGuide | None = None,
         **options: object,
     ) -> list[Generation]:
         """Like :meth:`generate_from_prompts`, with token ids, finish reasons and prompt sizes.
 
-        ``logits_processor`` is handed to ``generate`` (e.g. constrained decoding of JSON).
-        ``prefix_cache`` (one prompt only) reuses and then updates a conversation's key/value
-        cache (see :class:`PrefixCache`); greedy answers are the same with or without it.
+        ``logits_processor`` and ``stopping_criteria`` are handed to ``generate`` (e.g.
+        constrained decoding of JSON). ``prefix_cache`` (one prompt only) reuses and then
+        updates a conversation's key/value cache (see :class:`PrefixCache`); greedy answers
+        are the same with or without it. ``guide`` (a :class:`DecodingGuide`) decodes a greedy
+        single prompt in the model's own loop instead (:meth:`_decode_guided`): the guide
+        chooses each token, and the tokens it forces go through the model in the same call as
+        the token before them; where that loop does not apply (sampling, beams, batches, a
+        repetition penalty, compiled decoding), ``generate`` runs with the processors.
         """
         if prefix_cache is not None and len(prompts) != 1:
             raise SalmonnError(
@@ -267,8 +290,10 @@ class GenerationMixin:
         kwargs = self._generate_kwargs(config)
         if logits_processor is not None:
             kwargs["logits_processor"] = logits_processor
+        if stopping_criteria is not None:
+            kwargs["stopping_criteria"] = stopping_criteria
         with self._generation_scope(config):
-            output = self._llm_generate(inputs, kwargs, prefix_cache if config.num_beams == 1 else None)
+            output = self._llm_generate(inputs, kwargs, prefix_cache if config.num_beams == 1 else None, guide)
         if prefix_cache is not None and config.num_beams > 1:
             prefix_cache.reused_tokens, prefix_cache.prefilled_tokens = 0, int(inputs.embeds.shape[1])
         cached = prefix_cache.reused_tokens if prefix_cache is not None else 0
@@ -356,12 +381,13 @@ class GenerationMixin:
         return kwargs
 
     def _llm_generate(
-        self, inputs: PromptInputs, kwargs: dict[str, object], prefix_cache: PrefixCache | None
+        self, inputs: PromptInputs, kwargs: dict[str, object], prefix_cache: PrefixCache | None,
+        guide: DecodingGuide | None = None,
     ) -> torch.Tensor:
         """The LLM's ``generate`` on ``inputs`` (inside :meth:`_generation_scope`): compiled with
-        a static cache where :attr:`compiled` says so, else with a dynamic cache, reusing and
-        then updating ``prefix_cache`` (batch size 1) when one is given; a compiled call
-        leaves ``prefix_cache`` empty."""
+        a static cache where :attr:`compiled` says so, else with a dynamic cache (or the guided
+        loop, when ``guide`` is given and applies), reusing and then updating ``prefix_cache``
+        (batch size 1) when one is given; a compiled call leaves ``prefix_cache`` empty."""
         batch, positions = int(inputs.embeds.shape[0]), int(inputs.embeds.shape[1])
         beams = int(kwargs.get("num_beams", 1))  # type: ignore[call-overload]
         reason = self.compiled.reason_against(self.device, batch, beams)
@@ -376,25 +402,46 @@ class GenerationMixin:
                 inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **kwargs, **static
             )
         logger.debug("decoding with the default cache: %s", reason)
+        if guide is not None and not self._guided_applies(batch, kwargs):
+            guide = None
         if prefix_cache is None and batch == 1 and inputs.head_tokens[0] > 0 and beams == 1:
-            return self._generate_with_head(inputs, kwargs)
-        return self._generate_dynamic(inputs, kwargs, prefix_cache)
+            return self._generate_with_head(inputs, kwargs, guide)
+        return self._generate_dynamic(inputs, kwargs, prefix_cache, guide)
+
+    @staticmethod
+    def _guided_applies(batch: int, kwargs: dict[str, object]) -> bool:
+        """Whether the guided loop decodes what ``generate`` would with these options: greedy,
+        one prompt, one beam, no repetition penalty (its processors are the guide's and
+        ``min_new_tokens``)."""
+        penalty = kwargs.get("repetition_penalty")
+        return (
+            batch == 1 and int(kwargs.get("num_beams", 1)) == 1 and not kwargs.get("do_sample")  # type: ignore[call-overload]
+            and (penalty is None or float(penalty) == 1.0)  # type: ignore[arg-type]
+        )
 
     def _generate_dynamic(
-        self, inputs: PromptInputs, kwargs: dict[str, object], prefix_cache: PrefixCache | None
+        self, inputs: PromptInputs, kwargs: dict[str, object], prefix_cache: PrefixCache | None,
+        guide: DecodingGuide | None = None,
     ) -> torch.Tensor:
-        """``generate`` with a dynamic cache, reusing and updating ``prefix_cache`` if given."""
+        """``generate`` (or the guided loop) with a dynamic cache, reusing and updating
+        ``prefix_cache`` if given."""
         if prefix_cache is None:
+            if guide is not None:
+                return self._decode_guided(inputs, kwargs, self._new_cache(), guide)
             return self.llm.generate(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **kwargs)
         rows = inputs.embeds[0]
         key = self._prefix_key()
         cache = self._prefix_begin(prefix_cache, rows, key)
         try:
-            # ``generate`` slices inputs_embeds to the positions the cache lacks; the full
-            # attention mask gives those positions their absolute position ids.
-            output = self.llm.generate(
-                inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **{_CACHE_KWARG: cache}, **kwargs
-            )
+            if guide is not None:
+                output = self._decode_guided(inputs, kwargs, cache, guide)
+            else:
+                # ``generate`` slices inputs_embeds to the positions the cache lacks; the full
+                # attention mask gives those positions their absolute position ids.
+                output = self.llm.generate(
+                    inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **{_CACHE_KWARG: cache},
+                    **kwargs,
+                )
         except BaseException:
             prefix_cache.reset()
             raise
@@ -406,14 +453,87 @@ class GenerationMixin:
             prefix_cache.embeds, prefix_cache.cache, prefix_cache.key = full[:length], cache, key
         return output
 
-    def _generate_with_head(self, inputs: PromptInputs, kwargs: dict[str, object]) -> torch.Tensor:
+    def _decode_guided(
+        self, inputs: PromptInputs, kwargs: dict[str, object], cache: DynamicCache, guide: DecodingGuide
+    ) -> torch.Tensor:
+        """Greedy decoding of one prompt where ``guide`` chooses each token, and the tokens it
+        forces (a grammar's fast-forward tokens) are fed with the chosen token in one LLM call.
+
+        Each forced token is taken only where the model's own choice from the logits at its
+        position (what step-by-step decoding would pick there) is that token; at the first one
+        that is not, the model's choice is taken instead and the cache is cropped to it. So the
+        tokens are those of ``generate``'s greedy decoding, up to float differences between a
+        multi-token call and one-token calls (which matter only at near-ties). The answer ends
+        when the guide says so (the end symbol, a complete JSON answer) or at ``max_new_tokens``.
+        Returns the new token ids ``[1, n]``, as ``generate`` does; ``cache`` then holds the
+        prompt and the answer (the last token fed or not).
+        """
+        embeds = inputs.embeds
+        device = embeds.device
+        positions = int(embeds.shape[1])
+        max_new = int(kwargs["max_new_tokens"])  # type: ignore[call-overload]
+        min_new = int(kwargs.get("min_new_tokens") or 0)  # type: ignore[call-overload]
+        past = cache.get_seq_length()
+
+        def forward(**model_inputs: object) -> torch.Tensor:
+            length = cache.get_seq_length()
+            fed = int(model_inputs.pop("count"))  # type: ignore[call-overload]
+            output = self.llm(
+                **model_inputs, attention_mask=torch.ones(1, length + fed, dtype=torch.long, device=device),
+                position_ids=torch.arange(length, length + fed, device=device).unsqueeze(0),
+                use_cache=True, **{_CACHE_KWARG: cache},
+            )
+            return output.logits[0].to(dtype=torch.float32)
+
+        def choose(logits: torch.Tensor, made: int) -> int:
+            scores = logits.clone()
+            if made < min_new:  # as generate's min_new_tokens processor: no end before then
+                scores[self._eos_id] = float("-inf")
+            return guide.choose(scores)
+
+        logits = forward(inputs_embeds=embeds[:, past:], count=positions - past, logits_to_keep=1)[-1]
+        tokens: list[int] = []
+        token = choose(logits, 0)
+        while True:
+            tokens.append(token)
+            if guide.accept(token) or token == self._eos_id or len(tokens) >= max_new:
+                break
+            draft = guide.draft()[: max_new - len(tokens)]
+            start = cache.get_seq_length()
+            ids = torch.tensor([[token, *draft]], dtype=torch.long, device=device)
+            logits = forward(input_ids=ids, count=1 + len(draft), logits_to_keep=1 + len(draft))
+            ended, token = False, -1
+            for j, forced in enumerate(draft):
+                choice = choose(logits[j], len(tokens))
+                if choice != forced:  # the model would not take the forced token here: keep its choice
+                    cache.crop(start + 1 + j)
+                    token = choice
+                    break
+                tokens.append(forced)
+                if guide.accept(forced, forced=True) or len(tokens) >= max_new:
+                    ended = True
+                    break
+            if ended:
+                break
+            if token < 0:
+                token = choose(logits[-1], len(tokens))
+        if cache.get_seq_length() > positions + len(tokens):  # ended inside a draft: drop the rest
+            cache.crop(positions + len(tokens))
+        return torch.tensor([tokens], dtype=torch.long, device=device)
+
+    def _new_cache(self) -> DynamicCache:
+        return DynamicCache(config=self.llm.config.get_text_config(decoder=True))
+
+    def _generate_with_head(
+        self, inputs: PromptInputs, kwargs: dict[str, object], guide: DecodingGuide | None = None
+    ) -> torch.Tensor:
         """Generate one prompt reusing the keys/values of its head: the text before its first
         clip, which the prompt template makes the same for every single-turn request (the
         system prompt and the start of the user turn). Then keep this prompt's head for the
         next call. Only the head is kept, never audio or an answer."""
         head = inputs.head_tokens[0]
         cache = self._head_cache.copy()
-        output = self._generate_dynamic(inputs, kwargs, cache)
+        output = self._generate_dynamic(inputs, kwargs, cache, guide)
         self.head_hits += cache.reused_tokens == head
         # A head not reused in full was missing, stale (another LoRA state) or another template's.
         if cache.reused_tokens < head and cache.cache is not None and cache.num_tokens >= head:
@@ -434,7 +554,7 @@ class GenerationMixin:
         ):
             reuse = common_prefix_rows(cached, rows, rows.shape[0] - 1)
         if reuse == 0:
-            cache = DynamicCache(config=self.llm.config.get_text_config(decoder=True))
+            cache = self._new_cache()
         else:
             cache.crop(reuse - cache.get_seq_length())
         # Until generation ends the cache and the rows are out of step: keep neither.
