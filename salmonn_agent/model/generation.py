@@ -411,13 +411,9 @@ class GenerationMixin:
     @staticmethod
     def _guided_applies(batch: int, kwargs: dict[str, object]) -> bool:
         """Whether the guided loop decodes what ``generate`` would with these options: greedy,
-        one prompt, one beam, no repetition penalty (its processors are the guide's and
-        ``min_new_tokens``)."""
-        penalty = kwargs.get("repetition_penalty")
-        return (
-            batch == 1 and int(kwargs.get("num_beams", 1)) == 1 and not kwargs.get("do_sample")  # type: ignore[call-overload]
-            and (penalty is None or float(penalty) == 1.0)  # type: ignore[arg-type]
-        )
+        one prompt, one beam (the processors ``generate`` adds then are the repetition penalty
+        and ``min_new_tokens``, which the loop applies the same way)."""
+        return batch == 1 and int(kwargs.get("num_beams", 1)) == 1 and not kwargs.get("do_sample")  # type: ignore[call-overload]
 
     def _generate_dynamic(
         self, inputs: PromptInputs, kwargs: dict[str, object], prefix_cache: PrefixCache | None,
@@ -473,6 +469,7 @@ class GenerationMixin:
         positions = int(embeds.shape[1])
         max_new = int(kwargs["max_new_tokens"])  # type: ignore[call-overload]
         min_new = int(kwargs.get("min_new_tokens") or 0)  # type: ignore[call-overload]
+        penalty = float(kwargs.get("repetition_penalty") or 1.0)  # type: ignore[arg-type]
         past = cache.get_seq_length()
 
         def forward(**model_inputs: object) -> torch.Tensor:
@@ -485,15 +482,20 @@ class GenerationMixin:
             )
             return output.logits[0].to(dtype=torch.float32)
 
-        def choose(logits: torch.Tensor, made: int) -> int:
+        def choose(logits: torch.Tensor, made: list[int]) -> int:
+            """The guide's choice after generate's own processors (float32, as generate scores)."""
             scores = logits.clone()
-            if made < min_new:  # as generate's min_new_tokens processor: no end before then
+            if penalty != 1.0 and made:  # the repetition penalty: generate's counts the new tokens only
+                seen = torch.tensor(sorted(set(made)), dtype=torch.long, device=scores.device)
+                picked = scores[seen]
+                scores[seen] = torch.where(picked < 0, picked * penalty, picked / penalty)
+            if len(made) < min_new:  # min_new_tokens: no end symbol before then
                 scores[self._eos_id] = float("-inf")
             return guide.choose(scores)
 
-        logits = forward(inputs_embeds=embeds[:, past:], count=positions - past, logits_to_keep=1)[-1]
         tokens: list[int] = []
-        token = choose(logits, 0)
+        logits = forward(inputs_embeds=embeds[:, past:], count=positions - past, logits_to_keep=1)[-1]
+        token = choose(logits, tokens)
         while True:
             tokens.append(token)
             if guide.accept(token) or token == self._eos_id or len(tokens) >= max_new:
@@ -504,7 +506,7 @@ class GenerationMixin:
             logits = forward(input_ids=ids, count=1 + len(draft), logits_to_keep=1 + len(draft))
             ended, token = False, -1
             for j, forced in enumerate(draft):
-                choice = choose(logits[j], len(tokens))
+                choice = choose(logits[j], tokens)
                 if choice != forced:  # the model would not take the forced token here: keep its choice
                     cache.crop(start + 1 + j)
                     token = choice
@@ -516,7 +518,7 @@ class GenerationMixin:
             if ended:
                 break
             if token < 0:
-                token = choose(logits[-1], len(tokens))
+                token = choose(logits[-1], tokens)
         if cache.get_seq_length() > positions + len(tokens):  # ended inside a draft: drop the rest
             cache.crop(positions + len(tokens))
         return torch.tensor([tokens], dtype=torch.long, device=device)
