@@ -46,6 +46,13 @@ _CACHE_KWARG = "cache" if Version(transformers.__version__).release >= (5, 24) e
 
 AudioLike = AudioInput | EncodedAudio
 
+_OTHER_PROCESSORS = (
+    "no_repeat_ngram_size", "bad_words_ids", "suppress_tokens", "begin_suppress_tokens", "sequence_bias",
+    "forced_bos_token_id", "forced_eos_token_id", "encoder_repetition_penalty", "exponential_decay_length_penalty",
+    "renormalize_logits", "watermarking_config",
+)
+"""Generation-config fields that make ``generate`` add a logits processor the guided loop lacks."""
+
 logger = logging.getLogger(__name__)
 
 
@@ -408,12 +415,15 @@ class GenerationMixin:
             return self._generate_with_head(inputs, kwargs, guide)
         return self._generate_dynamic(inputs, kwargs, prefix_cache, guide)
 
-    @staticmethod
-    def _guided_applies(batch: int, kwargs: dict[str, object]) -> bool:
+    def _guided_applies(self, batch: int, kwargs: dict[str, object]) -> bool:
         """Whether the guided loop decodes what ``generate`` would with these options: greedy,
         one prompt, one beam (the processors ``generate`` adds then are the repetition penalty
-        and ``min_new_tokens``, which the loop applies the same way)."""
-        return batch == 1 and int(kwargs.get("num_beams", 1)) == 1 and not kwargs.get("do_sample")  # type: ignore[call-overload]
+        and ``min_new_tokens``, which the loop applies the same way), and no other processor
+        asked for by the LLM's own generation config."""
+        if batch != 1 or int(kwargs.get("num_beams", 1)) != 1 or kwargs.get("do_sample"):  # type: ignore[call-overload]
+            return False
+        own = getattr(self.llm, "generation_config", None)
+        return not any(getattr(own, name, None) for name in _OTHER_PROCESSORS)
 
     def _generate_dynamic(
         self, inputs: PromptInputs, kwargs: dict[str, object], prefix_cache: PrefixCache | None,
