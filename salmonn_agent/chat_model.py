@@ -22,8 +22,8 @@ and ``with_structured_output`` decode under a JSON grammar (llguidance), so even
 returns a valid call; with ``tool_choice="auto"`` the call grammar applies from the answer's
 first ``{``. A call streams as ``tool_call_chunks`` and ends at its closing brace; a greedy
 request decoded alone feeds the tokens its grammar forces without a model call of their own
-(``response_metadata["forced_tokens"]``). Audio tokens are cached by content hash, and concurrent requests are
-batched into one ``generate`` (:mod:`salmonn_agent.chat.engine`). The LLM's key/value cache of
+(``response_metadata["forced_tokens"]``). Audio tokens are cached by content hash, and
+concurrent requests are batched into one ``generate`` (:mod:`salmonn_agent.chat.engine`). The LLM's key/value cache of
 the last few conversations is kept (``prefix_cache_size``), so a follow-up turn (the earlier
 messages, the answer, a new question) that runs alone only prefills the new part, and a new
 conversation that begins like a kept one (the same system prompt and tools) reuses that part.

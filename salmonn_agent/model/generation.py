@@ -167,10 +167,11 @@ class CancelOnEvent(StoppingCriteria):
 
 
 class DecodingGuide(Protocol):
-    """The controls of a guided greedy decode (one prompt, one beam): see :meth:`GenerationMixin.generate_detailed`.
+    """The controls of a guided greedy decode (one prompt, one beam; see
+    :meth:`GenerationMixin.generate_detailed`).
 
-    ``choose`` picks the next token from one row of logits (float32, after the end symbol is
-    masked while ``min_new_tokens`` is not reached); ``accept`` takes a token (``forced``: a
+    ``choose`` picks the next token from one row of scores (float32 logits after ``generate``'s
+    own processors: the repetition penalty, and no end symbol before ``min_new_tokens``); ``accept`` takes a token (``forced``: a
     drafted token the model's own choice confirmed) and says whether the answer is over;
     ``draft`` gives the tokens the controls force next (a grammar's fast-forward tokens).
     """
@@ -282,8 +283,8 @@ class GenerationMixin:
         are the same with or without it. ``guide`` (a :class:`DecodingGuide`) decodes a greedy
         single prompt in the model's own loop instead (:meth:`_decode_guided`): the guide
         chooses each token, and the tokens it forces go through the model in the same call as
-        the token before them; where that loop does not apply (sampling, beams, batches, a
-        repetition penalty, compiled decoding), ``generate`` runs with the processors.
+        the token before them; where that loop does not apply (sampling, beams, batches,
+        compiled decoding), ``generate`` runs with the processors.
         """
         if prefix_cache is not None and len(prompts) != 1:
             raise SalmonnError(
@@ -419,11 +420,14 @@ class GenerationMixin:
         """Whether the guided loop decodes what ``generate`` would with these options: greedy,
         one prompt, one beam (the processors ``generate`` adds then are the repetition penalty
         and ``min_new_tokens``, which the loop applies the same way), and no other processor
-        asked for by the LLM's own generation config."""
+        asked for by the LLM's own generation config; and a cache whose layers can be cropped
+        back (not sliding-window ones), for the forced tokens the model does not confirm."""
         if batch != 1 or int(kwargs.get("num_beams", 1)) != 1 or kwargs.get("do_sample"):  # type: ignore[call-overload]
             return False
         own = getattr(self.llm, "generation_config", None)
-        return not any(getattr(own, name, None) for name in _OTHER_PROCESSORS)
+        if any(getattr(own, name, None) for name in _OTHER_PROCESSORS):
+            return False
+        return all(type(layer) is DynamicLayer for layer in self._new_cache().layers)
 
     def _generate_dynamic(
         self, inputs: PromptInputs, kwargs: dict[str, object], prefix_cache: PrefixCache | None,
