@@ -130,7 +130,7 @@ def test_a_call_ends_at_its_closing_brace_without_decoding_the_end_symbol(tiny_m
     result, control, calls = decode(tiny_model, random_prompt(random.Random(3)), grammar, guided=False)
     assert result.text.endswith("}") and control.completed and tiny_model._eos_id not in result.token_ids
     assert calls == len(result.token_ids)  # the prompt's call made the first token; none for an end symbol
-    # without the stopper (another caller of the processor) the row still ends right after the brace
+    # without the stopper (another caller of the processor) the end symbol follows the brace: the same answer
     factory, compiled = grammar
     control = RequestControl(grammar=factory.session(compiled, 80))
     processor = ControlProcessor([control], eos_id=tiny_model._eos_id, decode=tiny_model.tokenizer.decode)
