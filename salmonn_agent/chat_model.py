@@ -19,8 +19,11 @@ Decoding defaults to greedy (``num_beams=1``) so answers stream token by token, 
 be constrained; ``num_beams=4`` reproduces the official decode (and streams as one chunk).
 Tools follow the prompt protocol of :mod:`salmonn_agent.chat.tools`; a forced ``tool_choice``
 and ``with_structured_output`` decode under a JSON grammar (llguidance), so even a small model
-returns a valid call. Audio tokens are cached by content hash, and concurrent requests are
-batched into one ``generate`` (:mod:`salmonn_agent.chat.engine`). The LLM's key/value cache of
+returns a valid call; with ``tool_choice="auto"`` the call grammar applies from the answer's
+first ``{``. A call streams as ``tool_call_chunks`` and ends at its closing brace; a greedy
+request decoded alone feeds the tokens its grammar forces without a model call of their own
+(``response_metadata["forced_tokens"]``). Audio tokens are cached by content hash, and
+concurrent requests are batched into one ``generate`` (:mod:`salmonn_agent.chat.engine`). The LLM's key/value cache of
 the last few conversations is kept (``prefix_cache_size``), so a follow-up turn (the earlier
 messages, the answer, a new question) that runs alone only prefills the new part, and a new
 conversation that begins like a kept one (the same system prompt and tools) reuses that part.
@@ -77,7 +80,9 @@ from salmonn_agent.chat.messages import audio_block, audio_message
 from salmonn_agent.chat.render import render_conversation
 from salmonn_agent.chat.tools import (
     ToolChoice,
+    call_parts,
     call_schema,
+    new_call_id,
     normalize_tool_choice,
     parse_tool_calls,
     render_tools,
@@ -321,11 +326,10 @@ class ChatSALMONN(BaseChatModel):
         pieces = _PieceFilter(request)
         try:
             while (ids := updates.get()) is not None:
-                piece = pieces.update(ids)
-                if piece:
-                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+                chunk = pieces.update(ids)
+                if chunk is not None:
                     if run_manager:
-                        run_manager.on_llm_new_token(piece, chunk=chunk)
+                        run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                     yield chunk
             last = self._last_chunk(request, pieces, future.result())
         finally:
@@ -355,11 +359,10 @@ class ChatSALMONN(BaseChatModel):
         pieces = _PieceFilter(request)
         try:
             while (ids := await updates.get()) is not None:
-                piece = pieces.update(ids)
-                if piece:
-                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+                chunk = pieces.update(ids)
+                if chunk is not None:
                     if run_manager:
-                        await run_manager.on_llm_new_token(piece, chunk=chunk)
+                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                     yield chunk
             last = self._last_chunk(request, pieces, await asyncio.wrap_future(future))
         finally:
@@ -426,10 +429,13 @@ class ChatSALMONN(BaseChatModel):
         options = self._options(kwargs)
         schema: dict[str, Any] | None = None
         system_parts = []
+        call_grammar: dict[str, Any] | None = None  # auto: a call's grammar, opened once the answer starts one
         if tools and choice.mode != "none":
             system_parts.append(render_tools(tools, choice))
             if choice.forced:
                 schema = call_schema(tools, choice)
+            else:
+                call_grammar = call_schema(tools, ToolChoice("any"))
         if response_format:
             schema, text = _response_format(response_format)
             system_parts.append(text)
@@ -459,6 +465,9 @@ class ChatSALMONN(BaseChatModel):
             grammar=runtime.grammar.session(runtime.grammar.compile(schema), config.max_new_tokens)
             if schema is not None else None,
         )
+        if call_grammar is not None and schema is None and config.num_beams == 1:
+            compiled = runtime.grammar.compile(call_grammar)
+            control.open_grammar = lambda: runtime.grammar.session(compiled, config.max_new_tokens)
         return _Request(
             job=Job(rendered.prompt, rendered.clips, options, text_tokens, control),
             model_name=str(kwargs.get("model") or self.model_name),
@@ -490,16 +499,18 @@ class ChatSALMONN(BaseChatModel):
         return {k: v for k, v in options.items() if v is not None}
 
     # ------------------------------------------------------------------ reading answers
-    def _answer(self, request: _Request, generation: Any) -> tuple[str, list[ToolCall], str]:
-        """Text, tool calls and finish reason of a finished generation (or the error it deserves)."""
+    def _answer(self, request: _Request, generation: Any) -> tuple[str, list[ToolCall], str, str]:
+        """Text, tool calls, finish reason and the whole answer text of a finished generation (or
+        the error it deserves)."""
         control = request.job.control
         if control.ended_by == "timeout":
             raise GenerationTimeout("The request ran past its timeout; generation was stopped.")
         text, stopped = cut_at_stop(generation.text, request.stop)
-        reason = "stop" if stopped else generation.finish_reason
+        reason = "stop" if stopped or control.completed else generation.finish_reason
         if control.ended_by == "grammar_error":
             raise ToolCallError(f"Constrained decoding failed: {control.grammar.error if control.grammar else ''}")
-        if request.constrained and reason == "length" and not _is_json(text):
+        constrained = request.constrained or control.grammar is not None  # (auto: opened on the answer's "{")
+        if constrained and reason == "length" and not _is_json(text):
             raise ToolCallError(
                 f"The JSON answer was cut at max_tokens={request.max_new_tokens} before it was "
                 "complete; raise max_tokens.", llm_output=text,
@@ -507,7 +518,7 @@ class ChatSALMONN(BaseChatModel):
         calls = parse_tool_calls(text, request.tool_names) if request.tool_names else None
         if request.choice.forced and not calls:
             raise ToolCallError(f"Expected a tool call, got {text!r}.", llm_output=text)
-        return ("" if calls else text), list(calls or []), reason
+        return ("" if calls else text), list(calls or []), reason, text
 
     def _metadata(self, request: _Request, generation: Any, reason: str) -> tuple[UsageMetadata, dict[str, Any]]:
         audio = int(generation.prompt_audio_tokens)
@@ -517,22 +528,21 @@ class ChatSALMONN(BaseChatModel):
             input_tokens=prompt, output_tokens=output, total_tokens=prompt + output,
             input_token_details={"audio": audio, "cache_read": int(getattr(generation, "cached_tokens", 0))},
         )
-        return usage, {"model_name": request.model_name, "finish_reason": reason}
+        metadata: dict[str, Any] = {"model_name": request.model_name, "finish_reason": reason}
+        if request.job.control.grammar is not None:  # tokens the grammar forced, taken without a model call each
+            metadata["forced_tokens"] = request.job.control.forced_tokens
+        return usage, metadata
 
     def _message(self, request: _Request, generation: Any) -> AIMessage:
-        text, calls, reason = self._answer(request, generation)
+        text, calls, reason, _ = self._answer(request, generation)
         usage, metadata = self._metadata(request, generation, reason)
         return AIMessage(content=text, tool_calls=calls, usage_metadata=usage, response_metadata=metadata)
 
     def _last_chunk(self, request: _Request, pieces: "_PieceFilter", generation: Any) -> ChatGenerationChunk:
-        text, calls, reason = self._answer(request, generation)
+        text, calls, reason, answer = self._answer(request, generation)
         usage, metadata = self._metadata(request, generation, reason)
         rest = "" if calls else pieces.finish(text)
-        chunks = [
-            {"name": c["name"], "args": json.dumps(c["args"], ensure_ascii=False), "id": c["id"],
-             "index": i, "type": "tool_call_chunk"}
-            for i, c in enumerate(calls)
-        ]
+        chunks = pieces.finish_calls(calls, answer)
         message = AIMessageChunk(
             content=rest, tool_call_chunks=chunks, usage_metadata=usage, response_metadata=metadata,
             chunk_position="last",
@@ -607,23 +617,66 @@ class ChatSALMONN(BaseChatModel):
 
 
 class _PieceFilter:
-    """Stream pieces of one request; holds back an answer that may turn out to be a tool call."""
+    """Stream chunks of one request. An answer that may turn out to be a tool call is held back;
+    while a grammar guarantees it is one (a forced call, or auto's call grammar opened on its
+    ``{``), the call streams as ``tool_call_chunks``: the name (with the call's id) once its
+    string is complete, then the arguments' JSON text as it grows."""
 
     def __init__(self, request: _Request) -> None:
         self._assembler = TextAssembler(request.decode, request.stop)
         self._may_call = bool(request.tool_names)
+        self._control = request.job.control
         self._holding: bool | None = None
+        self._held = ""
+        self._call: tuple[str, str] | None = None  # (name, id) of the call being streamed
+        self._args = ""  # its arguments' text streamed so far
 
-    def update(self, token_ids: list[int]) -> str:
+    def update(self, token_ids: list[int]) -> ChatGenerationChunk | None:
+        """The chunk for the answer's new tokens (``token_ids``: all so far), or None."""
         piece = self._assembler.update(token_ids)
         if piece and self._holding is None:
             self._holding = self._may_call and piece.lstrip()[:1] in ("{", "[")
-        return "" if self._holding else piece
+        if not self._holding:
+            return ChatGenerationChunk(message=AIMessageChunk(content=piece)) if piece else None
+        self._held += piece
+        if self._control.grammar is None:  # not (yet) sure to be a call: hold it all back
+            return None
+        name, args = call_parts(self._held)
+        args = args or ""
+        if self._call is None:
+            if name is None:
+                return None
+            self._call = (name, new_call_id())
+            chunk = {"name": name, "args": args, "id": self._call[1], "index": 0, "type": "tool_call_chunk"}
+        elif args.startswith(self._args) and len(args) > len(self._args):
+            chunk = {"name": None, "args": args[len(self._args):], "id": None, "index": 0, "type": "tool_call_chunk"}
+        else:
+            return None
+        self._args = args
+        return ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
 
     def finish(self, text: str) -> str:
+        """The rest of a text answer once it is known."""
+        if self._call is not None:
+            raise ToolCallError("The answer streamed as a tool call is not one.", llm_output=text)
         if self._holding:
             return text
         return self._assembler.finish(text)
+
+    def finish_calls(self, calls: list[ToolCall], answer: str) -> list[dict[str, Any]]:
+        """The last chunk's ``tool_call_chunks``: every call when none streamed, else the rest of
+        the streamed call's arguments."""
+        if self._call is None:
+            return [
+                {"name": c["name"], "args": json.dumps(c["args"], ensure_ascii=False), "id": c["id"],
+                 "index": i, "type": "tool_call_chunk"}
+                for i, c in enumerate(calls)
+            ]
+        name, args = call_parts(answer)
+        if len(calls) != 1 or calls[0]["name"] != self._call[0] or args is None or not args.startswith(self._args):
+            raise ToolCallError("The answer streamed as a tool call does not match the final one.", llm_output=answer)
+        rest = args[len(self._args):]
+        return [{"name": None, "args": rest, "id": None, "index": 0, "type": "tool_call_chunk"}] if rest else []
 
 
 def _response_format(response_format: dict[str, Any]) -> tuple[dict[str, Any], str]:

@@ -3,8 +3,18 @@
 Each request of a batch has a :class:`RequestControl`. At every decoding step the
 :class:`ControlProcessor` hands each request its newly generated tokens (for streaming and for
 the grammar), then, for that request's row, either forces the end symbol (the request was
-cancelled, ran past its deadline, or produced a stop sequence) or masks the logits to what its
-grammar allows. Other rows of the batch carry on: one cancelled request never stops the rest.
+cancelled, ran past its deadline, produced a stop sequence, or its grammar's JSON is complete)
+or masks the logits to what its grammar allows. Other rows of the batch carry on: one cancelled
+request never stops the rest. Its :meth:`~ControlProcessor.stopper` ends a row as soon as its
+JSON closes, without decoding the end symbol.
+
+A request with tools and ``tool_choice="auto"`` has no grammar at first: its control opens the
+call grammar lazily (``open_grammar``) once the answer's text starts with ``{``, and the rest of
+the answer is constrained; a plain-text answer stays unconstrained.
+
+A greedy request that runs alone can instead be decoded by the model's guided loop
+(``SALMONN.generate_detailed(guide=...)``) through :class:`GuidedControl`: the same choices,
+plus the tokens the grammar forces, which the model then takes without a call of their own.
 """
 
 from __future__ import annotations
@@ -14,8 +24,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
-from transformers import LogitsProcessor
+from transformers import LogitsProcessor, StoppingCriteria
 
 from salmonn_agent.chat.grammar import GrammarSession
 
@@ -25,9 +36,12 @@ class RequestControl:
     """What one request asks of its generation, and what happened to it.
 
     ``on_tokens`` is called (from the generating thread) with all tokens so far whenever new
-    ones arrive; a token is reported one decoding step after it was chosen, and the last one
-    only with the final result. ``ended_by`` says why the control stopped the row early:
-    ``"cancelled"``, ``"timeout"``, ``"stop_sequence"`` or ``"grammar_error"``.
+    ones are settled (right after each decoding step). ``ended_by`` says why the control
+    stopped the row early: ``"cancelled"``, ``"timeout"``, ``"stop_sequence"`` or
+    ``"grammar_error"``. ``open_grammar`` (auto tool choice) opens a grammar once the answer
+    starts a JSON object; ``completed`` says the grammar's JSON closed (the answer ended there,
+    without an end symbol); ``forced_tokens`` counts the tokens the grammar forced that the
+    guided loop took without a model call of their own.
     """
 
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -38,6 +52,9 @@ class RequestControl:
     token_ids: list[int] = field(default_factory=list)
     ended_by: str | None = None
     done: bool = False
+    open_grammar: Callable[[], GrammarSession] | None = None
+    completed: bool = False
+    forced_tokens: int = 0
 
     def end_reason(self, text: Callable[[], str]) -> str | None:
         """Why the row must end now, or None; ``text`` decodes the answer so far (lazily)."""
@@ -50,6 +67,37 @@ class RequestControl:
             if any(s in decoded for s in self.stop):
                 return "stop_sequence"
         return None
+
+    def take(self, tokens: list[int], eos_id: int, decode: Callable[[list[int]], str]) -> None:
+        """Take newly generated tokens: the grammar follows them, then ``on_tokens`` hears of them."""
+        if self.done or not tokens:
+            return
+        if eos_id in tokens:
+            tokens = tokens[: tokens.index(eos_id) + 1]
+            self.done = True
+        if self.grammar is not None and not self.grammar.advance(tokens):
+            self.ended_by = self.ended_by or "grammar_error"
+        answer = [t for t in tokens if t != eos_id]
+        self.token_ids.extend(answer)
+        if self.grammar is None and self.open_grammar is not None and answer:
+            self._open_lazily(decode)
+        if not self.done and self.grammar is not None and not self.grammar.error and self.grammar.complete:
+            self.completed = self.done = True
+        if answer and self.on_tokens is not None:
+            self.on_tokens(list(self.token_ids))
+
+    def _open_lazily(self, decode: Callable[[list[int]], str]) -> None:
+        """Open the call grammar if the answer so far starts a JSON object; decide once."""
+        text = decode(self.token_ids).lstrip()
+        if not text or self.open_grammar is None:
+            return
+        opener, self.open_grammar = self.open_grammar, None
+        if text[0] != "{":
+            return
+        session = opener()
+        # A start the grammar rejects (say, a space before the brace) stays unconstrained, as before.
+        if session.advance(self.token_ids) and not session.error:
+            self.grammar = session
 
 
 class ControlProcessor(LogitsProcessor):
@@ -72,13 +120,12 @@ class ControlProcessor(LogitsProcessor):
         self._seen = 0
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        new = input_ids[:, self._seen :].tolist()
-        self._seen = input_ids.shape[1]
+        self._sync(input_ids)
         for index, control in enumerate(self.controls):
             rows = range(index * self.num_beams, (index + 1) * self.num_beams)
-            if self.num_beams == 1:
-                self._take(control, new[index])
             if control.done:
+                if control.completed:  # the JSON closed (and no stopper ended the row): only the end may follow
+                    self._force_eos(scores, rows[0])
                 continue
             reason = control.end_reason(lambda: self._text(control, input_ids, rows))
             if reason is None and control.grammar is not None and control.grammar.error:
@@ -88,30 +135,25 @@ class ControlProcessor(LogitsProcessor):
                 for row in rows:
                     self._force_eos(scores, row)
             elif control.grammar is not None:
-                allowed = control.grammar.allowed(len(control.token_ids))[: scores.shape[1]]
-                if not allowed.any():
+                allowed = control.grammar.allowed(len(control.token_ids))
+                if not mask_to_allowed(scores[rows[0]], allowed):
                     self._force_eos(scores, rows[0])
-                    continue
-                blocked = torch.from_numpy(~allowed).to(scores.device)
-                scores[rows[0], : blocked.shape[0]] = scores[rows[0], : blocked.shape[0]].masked_fill(
-                    blocked, float("-inf")
-                )
-                if scores.shape[1] > blocked.shape[0]:
-                    scores[rows[0], blocked.shape[0] :] = float("-inf")
         return scores
 
-    def _take(self, control: RequestControl, tokens: list[int]) -> None:
-        if control.done or not tokens:
+    def stopper(self) -> StoppingCriteria:
+        """A stopping criterion that ends a row as soon as its grammar's JSON is complete (it also
+        hands the rows their tokens right after each step, so they stream without a step's delay)."""
+        return _CompletedStopper(self)
+
+    def _sync(self, input_ids: torch.LongTensor) -> None:
+        """Hand each request the tokens generated since the last call."""
+        if input_ids.shape[1] <= self._seen:
             return
-        if self.eos_id in tokens:
-            tokens = tokens[: tokens.index(self.eos_id) + 1]
-            control.done = True
-        if control.grammar is not None and not control.grammar.advance(tokens):
-            control.ended_by = control.ended_by or "grammar_error"
-        answer = [t for t in tokens if t != self.eos_id]
-        control.token_ids.extend(answer)
-        if answer and control.on_tokens is not None:
-            control.on_tokens(list(control.token_ids))
+        new = input_ids[:, self._seen :].tolist()
+        self._seen = input_ids.shape[1]
+        if self.num_beams == 1:
+            for control, tokens in zip(self.controls, new):
+                control.take(tokens, self.eos_id, self.decode)
 
     def _text(self, control: RequestControl, input_ids: torch.LongTensor, rows: range) -> str:
         if self.num_beams == 1:
@@ -121,3 +163,73 @@ class ControlProcessor(LogitsProcessor):
     def _force_eos(self, scores: torch.FloatTensor, row: int) -> None:
         scores[row] = float("-inf")
         scores[row, self.eos_id] = 0.0
+
+
+class _CompletedStopper(StoppingCriteria):
+    """See :meth:`ControlProcessor.stopper`."""
+
+    def __init__(self, processor: ControlProcessor) -> None:
+        self.processor = processor
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
+        processor = self.processor
+        processor._sync(input_ids)
+        done = [False] * input_ids.shape[0]
+        if processor.num_beams == 1:
+            done = [control.completed for control in processor.controls]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class GuidedControl:
+    """One greedy request's control as the model's guided decoding loop asks for it
+    (``SALMONN.generate_detailed(guide=...)``): choose a token, take it, say what is forced next.
+
+    ``choose`` masks exactly as :class:`ControlProcessor` does, so the tokens are the same; the
+    forced tokens the loop verifies against the model's own choice before taking them.
+    """
+
+    def __init__(self, control: RequestControl, *, eos_id: int, decode: Callable[[list[int]], str]) -> None:
+        self.control = control
+        self.eos_id = eos_id
+        self.decode = decode
+
+    def choose(self, scores: torch.Tensor) -> int:
+        """The next token for one row of logits ``[vocab]`` (float32; changed in place)."""
+        control = self.control
+        reason = control.end_reason(lambda: self.decode(control.token_ids))
+        if reason is None and control.grammar is not None and control.grammar.error:
+            reason = "grammar_error"
+        if reason is not None:
+            control.ended_by = control.ended_by or reason
+            return self.eos_id
+        if control.grammar is not None:
+            if not mask_to_allowed(scores, control.grammar.allowed(len(control.token_ids))):
+                return self.eos_id
+        return int(torch.argmax(scores))
+
+    def accept(self, token: int, forced: bool = False) -> bool:
+        """Take a chosen (or a forced and verified) token; True once the answer is over."""
+        self.control.take([token], self.eos_id, self.decode)
+        self.control.forced_tokens += int(forced)
+        return self.control.done
+
+    def draft(self) -> list[int]:
+        """The tokens the grammar forces after those taken (empty without a grammar)."""
+        grammar = self.control.grammar
+        if grammar is None or self.control.done or grammar.error:
+            return []
+        return grammar.forced()
+
+
+def mask_to_allowed(scores: torch.Tensor, allowed: np.ndarray) -> bool:
+    """Set the logits of one row (``[vocab]``) that ``allowed`` does not allow to -inf (tokens past
+    its end too); False if it allows nothing."""
+    allowed = allowed[: scores.shape[-1]]
+    if not allowed.any():
+        return False
+    blocked = torch.from_numpy(~allowed).to(scores.device)
+    width = blocked.shape[0]
+    scores[:width] = scores[:width].masked_fill(blocked, float("-inf"))
+    if scores.shape[-1] > width:
+        scores[width:] = float("-inf")
+    return True

@@ -13,6 +13,11 @@ different lengths are not decoded together: left padding changes the attention's
 enough to flip a near-tie, and an answer must not depend on its batch-mates; so greedy answers
 equal those of one-by-one runs. The worker exits when idle and restarts on demand.
 
+A greedy request that runs alone and may be constrained (a grammar, or tools it may call) is
+decoded by the model's guided loop (:class:`~salmonn_agent.chat.controls.GuidedControl`): the
+tokens its grammar forces cost no model call of their own. A request whose JSON answer closes
+ends there, without decoding the end symbol.
+
 A request that runs alone (a batch of one, greedy or sampling) goes through the
 :class:`~salmonn_agent.chat.cache.PrefixCacheStore`: it reuses the LLM key/value cache of the
 earlier turn of its conversation and leaves its own for the next turn. Batched requests run
@@ -30,11 +35,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import LogitsProcessorList
+from transformers import LogitsProcessorList, StoppingCriteriaList
 
 from salmonn_agent.chat.blocks import AudioClip
 from salmonn_agent.chat.cache import AudioTokenCache, PrefixCacheStore
-from salmonn_agent.chat.controls import ControlProcessor, RequestControl
+from salmonn_agent.chat.controls import ControlProcessor, GuidedControl, RequestControl
 
 if TYPE_CHECKING:
     from salmonn_agent.model.generation import Generation
@@ -182,9 +187,16 @@ class GenerationEngine:
         prefix = None
         if len(batch) == 1 and int(options.get("num_beams") or 1) == 1:
             prefix = self.prefixes.checkout(batch[0].prompt, keys)
+        guide = None
+        control = batch[0].control
+        if (len(batch) == 1 and int(options.get("num_beams") or 1) == 1 and not options.get("do_sample")
+                and (control.grammar is not None or control.open_grammar is not None)):
+            guide = GuidedControl(control, eos_id=self.model._eos_id, decode=self.model.tokenizer.decode)
         results = self.model.generate_detailed(
             [job.prompt for job in batch], audios,
-            logits_processor=LogitsProcessorList([processor]), prefix_cache=prefix, **options,
+            logits_processor=LogitsProcessorList([processor]),
+            stopping_criteria=StoppingCriteriaList([processor.stopper()]), prefix_cache=prefix, guide=guide,
+            **options,
         )
         if prefix is not None:  # a failed generation drops the checked-out cache
             self.prefixes.put(batch[0].prompt, keys, results[0].text, prefix)

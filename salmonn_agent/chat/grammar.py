@@ -139,6 +139,17 @@ class GrammarSession:
             allowed &= tiers == best
         return allowed
 
+    def forced(self) -> list[int]:
+        """The tokens the grammar forces next (llguidance's fast-forward tokens; often empty)."""
+        if self.complete or self._matcher.is_error():
+            return []
+        return [int(t) for t in self._matcher.compute_ff_tokens()]
+
+    @property
+    def complete(self) -> bool:
+        """Whether the JSON is finished: nothing but the end symbol may follow."""
+        return bool(self._matcher.is_stopped())
+
     @property
     def error(self) -> str:
         """The matcher's error message ('' when fine)."""

@@ -131,6 +131,71 @@ def parse_tool_calls(text: str, tool_names: Sequence[str]) -> list[ToolCall] | N
     return calls or None
 
 
+def call_parts(text: str) -> tuple[str | None, str | None]:
+    """The parts of one call object ``{"name": ..., "arguments": {...}}`` that ``text`` (the
+    answer so far, maybe cut anywhere) already holds: the name once its string is complete, and
+    the raw JSON text of the arguments object so far (None until it starts).
+
+    The arguments' text only grows as ``text`` does, so it streams as string deltas.
+    """
+    stripped = text.lstrip()
+    if not stripped.startswith("{"):
+        return None, None
+    offset = len(text) - len(stripped)
+    depth, in_string, escaped = 0, False, False
+    expecting, key, string_start = "key", None, 0
+    name: str | None = None
+    args_start: int | None = None
+    args_end: int | None = None
+    for pos in range(offset, len(text)):
+        char = text[pos]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+                if depth == 1:
+                    value = _loads_string(text[string_start : pos + 1])
+                    if expecting == "key":
+                        key, expecting = value, "colon"
+                    elif expecting == "value":
+                        if key == "name":
+                            name = value
+                        expecting = "comma"
+            continue
+        if char == '"':
+            in_string, string_start = True, pos
+        elif char in "{[":
+            if depth == 1 and expecting == "value" and key == "arguments" and char == "{":
+                args_start = pos
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+            if depth == 1 and expecting == "value":
+                if key == "arguments" and args_start is not None and args_end is None:
+                    args_end = pos + 1
+                expecting = "comma"
+            if depth <= 0:
+                break
+        elif depth == 1:
+            if char == ":" and expecting == "colon":
+                expecting = "value"
+            elif char == ",":
+                expecting = "key"
+    args = None if args_start is None else text[args_start : args_end if args_end is not None else len(text)]
+    return name, args
+
+
+def _loads_string(literal: str) -> str | None:
+    try:
+        value = json.loads(literal)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, str) else None
+
+
 def new_call_id() -> str:
     """A fresh tool-call id (``call_`` and 24 hex digits)."""
     return f"call_{uuid.uuid4().hex[:24]}"

@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -45,6 +45,13 @@ _CACHE_KWARG = "cache" if Version(transformers.__version__).release >= (5, 24) e
 ``past_key_values`` to ``cache`` (the old name is deprecated there); earlier 5.x know only the old."""
 
 AudioLike = AudioInput | EncodedAudio
+
+_OTHER_PROCESSORS = (
+    "no_repeat_ngram_size", "bad_words_ids", "suppress_tokens", "begin_suppress_tokens", "sequence_bias",
+    "forced_bos_token_id", "forced_eos_token_id", "encoder_repetition_penalty", "exponential_decay_length_penalty",
+    "renormalize_logits", "watermarking_config",
+)
+"""Generation-config fields that make ``generate`` add a logits processor the guided loop lacks."""
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +166,23 @@ class CancelOnEvent(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
+class DecodingGuide(Protocol):
+    """The controls of a guided greedy decode (one prompt, one beam; see
+    :meth:`GenerationMixin.generate_detailed`).
+
+    ``choose`` picks the next token from one row of scores (float32 logits after ``generate``'s
+    own processors: the repetition penalty, and no end symbol before ``min_new_tokens``); ``accept`` takes a token (``forced``: a
+    drafted token the model's own choice confirmed) and says whether the answer is over;
+    ``draft`` gives the tokens the controls force next (a grammar's fast-forward tokens).
+    """
+
+    def choose(self, scores: torch.Tensor) -> int: ...
+
+    def accept(self, token: int, forced: bool = False) -> bool: ...
+
+    def draft(self) -> list[int]: ...
+
+
 def cut_at_eos(ids: list[int], eos_id: int, pad_id: int | None, max_new_tokens: int) -> tuple[list[int], str]:
     """Cut generated ids at the end symbol; say why generation ended."""
     if eos_id in ids:
@@ -246,14 +270,21 @@ class GenerationMixin:
         *,
         generation: GenerationConfig | None = None,
         logits_processor: LogitsProcessorList | None = None,
+        stopping_criteria: StoppingCriteriaList | None = None,
         prefix_cache: PrefixCache | None = None,
+        guide: DecodingGuide | None = None,
         **options: object,
     ) -> list[Generation]:
         """Like :meth:`generate_from_prompts`, with token ids, finish reasons and prompt sizes.
 
-        ``logits_processor`` is handed to ``generate`` (e.g. constrained decoding of JSON).
-        ``prefix_cache`` (one prompt only) reuses and then updates a conversation's key/value
-        cache (see :class:`PrefixCache`); greedy answers are the same with or without it.
+        ``logits_processor`` and ``stopping_criteria`` are handed to ``generate`` (e.g.
+        constrained decoding of JSON). ``prefix_cache`` (one prompt only) reuses and then
+        updates a conversation's key/value cache (see :class:`PrefixCache`); greedy answers
+        are the same with or without it. ``guide`` (a :class:`DecodingGuide`) decodes a greedy
+        single prompt in the model's own loop instead (:meth:`_decode_guided`): the guide
+        chooses each token, and the tokens it forces go through the model in the same call as
+        the token before them; where that loop does not apply (sampling, beams, batches,
+        compiled decoding), ``generate`` runs with the processors.
         """
         if prefix_cache is not None and len(prompts) != 1:
             raise SalmonnError(
@@ -267,8 +298,10 @@ class GenerationMixin:
         kwargs = self._generate_kwargs(config)
         if logits_processor is not None:
             kwargs["logits_processor"] = logits_processor
+        if stopping_criteria is not None:
+            kwargs["stopping_criteria"] = stopping_criteria
         with self._generation_scope(config):
-            output = self._llm_generate(inputs, kwargs, prefix_cache if config.num_beams == 1 else None)
+            output = self._llm_generate(inputs, kwargs, prefix_cache if config.num_beams == 1 else None, guide)
         if prefix_cache is not None and config.num_beams > 1:
             prefix_cache.reused_tokens, prefix_cache.prefilled_tokens = 0, int(inputs.embeds.shape[1])
         cached = prefix_cache.reused_tokens if prefix_cache is not None else 0
@@ -356,12 +389,13 @@ class GenerationMixin:
         return kwargs
 
     def _llm_generate(
-        self, inputs: PromptInputs, kwargs: dict[str, object], prefix_cache: PrefixCache | None
+        self, inputs: PromptInputs, kwargs: dict[str, object], prefix_cache: PrefixCache | None,
+        guide: DecodingGuide | None = None,
     ) -> torch.Tensor:
         """The LLM's ``generate`` on ``inputs`` (inside :meth:`_generation_scope`): compiled with
-        a static cache where :attr:`compiled` says so, else with a dynamic cache, reusing and
-        then updating ``prefix_cache`` (batch size 1) when one is given; a compiled call
-        leaves ``prefix_cache`` empty."""
+        a static cache where :attr:`compiled` says so, else with a dynamic cache (or the guided
+        loop, when ``guide`` is given and applies), reusing and then updating ``prefix_cache``
+        (batch size 1) when one is given; a compiled call leaves ``prefix_cache`` empty."""
         batch, positions = int(inputs.embeds.shape[0]), int(inputs.embeds.shape[1])
         beams = int(kwargs.get("num_beams", 1))  # type: ignore[call-overload]
         reason = self.compiled.reason_against(self.device, batch, beams)
@@ -376,25 +410,48 @@ class GenerationMixin:
                 inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **kwargs, **static
             )
         logger.debug("decoding with the default cache: %s", reason)
+        if guide is not None and not self._guided_applies(batch, kwargs):
+            guide = None
         if prefix_cache is None and batch == 1 and inputs.head_tokens[0] > 0 and beams == 1:
-            return self._generate_with_head(inputs, kwargs)
-        return self._generate_dynamic(inputs, kwargs, prefix_cache)
+            return self._generate_with_head(inputs, kwargs, guide)
+        return self._generate_dynamic(inputs, kwargs, prefix_cache, guide)
+
+    def _guided_applies(self, batch: int, kwargs: dict[str, object]) -> bool:
+        """Whether the guided loop decodes what ``generate`` would with these options: greedy,
+        one prompt, one beam (the processors ``generate`` adds then are the repetition penalty
+        and ``min_new_tokens``, which the loop applies the same way), and no other processor
+        asked for by the LLM's own generation config; and a cache whose layers can be cropped
+        back (not sliding-window ones), for the forced tokens the model does not confirm."""
+        if batch != 1 or int(kwargs.get("num_beams", 1)) != 1 or kwargs.get("do_sample"):  # type: ignore[call-overload]
+            return False
+        own = getattr(self.llm, "generation_config", None)
+        if any(getattr(own, name, None) for name in _OTHER_PROCESSORS):
+            return False
+        return all(type(layer) is DynamicLayer for layer in self._new_cache().layers)
 
     def _generate_dynamic(
-        self, inputs: PromptInputs, kwargs: dict[str, object], prefix_cache: PrefixCache | None
+        self, inputs: PromptInputs, kwargs: dict[str, object], prefix_cache: PrefixCache | None,
+        guide: DecodingGuide | None = None,
     ) -> torch.Tensor:
-        """``generate`` with a dynamic cache, reusing and updating ``prefix_cache`` if given."""
+        """``generate`` (or the guided loop) with a dynamic cache, reusing and updating
+        ``prefix_cache`` if given."""
         if prefix_cache is None:
+            if guide is not None:
+                return self._decode_guided(inputs, kwargs, self._new_cache(), guide)
             return self.llm.generate(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **kwargs)
         rows = inputs.embeds[0]
         key = self._prefix_key()
         cache = self._prefix_begin(prefix_cache, rows, key)
         try:
-            # ``generate`` slices inputs_embeds to the positions the cache lacks; the full
-            # attention mask gives those positions their absolute position ids.
-            output = self.llm.generate(
-                inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **{_CACHE_KWARG: cache}, **kwargs
-            )
+            if guide is not None:
+                output = self._decode_guided(inputs, kwargs, cache, guide)
+            else:
+                # ``generate`` slices inputs_embeds to the positions the cache lacks; the full
+                # attention mask gives those positions their absolute position ids.
+                output = self.llm.generate(
+                    inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, **{_CACHE_KWARG: cache},
+                    **kwargs,
+                )
         except BaseException:
             prefix_cache.reset()
             raise
@@ -406,14 +463,93 @@ class GenerationMixin:
             prefix_cache.embeds, prefix_cache.cache, prefix_cache.key = full[:length], cache, key
         return output
 
-    def _generate_with_head(self, inputs: PromptInputs, kwargs: dict[str, object]) -> torch.Tensor:
+    def _decode_guided(
+        self, inputs: PromptInputs, kwargs: dict[str, object], cache: DynamicCache, guide: DecodingGuide
+    ) -> torch.Tensor:
+        """Greedy decoding of one prompt where ``guide`` chooses each token, and the tokens it
+        forces (a grammar's fast-forward tokens) are fed with the chosen token in one LLM call.
+
+        Each forced token is taken only where the model's own choice from the logits at its
+        position (what step-by-step decoding would pick there) is that token; at the first one
+        that is not, the model's choice is taken instead and the cache is cropped to it. So the
+        tokens are those of ``generate``'s greedy decoding, up to float differences between a
+        multi-token call and one-token calls (which matter only at near-ties). The answer ends
+        when the guide says so (the end symbol, a complete JSON answer) or at ``max_new_tokens``.
+        Returns the new token ids ``[1, n]``, as ``generate`` does; ``cache`` then holds the
+        prompt and the answer (the last token fed or not).
+        """
+        embeds = inputs.embeds
+        device = embeds.device
+        positions = int(embeds.shape[1])
+        max_new = int(kwargs["max_new_tokens"])  # type: ignore[call-overload]
+        min_new = int(kwargs.get("min_new_tokens") or 0)  # type: ignore[call-overload]
+        penalty = float(kwargs.get("repetition_penalty") or 1.0)  # type: ignore[arg-type]
+        past = cache.get_seq_length()
+
+        def forward(**model_inputs: object) -> torch.Tensor:
+            length = cache.get_seq_length()
+            fed = int(model_inputs.pop("count"))  # type: ignore[call-overload]
+            output = self.llm(
+                **model_inputs, attention_mask=torch.ones(1, length + fed, dtype=torch.long, device=device),
+                position_ids=torch.arange(length, length + fed, device=device).unsqueeze(0),
+                use_cache=True, **{_CACHE_KWARG: cache},
+            )
+            return output.logits[0].to(dtype=torch.float32)
+
+        def choose(logits: torch.Tensor, made: list[int]) -> int:
+            """The guide's choice after generate's own processors (float32, as generate scores)."""
+            scores = logits.clone()
+            if penalty != 1.0 and made:  # the repetition penalty: generate's counts the new tokens only
+                seen = torch.tensor(sorted(set(made)), dtype=torch.long, device=scores.device)
+                picked = scores[seen]
+                scores[seen] = torch.where(picked < 0, picked * penalty, picked / penalty)
+            if len(made) < min_new:  # min_new_tokens: no end symbol before then
+                scores[self._eos_id] = float("-inf")
+            return guide.choose(scores)
+
+        tokens: list[int] = []
+        logits = forward(inputs_embeds=embeds[:, past:], count=positions - past, logits_to_keep=1)[-1]
+        token = choose(logits, tokens)
+        while True:
+            tokens.append(token)
+            if guide.accept(token) or token == self._eos_id or len(tokens) >= max_new:
+                break
+            draft = guide.draft()[: max_new - len(tokens)]
+            start = cache.get_seq_length()
+            ids = torch.tensor([[token, *draft]], dtype=torch.long, device=device)
+            logits = forward(input_ids=ids, count=1 + len(draft), logits_to_keep=1 + len(draft))
+            ended, token = False, -1
+            for j, forced in enumerate(draft):
+                choice = choose(logits[j], tokens)
+                if choice != forced:  # the model would not take the forced token here: keep its choice
+                    cache.crop(start + 1 + j)
+                    token = choice
+                    break
+                tokens.append(forced)
+                if guide.accept(forced, forced=True) or len(tokens) >= max_new:
+                    ended = True
+                    break
+            if ended:
+                break
+            if token < 0:
+                token = choose(logits[-1], tokens)
+        if cache.get_seq_length() > positions + len(tokens):  # ended inside a draft: drop the rest
+            cache.crop(positions + len(tokens))
+        return torch.tensor([tokens], dtype=torch.long, device=device)
+
+    def _new_cache(self) -> DynamicCache:
+        return DynamicCache(config=self.llm.config.get_text_config(decoder=True))
+
+    def _generate_with_head(
+        self, inputs: PromptInputs, kwargs: dict[str, object], guide: DecodingGuide | None = None
+    ) -> torch.Tensor:
         """Generate one prompt reusing the keys/values of its head: the text before its first
         clip, which the prompt template makes the same for every single-turn request (the
         system prompt and the start of the user turn). Then keep this prompt's head for the
         next call. Only the head is kept, never audio or an answer."""
         head = inputs.head_tokens[0]
         cache = self._head_cache.copy()
-        output = self._generate_dynamic(inputs, kwargs, cache)
+        output = self._generate_dynamic(inputs, kwargs, cache, guide)
         self.head_hits += cache.reused_tokens == head
         # A head not reused in full was missing, stale (another LoRA state) or another template's.
         if cache.reused_tokens < head and cache.cache is not None and cache.num_tokens >= head:
@@ -434,7 +570,7 @@ class GenerationMixin:
         ):
             reuse = common_prefix_rows(cached, rows, rows.shape[0] - 1)
         if reuse == 0:
-            cache = DynamicCache(config=self.llm.config.get_text_config(decoder=True))
+            cache = self._new_cache()
         else:
             cache.crop(reuse - cache.get_seq_length())
         # Until generation ends the cache and the rows are out of step: keep neither.

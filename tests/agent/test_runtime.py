@@ -162,6 +162,36 @@ async def test_spoken_injection_with_the_salmonn_brain_leaves_the_notes(
         assert len(deletes) == 1 and [a.tool for a in result.actions] == ["delete_notes"]
 
 
+async def test_an_action_streamed_as_tool_call_chunks_runs_once(book, tmp_path, tiny_model):
+    from salmonn_agent.chat_model import ChatSALMONN
+
+    streamed: list[Any] = []
+
+    class NoteTaker(ChatSALMONN):
+        """Answers every request with a call of add_note (forced), streamed as tool-call chunks."""
+
+        def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+            return super().bind_tools(tools, tool_choice="add_note")
+
+        async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            async for chunk in super()._astream(*args, **kwargs):
+                streamed.append(chunk.message)
+                yield chunk
+
+    brain = NoteTaker(client=tiny_model, model="tiny-salmonn", temperature=0, max_tokens=64)
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    agent = agent_for(brain, book, audit, allow=["add_note"])
+
+    result = await agent.handle_window(tone_window())
+
+    with_calls = [m for m in streamed if m.tool_call_chunks]
+    assert len(with_calls) > 2 and with_calls[0].chunk_position is None  # the JSON came in pieces, before the end
+    assert [(a.tool, a.allowed) for a in result.actions] == [("add_note", True)]
+    assert [r.tool for r in audit.records()] == ["add_note"] and len(book.read()) == 3
+    assert result.metrics.brain_calls == 1 and result.error is None
+    assert result.metrics.ttft_ms is not None and result.metrics.ttft_ms < result.metrics.turn_ms
+
+
 async def test_confirmation_decides_a_risky_allowed_action(book, tmp_path):
     asked: list[str] = []
 
