@@ -5,6 +5,9 @@ Each request of a batch has a :class:`RequestControl`. At every decoding step th
 the grammar), then, for that request's row, either forces the end symbol (the request was
 cancelled, ran past its deadline, or produced a stop sequence) or masks the logits to what its
 grammar allows. Other rows of the batch carry on: one cancelled request never stops the rest.
+Its :attr:`ControlProcessor.handover` (a stopping criterion that never stops anything) hands the
+tokens over as soon as they are chosen, a decoding step before the next logits are ready: a
+streamed answer's first text then comes with its first token, not one step later.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from transformers import LogitsProcessor
+from transformers import LogitsProcessor, StoppingCriteria
 
 from salmonn_agent.chat.grammar import GrammarSession
 
@@ -25,8 +28,9 @@ class RequestControl:
     """What one request asks of its generation, and what happened to it.
 
     ``on_tokens`` is called (from the generating thread) with all tokens so far whenever new
-    ones arrive; a token is reported one decoding step after it was chosen, and the last one
-    only with the final result. ``ended_by`` says why the control stopped the row early:
+    ones arrive: as soon as they are chosen when ``generate`` runs the processor's
+    :attr:`~ControlProcessor.handover`, else at the next decoding step (and the last one only
+    with the final result). ``ended_by`` says why the control stopped the row early:
     ``"cancelled"``, ``"timeout"``, ``"stop_sequence"`` or ``"grammar_error"``.
     """
 
@@ -70,14 +74,13 @@ class ControlProcessor(LogitsProcessor):
         self.decode = decode
         self.num_beams = num_beams
         self._seen = 0
+        self.handover = TokenHandover(self)
+        """Pass it to ``generate`` as a stopping criterion to get the tokens as they are chosen."""
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        new = input_ids[:, self._seen :].tolist()
-        self._seen = input_ids.shape[1]
+        self.take_new(input_ids)
         for index, control in enumerate(self.controls):
             rows = range(index * self.num_beams, (index + 1) * self.num_beams)
-            if self.num_beams == 1:
-                self._take(control, new[index])
             if control.done:
                 continue
             reason = control.end_reason(lambda: self._text(control, input_ids, rows))
@@ -100,15 +103,27 @@ class ControlProcessor(LogitsProcessor):
                     scores[rows[0], blocked.shape[0] :] = float("-inf")
         return scores
 
+    def take_new(self, input_ids: torch.LongTensor) -> None:
+        """Hand each request the tokens of ``input_ids`` not handed over yet (greedy or sampling)."""
+        if input_ids.shape[1] <= self._seen:
+            return
+        new = input_ids[:, self._seen :].tolist()
+        self._seen = input_ids.shape[1]
+        if self.num_beams == 1:
+            for control, tokens in zip(self.controls, new):
+                self._take(control, tokens)
+
     def _take(self, control: RequestControl, tokens: list[int]) -> None:
         if control.done or not tokens:
             return
         if self.eos_id in tokens:
             tokens = tokens[: tokens.index(self.eos_id) + 1]
             control.done = True
-        if control.grammar is not None and not control.grammar.advance(tokens):
-            control.ended_by = control.ended_by or "grammar_error"
         answer = [t for t in tokens if t != self.eos_id]
+        # The grammar allowed the end symbol only where the answer may end: it reads the answer
+        # alone (a finished matcher would refuse the end symbol itself).
+        if control.grammar is not None and not control.grammar.advance(answer):
+            control.ended_by = control.ended_by or "grammar_error"
         control.token_ids.extend(answer)
         if answer and control.on_tokens is not None:
             control.on_tokens(list(control.token_ids))
@@ -121,3 +136,15 @@ class ControlProcessor(LogitsProcessor):
     def _force_eos(self, scores: torch.FloatTensor, row: int) -> None:
         scores[row] = float("-inf")
         scores[row, self.eos_id] = 0.0
+
+
+class TokenHandover(StoppingCriteria):
+    """Hands a :class:`ControlProcessor`'s requests their tokens right after ``generate`` chose
+    them (its stopping criteria run then); it never stops a row itself."""
+
+    def __init__(self, processor: ControlProcessor) -> None:
+        self.processor = processor
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
+        self.processor.take_new(input_ids)
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import LogitsProcessorList
+from transformers import LogitsProcessorList, StoppingCriteriaList
 
 from salmonn_agent.chat.blocks import AudioClip
 from salmonn_agent.chat.cache import AudioTokenCache, PrefixCacheStore
@@ -184,7 +184,8 @@ class GenerationEngine:
             prefix = self.prefixes.checkout(batch[0].prompt, keys)
         results = self.model.generate_detailed(
             [job.prompt for job in batch], audios,
-            logits_processor=LogitsProcessorList([processor]), prefix_cache=prefix, **options,
+            logits_processor=LogitsProcessorList([processor]),
+            stopping_criteria=StoppingCriteriaList([processor.handover]), prefix_cache=prefix, **options,
         )
         if prefix is not None:  # a failed generation drops the checked-out cache
             self.prefixes.put(batch[0].prompt, keys, results[0].text, prefix)

@@ -246,12 +246,14 @@ class GenerationMixin:
         *,
         generation: GenerationConfig | None = None,
         logits_processor: LogitsProcessorList | None = None,
+        stopping_criteria: StoppingCriteriaList | None = None,
         prefix_cache: PrefixCache | None = None,
         **options: object,
     ) -> list[Generation]:
         """Like :meth:`generate_from_prompts`, with token ids, finish reasons and prompt sizes.
 
-        ``logits_processor`` is handed to ``generate`` (e.g. constrained decoding of JSON).
+        ``logits_processor`` and ``stopping_criteria`` are handed to ``generate`` (e.g.
+        constrained decoding of JSON, or reading each token as soon as it is chosen).
         ``prefix_cache`` (one prompt only) reuses and then updates a conversation's key/value
         cache (see :class:`PrefixCache`); greedy answers are the same with or without it.
         """
@@ -267,6 +269,8 @@ class GenerationMixin:
         kwargs = self._generate_kwargs(config)
         if logits_processor is not None:
             kwargs["logits_processor"] = logits_processor
+        if stopping_criteria is not None:
+            kwargs["stopping_criteria"] = stopping_criteria
         with self._generation_scope(config):
             output = self._llm_generate(inputs, kwargs, prefix_cache if config.num_beams == 1 else None)
         if prefix_cache is not None and config.num_beams > 1:
