@@ -225,7 +225,8 @@ class ChatSALMONN(BaseChatModel):
     """Most concurrent requests decoded together in one ``generate`` call."""
     batch_window_ms: float = Field(default=5.0, ge=0)
     """How long the first waiting request waits for others to batch with; each newcomer restarts
-    the wait, up to 4 windows in all."""
+    the wait, up to 4 windows in all. A follow-up turn of a kept conversation (see
+    ``prefix_cache_size``) that finds no other request waiting starts without waiting."""
 
     _runtimes: dict[int, _Runtime] = PrivateAttr(default_factory=dict)
     _runtime_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)

@@ -220,6 +220,30 @@ def test_half_weight_linear_matches_float32_for_decoding_and_prefill_rows():
         torch.testing.assert_close(out, linear(x), atol=5e-3, rtol=5e-3)
 
 
+def test_half_weight_linear_multiplies_plain_rows_of_a_sliced_input(monkeypatch):
+    """A prefill's LM head gets the prompt's last position, a slice whose batch stride is the
+    prompt's size; the product must see plain rows (that stride made it 10-20x slower)."""
+    from salmonn_agent.model import half_weights
+    from salmonn_agent.model.half_weights import HalfWeightLinear
+
+    torch.manual_seed(0)
+    half = HalfWeightLinear(torch.nn.Linear(64, 48))
+    seen: list[tuple[int, ...]] = []
+    linear = half_weights.F.linear
+
+    def recording(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        seen.append(x.stride())
+        return linear(x, weight)
+
+    monkeypatch.setattr(half_weights.F, "linear", recording)
+    hidden = torch.randn(1, 18, 64)
+    for x in (hidden[:, -1:, :], hidden[:, 5:, :], hidden[0]):  # the LM head's slice, a prefill's rows, 2-d
+        out = half(x)
+        assert out.shape == (*x.shape[:-1], 48)
+        assert seen[-1] == (64, 1)
+        torch.testing.assert_close(out, half(x.clone(memory_format=torch.contiguous_format)), atol=0, rtol=0)
+
+
 def test_float16_weights_model_halves_the_llm_linears_only_and_keeps_its_outputs(
     tiny_model, tiny_model_dir, noise_clips
 ):

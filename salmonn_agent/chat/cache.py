@@ -148,6 +148,18 @@ class PrefixCacheStore:
         with self._lock:
             return sum(entry.cache.nbytes for entry in self._entries.values())
 
+    def continues(self, prompt: str, clip_keys: Sequence[str]) -> bool:
+        """Whether ``prompt`` is a later turn of a kept conversation: that conversation's prompt
+        and clips begin it, and it goes on (with the answer and a new question, say);
+        :meth:`checkout` would hand it that conversation's cache."""
+        keys = tuple(clip_keys)
+        with self._lock:
+            return any(
+                len(prompt) > len(entry.prompt) and prompt.startswith(entry.prompt)
+                and keys[: len(entry.clips)] == entry.clips
+                for entry in self._entries.values()
+            )
+
     def checkout(self, prompt: str, clip_keys: Sequence[str]) -> PrefixCache | None:
         """The cache to generate ``prompt`` with: a stored conversation's (taken out of the
         store) or a new empty one; None when the store is off."""

@@ -22,7 +22,9 @@ A request that runs alone (a batch of one, greedy or sampling) goes through the
 :class:`~salmonn_agent.chat.cache.PrefixCacheStore`: it reuses the LLM key/value cache of the
 earlier turn of its conversation and leaves its own for the next turn. Batched requests run
 without prefix caches (``generate`` takes one cache per call, and batching already shares the
-work); so does beam search.
+work); so does beam search. A follow-up turn of a kept conversation that finds the queue empty
+starts at once, without the batch window's wait: only a request of exactly its prompt length
+could share its decoding, and alone it prefills only its new text.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ class GenerationEngine:
                     return None
                 self._cond.wait(remaining)
             start = time.monotonic()
-            window_end = start + self.batch_window_s
+            window_end = start + (0.0 if self._skips_window(self._queue[0]) else self.batch_window_s)
             while len(self._queue) < self.max_batch_size:
                 remaining = window_end - time.monotonic()
                 if remaining <= 0:
@@ -137,6 +139,14 @@ class GenerationEngine:
             for job in batch:
                 self._queue.remove(job)
         return [job for job in batch if job.future.set_running_or_notify_cancel()]
+
+    def _skips_window(self, job: Job) -> bool:
+        """Whether ``job``, alone in the queue, starts without waiting for company: a follow-up
+        turn of a kept conversation (see the module docstring)."""
+        return (
+            len(self._queue) == 1 and int(job.options.get("num_beams") or 1) == 1
+            and self.prefixes.continues(job.prompt, [clip.key for clip in job.clips])
+        )
 
     def _execute(self, batch: list[Job]) -> None:
         live = [job for job in batch if not job.control.cancel.is_set()]

@@ -59,6 +59,33 @@ def test_stream_is_token_by_token_and_joins_to_the_answer(chat, question):
     assert len(beams) == 1 and beams[0].content == chat.invoke([question], num_beams=2).content
 
 
+def test_streamed_tokens_arrive_as_they_are_chosen(chat, tiny_model, question):
+    """Each token reaches the stream before the next decoding step starts, not a step later."""
+    forwards: list[int] = []
+    hook = tiny_model.llm.get_decoder().register_forward_hook(lambda *_: forwards.append(1))
+    engine = chat._runtime(None).engine
+    submit, seen = engine.submit, []
+
+    def recording(job):
+        post = job.control.on_tokens
+
+        def on_tokens(ids: list[int]) -> None:
+            seen.append((len(ids), len(forwards)))  # tokens so far, LLM passes so far
+            post(ids)
+
+        job.control.on_tokens = on_tokens
+        return submit(job)
+
+    engine.submit = recording
+    try:
+        chunks = list(chat.stream([question]))
+    finally:
+        hook.remove()
+    tokens = chunks[-1].usage_metadata["output_tokens"]
+    assert [count for count, _ in seen] == list(range(1, tokens + 1))  # every token, the last one too
+    assert all(passes == count for count, passes in seen)  # token k after the prefill and k - 1 steps
+
+
 async def test_async_invoke_and_stream_match_sync(chat, question):
     answer = chat.invoke([question])
     assert (await chat.ainvoke([question])).content == answer.content

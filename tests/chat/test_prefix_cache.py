@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -129,3 +130,20 @@ def test_batched_requests_run_without_it(tiny_model, noise_clips, monkeypatch):
     assert any(size > 1 for size, _ in calls)
     assert all(cache is None for size, cache in calls if size > 1)
     assert all(cache is not None for size, cache in calls if size == 1)
+
+
+def test_a_follow_up_turn_skips_the_batch_window(tiny_model, question):
+    """A new conversation waits a batch window for company; its follow-up turn, whose cache is
+    kept, starts at once (it runs alone anyway, prefilling only its new text)."""
+    chat = ChatSALMONN(client=tiny_model, temperature=0, max_tokens=4, batch_window_ms=1500)
+    plain = ChatSALMONN(client=tiny_model, temperature=0, max_tokens=4, prefix_cache_size=0, batch_window_ms=0)
+    start = time.perf_counter()
+    first = chat.invoke([question])
+    assert time.perf_counter() - start >= 1.45  # waited out the window: nobody joined
+    conversation = [question, first, HumanMessage("Is there speech in it?")]
+    start = time.perf_counter()
+    second = chat.invoke(conversation)
+    assert time.perf_counter() - start < 1.2  # 4 tokens of the tiny model take far less than the window
+    assert second.content == plain.invoke(conversation).content
+    assert chat.prefix_cache.hits == 1
+    assert not chat.prefix_cache.continues("a prompt no kept conversation begins", [])
