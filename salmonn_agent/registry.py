@@ -85,7 +85,15 @@ def load_model(
     ``save_pretrained``, a hub id, or ``"salmonn-mini"``; ``None`` means ``$SALMONN_AGENT_MODEL``,
     else salmonn-mini. ``quantize``: the LLM's weights in ``int8``/``int4`` (see
     :mod:`salmonn_agent.model.weight_quant`)."""
-    resolved = resolve_model_name(name)
+    from salmonn_agent.model.threads import one_thread
+
+    with one_thread():  # see salmonn_agent/model/threads.py: generation threads run faster after
+        return _load(resolve_model_name(name), device, dtype, quantize)
+
+
+def _load(
+    resolved: str, device: str | torch.device | None, dtype: torch.dtype | str, quantize: str | None
+) -> SALMONN:
     if resolved == DEFAULT_MODEL:
         from salmonn_agent.mini.shipped import WEIGHTS_FILE, load_mini, mini_weights_available
 

@@ -42,6 +42,7 @@ from transformers import LogitsProcessorList, StoppingCriteriaList
 from salmonn_agent.chat.blocks import AudioClip
 from salmonn_agent.chat.cache import AudioTokenCache, PrefixCacheStore
 from salmonn_agent.chat.controls import ControlProcessor, GuidedControl, RequestControl
+from salmonn_agent.model.threads import use_threads
 
 if TYPE_CHECKING:
     from salmonn_agent.model.generation import Generation
@@ -93,6 +94,8 @@ class GenerationEngine:
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
+        self._torch_threads = torch.get_num_threads()
+        """The creating thread's torch thread count, which the worker thread takes on."""
 
     def submit(self, job: Job) -> Future:
         """Queue ``job``; its future resolves to ``Generation`` (or the error that ended it)."""
@@ -106,6 +109,7 @@ class GenerationEngine:
 
     # ------------------------------------------------------------------ worker
     def _run(self) -> None:
+        use_threads(self._torch_threads)
         while True:
             batch = self._next_batch()
             if batch is None:

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from transformers.generation.streamers import BaseStreamer
 
+from salmonn_agent.model.threads import use_threads
+
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """``text`` up to the first stop sequence, and whether one was found."""
@@ -194,7 +196,9 @@ class WorkerThread:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 # the thread gets the queue only, so that it keeps neither this object nor the model alive
-                self._thread = threading.Thread(target=_serve, args=(self._jobs,), name=self.name, daemon=True)
+                self._thread = threading.Thread(
+                    target=_serve, args=(self._jobs, torch.get_num_threads()), name=self.name, daemon=True
+                )
                 self._thread.start()
             self._jobs.put((job, finished))
         return finished
@@ -203,8 +207,9 @@ class WorkerThread:
         self._jobs.put(None)
 
 
-def _serve(jobs: queue.Queue[tuple[Callable[[], None], threading.Event] | None]) -> None:
-    """Run queued jobs until the end mark (None)."""
+def _serve(jobs: queue.Queue[tuple[Callable[[], None], threading.Event] | None], threads: int) -> None:
+    """Run queued jobs until the end mark (None), with the submitting thread's torch thread count."""
+    use_threads(threads)
     while (item := jobs.get()) is not None:
         job, finished = item
         try:
