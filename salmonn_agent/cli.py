@@ -113,8 +113,11 @@ def load_model_from_args(args: argparse.Namespace, *, answers_once: bool = False
     if compile_mode == "auto" and (answers_once or args.quantize):
         compile_mode = "off"  # untried with bitsandbytes' layers; `on` still asks for it
     if args.config:
-        model = SALMONN.from_official(args.config, device=args.model_device, dtype=args.dtype,
-                                      quantize=args.quantize)
+        from salmonn_agent.model.threads import one_thread
+
+        with one_thread(args.model_device):
+            model = SALMONN.from_official(args.config, device=args.model_device, dtype=args.dtype,
+                                          quantize=args.quantize)
     else:
         model = load_model(args.model, device=args.model_device, dtype=args.dtype, quantize=args.quantize)
     model.set_compile(compile_mode)

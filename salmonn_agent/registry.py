@@ -87,7 +87,7 @@ def load_model(
     :mod:`salmonn_agent.model.weight_quant`)."""
     from salmonn_agent.model.threads import one_thread
 
-    with one_thread():  # see salmonn_agent/model/threads.py: generation threads run faster after
+    with one_thread(device):  # see salmonn_agent/model/threads.py: generation threads run faster after
         return _load(resolve_model_name(name), device, dtype, quantize)
 
 

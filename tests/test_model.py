@@ -439,3 +439,50 @@ def test_loading_prints_no_progress_bars_or_library_warnings(tiny_model_dir, cap
     assert "Loading weights" not in err
     assert not [w for w in caught if issubclass(w.category, FutureWarning)]
     assert hf_logging.is_progress_bar_enabled()  # the user's own setting is restored
+
+
+def test_loading_leaves_a_cpu_model_on_one_thread_and_restores_the_count():
+    """salmonn_agent/model/threads.py: a CPU model loads on one torch thread (so the thread
+    that generates later is the only OpenMP pool); the caller's thread count comes back."""
+    import torch
+
+    from salmonn_agent.model.threads import one_thread, use_threads
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    with one_thread("cpu"):
+        seen.append(torch.get_num_threads())
+    with one_thread("cuda"):  # a GPU model loads with every thread
+        seen.append(torch.get_num_threads())
+    assert seen == [1, before] and torch.get_num_threads() == before
+    use_threads(before)
+    assert torch.get_num_threads() == before
+
+
+def test_the_chat_engine_thread_uses_its_creators_thread_count(tiny_model):
+    import threading
+
+    import torch
+
+    from salmonn_agent.chat.cache import AudioTokenCache
+    from salmonn_agent.chat.engine import GenerationEngine
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        engine = GenerationEngine(tiny_model, AudioTokenCache(4))
+    finally:
+        torch.set_num_threads(before)
+    seen: list[int] = []
+    original = engine._next_batch
+
+    def spy():  # runs on the engine's thread
+        seen.append(torch.get_num_threads())
+        return None
+
+    engine._next_batch = spy
+    engine._worker = threading.Thread(target=engine._run)
+    engine._worker.start()
+    engine._worker.join(10)
+    engine._next_batch = original
+    assert seen == [1]

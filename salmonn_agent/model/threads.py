@@ -25,8 +25,15 @@ import torch
 
 
 @contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the torch work inside on one CPU thread (the calling thread's count is restored after)."""
+def one_thread(device: str | torch.device | None = None) -> Iterator[None]:
+    """Run the torch work inside on one CPU thread (the calling thread's count is restored
+    after), when the model is for the CPU: ``device`` ``None``/``"auto"`` without CUDA, or a CPU
+    device. A model for a GPU loads with every thread (its CPU work is only the loading)."""
+    name = str(device) if device is not None else "auto"
+    on_cpu = name.startswith("cpu") or (name == "auto" and not torch.cuda.is_available())
+    if not on_cpu:
+        yield
+        return
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
