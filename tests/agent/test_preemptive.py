@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pytest
@@ -69,7 +70,8 @@ def pause_of(window: AudioWindow, head_start_s: float = 0.35) -> AudioWindow:
     return dataclasses.replace(window, kind="pause", emitted_at=window.emitted_at - head_start_s)
 
 
-async def test_the_speech_window_takes_over_the_answer_started_at_its_pause(book):
+def paused_then_ended(book: Any) -> tuple[AuditLog, ScriptedBrain, Any, Feed]:
+    """An assistant whose brain adds a note, fed a pause window and then its speech window."""
     audit = AuditLog()
     brain = ScriptedBrain(responses=[call("add_note", text="buy eggs")])
     agent = agent_for(brain, book, audit, allow=["add_note"], brain_hears_audio=True)
@@ -77,6 +79,11 @@ async def test_the_speech_window_takes_over_the_answer_started_at_its_pause(book
     feed = Feed()
     for window in (pause_of(speech), speech, None):
         feed.queue.put_nowait(window)
+    return audit, brain, agent, feed
+
+
+async def test_the_speech_window_takes_over_the_answer_started_at_its_pause(book):
+    audit, brain, agent, feed = paused_then_ended(book)
 
     [result] = await agent.process(feed)
 
@@ -132,13 +139,7 @@ def test_the_assistant_asks_the_front_end_for_pause_windows(book):
 
 
 async def test_a_live_assistant_takes_over_the_early_answer_too(book):
-    audit = AuditLog()
-    brain = ScriptedBrain(responses=[call("add_note", text="buy eggs")])
-    agent = agent_for(brain, book, audit, allow=["add_note"], brain_hears_audio=True)
-    speech = tone_window(1.0, start=2.0)
-    feed = Feed()
-    for window in (pause_of(speech), speech, None):
-        feed.queue.put_nowait(window)
+    audit, brain, agent, feed = paused_then_ended(book)
 
     [result] = await agent.run(feed)
 
