@@ -75,9 +75,11 @@ class RequestControl:
         if eos_id in tokens:
             tokens = tokens[: tokens.index(eos_id) + 1]
             self.done = True
-        if self.grammar is not None and not self.grammar.advance(tokens):
-            self.ended_by = self.ended_by or "grammar_error"
         answer = [t for t in tokens if t != eos_id]
+        # The grammar allowed the end symbol only where the answer may end: it reads the answer
+        # alone (a matcher that has finished refuses the end symbol itself).
+        if self.grammar is not None and not self.grammar.advance(answer):
+            self.ended_by = self.ended_by or "grammar_error"
         self.token_ids.extend(answer)
         if self.grammar is None and self.open_grammar is not None and answer:
             self._open_lazily(decode)
