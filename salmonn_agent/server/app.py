@@ -52,7 +52,7 @@ from salmonn_agent.server.wire import (
     new_completion_id,
     response_format_binding,
     to_messages,
-    tool_calls,
+    tool_call_deltas,
     unsupported_options,
     usage,
 )
@@ -396,11 +396,10 @@ async def _stream(state: ServerState, chat: ChatSALMONN, messages: list[Any], kw
             last = piece if last is None else last + piece
             if piece.content:
                 yield _event(chunk(completion_id, model, {"content": str(piece.content)}))
+            deltas = tool_call_deltas(piece.tool_call_chunks) if piece.tool_call_chunks else []
+            if deltas:  # a call streams as it is decoded, OpenAI's way
+                yield _event(chunk(completion_id, model, {"tool_calls": deltas}))
         if last is not None:
-            calls = tool_calls(last) if last.tool_calls else []
-            if calls:
-                delta = {"tool_calls": [dict(call, index=i) for i, call in enumerate(calls)]}
-                yield _event(chunk(completion_id, model, delta))
             yield _event(chunk(completion_id, model, {}, finish=finish_reason(last)))
             if include_usage:
                 yield _event(chunk(completion_id, model, {}, usage_body=usage(last), with_choice=False))

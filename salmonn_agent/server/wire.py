@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
+from langchain_core.messages import AIMessage, BaseMessage, ToolCallChunk, convert_to_messages
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -135,6 +135,22 @@ def tool_calls(message: AIMessage) -> list[dict[str, Any]]:
          "function": {"name": call["name"], "arguments": json.dumps(call["args"], ensure_ascii=False)}}
         for call in message.tool_calls
     ]
+
+
+def tool_call_deltas(chunks: list[ToolCallChunk]) -> list[dict[str, Any]]:
+    """LangChain tool-call chunks as OpenAI's streamed ``delta.tool_calls``: the id, type and
+    name with a call's first delta, then pieces of its JSON ``arguments`` string."""
+    deltas = []
+    for piece in chunks:
+        delta: dict[str, Any] = {"index": piece.get("index") or 0}
+        if piece.get("id"):
+            delta.update(id=piece["id"], type="function")
+        function = {key: piece[name] for key, name in (("name", "name"), ("arguments", "args")) if piece.get(name)}
+        if function:
+            delta["function"] = function
+        if len(delta) > 1:  # a chunk with nothing new (the end of a call) adds no delta
+            deltas.append(delta)
+    return deltas
 
 
 FinishReason = Literal["stop", "length", "tool_calls"]

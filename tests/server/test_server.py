@@ -86,8 +86,12 @@ def test_openai_sdk_forced_tool_call_parses(client, wav_bytes):
     streamed = client.chat.completions.create(
         model="salmonn", messages=question(wav_bytes, "Set a timer."), tools=[TIMER], tool_choice="required",
         max_tokens=120, stream=True)
-    calls = [tc for c in streamed if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
-    assert calls and calls[0].function.name == "set_timer" and json.loads(calls[0].function.arguments)
+    deltas = [tc for c in streamed if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    # OpenAI's streamed form: the first delta names the call, the arguments come in pieces
+    assert deltas[0].function.name == "set_timer" and deltas[0].id and deltas[0].type == "function"
+    assert len(deltas) >= 2 and all(d.index == 0 for d in deltas)
+    arguments = "".join(d.function.arguments or "" for d in deltas if d.function)
+    assert isinstance(json.loads(arguments)["seconds"], int)
 
 
 def test_openai_sdk_json_schema_answer_validates(client, wav_bytes):
@@ -125,6 +129,11 @@ def test_langchain_chat_openai_invoke_stream_and_tools(server, wav_bytes):
     assert "".join(pieces) == answer.content and len([p for p in pieces if p]) >= 3
     called = llm.bind_tools([TIMER], tool_choice="set_timer").invoke([message], max_tokens=120)
     assert called.tool_calls[0]["name"] == "set_timer"
+    chunks = list(llm.bind_tools([TIMER], tool_choice="set_timer").stream([message], max_tokens=120))
+    merged = chunks[0]
+    for piece in chunks[1:]:
+        merged = merged + piece
+    assert [c["name"] for c in merged.tool_calls] == ["set_timer"] and "seconds" in merged.tool_calls[0]["args"]
 
 
 def test_api_key_is_required_when_set(start_server, wav_bytes):
