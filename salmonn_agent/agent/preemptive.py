@@ -58,11 +58,6 @@ class HeldAnswer:
         self._changed = asyncio.Event()
         self._task = asyncio.ensure_future(self._pump(stream))
 
-    @property
-    def buffered(self) -> int:
-        """Chunks generated so far."""
-        return len(self._chunks)
-
     def cancel(self) -> None:
         """Stop generating (the speaker went on, or the turn was interrupted)."""
         self._task.cancel()

@@ -555,9 +555,8 @@ class VoiceAgent:
         turn = _Turn(self._turns, window, window_id, window_summary(window, window_id), arrival)
         held, self._held = self._held, None
         if held is not None:
-            if same_audio(held.window, window) and held.messages == [
-                self._system, *self.memory.messages(), self._request(turn)
-            ]:
+            # The same samples make the same request message: only the history can differ.
+            if same_audio(held.window, window) and held.messages[:-1] == self._history():
                 turn.held, turn.arrival = held, held.started_at
                 turn.head_start_s = max(0.0, window.emitted_at - held.window.emitted_at)
             else:  # the speaker went on after the pause: answer the whole request
@@ -581,8 +580,12 @@ class VoiceAgent:
             self._held = None
         if not (self.config.preemptive and self.hears_audio) or self._current is not None or not self._queue.empty():
             return
-        messages = [self._system, *self.memory.messages(), audio_message(window, self.config.turn_instruction)]
+        messages = [*self._history(), audio_message(window, self.config.turn_instruction)]
         self._held = HeldAnswer(self._runnable.astream(messages), window, messages)
+
+    def _history(self) -> list[BaseMessage]:
+        """What comes before a new request: the system prompt and the remembered turns."""
+        return [self._system, *self.memory.messages()]
 
     async def _drop_held(self) -> None:
         held, self._held = self._held, None
@@ -599,7 +602,7 @@ class VoiceAgent:
 
     async def _execute(self, turn: _Turn) -> TurnResult:
         """Generate, run the tool calls (actions through the gate), loop; never raises for the brain."""
-        history = [self._system, *self.memory.messages()]
+        history = self._history()
         turn.messages = [self._request(turn)]
         outcomes: list[ActionOutcome] = []
         hearing_calls: list[str] = []
