@@ -4,14 +4,14 @@ PyTorch's CPU build parallelises with GNU OpenMP (libgomp). libgomp keeps a pool
 threads for every thread that has run a parallel region with more than one thread, and once
 it manages more threads than the machine has cores, every pool's workers spin only briefly
 before they sleep, so each of the thousands of small parallel regions of a decoding step pays a
-wake-up. On a 2-core machine, a model that was loaded in the main thread (with 2 threads) and
-then decodes in ChatSALMONN's engine thread decoded a token in 67 ms instead of 47 ms, and
-prefilled 18 positions in 140 ms instead of 88 ms (``torch.set_num_threads``,
-``OMP_WAIT_POLICY`` and ``GOMP_SPINCOUNT`` do not help; a main thread that never ran a region
-on more than one thread does).
+wake-up. ``python tools/bench_threads.py --json`` measures it: on a 2-core machine, with one
+parallel region on 2 threads in the main thread before loading, salmonn-mini's forward pass in
+a second thread took 70 ms instead of 48 ms for one position and 146 ms instead of 89 ms for
+18 (``OMP_WAIT_POLICY`` and ``GOMP_SPINCOUNT`` did not help; a main thread that never ran a
+region on more than one thread does).
 
-So the model is loaded on one thread (:func:`one_thread`: loading is memory-bound and took the
-same 4 s either way), and the threads that generate set their own thread count when they start
+So a CPU model is loaded on one thread (:func:`one_thread`; loading is mostly copying memory),
+and the threads that generate set their own thread count when they start
 (:func:`use_threads`): a new thread does not inherit ``torch.set_num_threads`` from the thread
 that made it, so the count the user chose is carried over explicitly.
 """
