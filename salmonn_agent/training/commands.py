@@ -28,9 +28,12 @@ def _overrides(pairs: list[str] | None) -> dict[str, Any]:
 
 def _train(args: argparse.Namespace) -> int:
     from salmonn_agent.training.config import load_train_config
-    from salmonn_agent.training.trainer import train
+    from salmonn_agent.training.trainer import fill_cache, train
 
     config = load_train_config(args.config, _overrides(args.set))
+    if args.cache_only:
+        print(json.dumps(fill_cache(config)))
+        return 0
     result = train(config)
     summary = {"steps": result.steps, "final_loss": result.final_loss, "model_dir": str(result.model_dir),
                "skipped": len(result.skipped), "seconds": round(result.seconds, 2), "validation": result.validation}
@@ -61,6 +64,9 @@ def add_training_commands(subparsers: Any) -> None:
     train = subparsers.add_parser("train", help="train SALMONN from a YAML config (resumes automatically)")
     train.add_argument("config", help="training YAML (see examples/training/)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. run.max_steps=10")
+    train.add_argument("--cache-only", action="store_true",
+                       help="only compute the training data's encoder features (and hints) into "
+                            "datasets.feature_cache_dir, then stop")
     train.set_defaults(handler=_train)
 
     ev = subparsers.add_parser("evaluate", help="per-task metrics (loss, token accuracy, WER) as JSON")

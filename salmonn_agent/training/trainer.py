@@ -444,6 +444,30 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
+    def fill_cache(self) -> dict[str, int]:
+        """Compute the frozen encoders' outputs and the clips' hints (transcript, tags) of every
+        training sample into the feature cache without training, so a later run reads them (on a
+        GPU machine, say) and a data script can read the hints to choose its items."""
+        if self.cache is None:
+            raise ConfigError("Set datasets.feature_cache_dir: there is no feature cache to fill.")
+        dataset = _dataset(self.config, self.model, self.config.datasets.train_ann_path,
+                           self.config.datasets.prompt_path, self.cache, random_prompts=False, what="train")
+        keys = eval_keys(len(dataset), self.run.batch_size_train, self.acc.process_index, self.acc.num_processes)
+        counts = {"samples": 0, "computed": 0, "skipped": 0}
+        self.model.eval()
+        with torch.no_grad():
+            for batch in _loader(dataset, keys, self.run.num_workers):
+                counts["skipped"] += len(batch.skipped)
+                if len(batch) == 0:
+                    continue
+                speech, beats = frozen_features(self.model, batch)
+                hints = clip_hints(self.model, batch, speech)
+                counts["samples"] += len(batch)
+                counts["computed"] += sum("cached" not in s or (hints is not None and i in hints.fresh)
+                                          for i, s in enumerate(batch.samples))
+                _write_cache(self.cache, batch, speech, beats, hints)
+        return counts
+
     def validate(self, dataset: AnnotationDataset, *, decode: bool = True) -> dict[str, Any]:
         """Loss and token accuracy per task; WER (jiwer) for ``asr*`` tasks from greedy decoding
         (for ``run.objective: ctc``, every task, from the CTC output)."""
@@ -520,6 +544,12 @@ def _flat(metrics: dict[str, Any]) -> dict[str, Any]:
 def train(config: TrainConfig, **kwargs: Any) -> TrainResult:
     """Run training for ``config`` (resuming from its latest checkpoint with ``run.resume: auto``)."""
     return Trainer(config, **kwargs).train()
+
+
+def fill_cache(config: TrainConfig, **kwargs: Any) -> dict[str, int]:
+    """Fill ``datasets.feature_cache_dir`` with the training data's features and hints (see
+    :meth:`Trainer.fill_cache`); returns how many samples were read, computed and skipped."""
+    return Trainer(config, **kwargs).fill_cache()
 
 
 def evaluate(config: TrainConfig, model_dir: str | Path | None = None, split: str = "test",

@@ -140,6 +140,32 @@ def test_feature_cache_gives_the_same_training(train_model_dir, demo_data, tmp_p
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
 
 
+def test_cache_only_fills_the_cache_that_training_then_reads(train_model_dir, demo_data, tmp_path, capsys):
+    from salmonn_agent.training.commands import add_training_commands
+
+    import yaml
+
+    config = base_config(train_model_dir, demo_data, str(tmp_path / "out"), optims={"max_epoch": 1, "warmup_steps": 0})
+    config["datasets"]["feature_cache_dir"] = str(tmp_path / "cache")
+    yaml_file = tmp_path / "stage.yaml"
+    yaml_file.write_text(yaml.safe_dump(config))
+    parser = argparse.ArgumentParser()
+    add_training_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", str(yaml_file), "--cache-only"])
+    assert args.handler(args) == 0
+    assert json.loads(capsys.readouterr().out) == {"samples": 4, "computed": 4, "skipped": 0}
+    files = {f: f.stat().st_mtime_ns for f in (tmp_path / "cache").rglob("*.pt")}
+    assert len(files) == 4 and not (tmp_path / "out").exists()  # nothing trained
+    assert args.handler(args) == 0  # a second fill computes nothing
+    assert json.loads(capsys.readouterr().out)["computed"] == 0
+    trainer = Trainer(TrainConfig(**config))
+    trainer.train()  # reads every sample from the cache: no file is rewritten
+    assert {f: f.stat().st_mtime_ns for f in (tmp_path / "cache").rglob("*.pt")} == files
+    config["datasets"].pop("feature_cache_dir")
+    with pytest.raises(ConfigError, match="feature_cache_dir"):
+        Trainer(TrainConfig(**config)).fill_cache()
+
+
 def test_cli_train_and_evaluate(train_model_dir, demo_data, tmp_path, capsys):
     from salmonn_agent.training.commands import add_training_commands
 
