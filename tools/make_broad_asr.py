@@ -1,6 +1,7 @@
 """Speech recognition data with broad text, many voices and realistic acoustics.
 
     python tools/make_broad_asr.py OUT [--train 2400] [--valid 120] [--seed 0] [--workers 2]
+                                      [--voices espeak,flite]
 
 salmonn-mini's first training data spoke sentences from its own small text bank with one
 synthesizer. This adds speech recognition items that do not repeat: sentences taken from text
@@ -15,7 +16,11 @@ Text (Debian packages, installed by ``apt-get install fortunes wordnet-base``):
 Voices: espeak-ng (every training variant of ``devkit.sounds``, American and
 British English, speed and pitch drawn per item) and flite (``kal``, ``kal16``, ``awb``, ``rms``
 for train, ``--setf duration_stretch`` drawn); the valid split uses flite's ``slt``, a voice the
-train split never has, and espeak-ng's held-out variants.
+train split never has, and espeak-ng's held-out variants. ``--voices`` picks the engines, drawn
+with equal chance per item; two more are available: festival's diphone voices (``kal_diphone``
+and ``ked_diphone``, Debian ``festival festvox-kallpc16k festvox-kdlpc16k``, duration stretch
+drawn) and hibari-tts's neural voice (the ``heart`` voice inside the PyPI wheel, speed and
+sampling seed drawn). Both are train-only voices.
 
 Acoustics, drawn per item: clean; white/pink/brown noise at 5-30 dB SNR; a room (an
 exponentially decaying noise impulse response, RT60 0.2-0.9 s, mixed 30-80 % wet); a telephone
@@ -54,6 +59,8 @@ TRAIN_FLITE = ("kal", "kal16", "awb", "rms")
 VALID_FLITE = ("slt",)
 MIN_WORDS, MAX_WORDS = 4, 24
 MAX_SECONDS = 10.0
+TRAIN_FESTIVAL = ("kal_diphone", "ked_diphone")
+ENGINES = ("espeak", "flite", "festival", "hibari")
 ACOUSTICS = ("clean", "noise", "room", "telephone")
 ACOUSTIC_WEIGHTS = (0.3, 0.3, 0.2, 0.2)
 _SENTENCE = re.compile(r"^[A-Z][A-Za-z0-9 ,;:'\-]*[.!?]$")
@@ -112,6 +119,37 @@ def flite_speak(text: str, voice: str, stretch: float) -> np.ndarray:
     return S.trim_silence(x)
 
 
+def festival_speak(text: str, voice: str, stretch: float) -> np.ndarray:
+    """``text`` spoken by festival's ``voice`` (text2wave) as 16 kHz float32."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out, src = Path(tmp) / "x.wav", Path(tmp) / "x.txt"
+        src.write_text(text)
+        proc = subprocess.run(["text2wave", "-eval", f"(voice_{voice})",
+                               "-eval", f"(Parameter.set 'Duration_Stretch {stretch:.2f})", str(src), "-o", str(out)],
+                              capture_output=True, check=False)
+        if proc.returncode != 0 or not out.is_file():
+            raise RuntimeError(f"festival failed for voice {voice}: {proc.stderr.decode(errors='replace').strip()}")
+        x, rate = sf.read(out, dtype="float32")
+    if rate != S.SR:
+        x = soxr.resample(x, rate, S.SR).astype(np.float32)
+    return S.trim_silence(x)
+
+
+_HIBARI: Any = None
+
+
+def hibari_speak(text: str, speed: float, seed: int) -> np.ndarray:
+    """``text`` spoken by hibari-tts's bundled ``heart`` voice as 16 kHz float32."""
+    global _HIBARI
+    if _HIBARI is None:  # one model per worker process
+        from hibari import Hibari
+        from hibari.voices import voice_path
+
+        _HIBARI = Hibari(model=voice_path("heart", download_missing=False), threads=1)
+    x = np.asarray(_HIBARI(text, speed=speed, seed=seed), dtype=np.float32).reshape(-1)
+    return S.trim_silence(soxr.resample(x, int(_HIBARI.sample_rate), S.SR).astype(np.float32))
+
+
 def room(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
     """Reverberation by an exponentially decaying noise impulse response."""
     rt60 = float(rng.uniform(0.2, 0.9))
@@ -150,18 +188,24 @@ def noise(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
     return S.mix_at_snr(x, bg, snr), f"{colour}_noise_{snr:.0f}dB"
 
 
-def make_item(job: tuple[str, int, str, int, Path]) -> dict[str, Any] | None:
+def make_item(job: tuple[str, int, str, int, Path, tuple[str, ...]]) -> dict[str, Any] | None:
     """Render one item; None when the speech is longer than :data:`MAX_SECONDS`."""
-    split, index, text, seed, out = job
+    split, index, text, seed, out, engines = job
     rng = np.random.default_rng([seed, 0 if split == "train" else 1, index])
     held_out = split != "train"
-    if rng.random() < 0.5:
+    engine = engines[min(int(rng.random() * len(engines)), len(engines) - 1)]
+    if engine == "espeak":
         voice = S.draw_voice(rng, held_out)
         x, voice_name = S.speak(text, voice), f"espeak:{voice.name}"
-    else:
+    elif engine == "flite":
         names = VALID_FLITE if held_out else TRAIN_FLITE
         name = names[int(rng.integers(len(names)))]
         x, voice_name = flite_speak(text, name, float(rng.uniform(0.8, 1.25))), f"flite:{name}"
+    elif engine == "festival":
+        name = TRAIN_FESTIVAL[int(rng.integers(len(TRAIN_FESTIVAL)))]
+        x, voice_name = festival_speak(text, name, float(rng.uniform(0.8, 1.25))), f"festival:{name}"
+    else:
+        x, voice_name = hibari_speak(text, float(rng.uniform(0.8, 1.25)), int(rng.integers(2**31))), "hibari:heart"
     x = np.pad(x, (int(rng.uniform(0.05, 0.4) * S.SR), int(rng.uniform(0.05, 0.4) * S.SR)))
     acoustics = ACOUSTICS[int(rng.choice(len(ACOUSTICS), p=ACOUSTIC_WEIGHTS))]
     how = "clean"
@@ -187,10 +231,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--valid", type=int, default=120)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--voices", default="espeak,flite",
+                        help=f"comma-separated engines, drawn with equal chance per item: {', '.join(ENGINES)}")
     args = parser.parse_args(argv)
-    for tool in ("espeak-ng", "flite"):
-        if shutil.which(tool) is None:
-            print(f"make_broad_asr: {tool} is missing: run `apt-get install espeak-ng flite`.", file=sys.stderr)
+    engines = tuple(v.strip() for v in args.voices.split(",") if v.strip())
+    unknown = [v for v in engines if v not in ENGINES]
+    if not engines or unknown:
+        parser.error(f"--voices takes some of {', '.join(ENGINES)}; got {args.voices!r}")
+    if args.valid and {"festival", "hibari"} & set(engines):
+        parser.error("festival and hibari are train-only voices: give --valid 0 with them")
+    tools = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
+    for engine in engines:
+        if engine in tools and shutil.which(tools[engine]) is None:
+            print(f"make_broad_asr: {tools[engine]} is missing: run `apt-get install espeak-ng flite festival "
+                  "festvox-kallpc16k festvox-kdlpc16k`.", file=sys.stderr)
             return 2
     texts = {"train": fortune_sentences(), "valid": wordnet_sentences()}
     rng = np.random.default_rng(args.seed)
@@ -199,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "audio" / split).mkdir(parents=True, exist_ok=True)
         # Draw a few more than asked: items longer than 10 s are dropped.
         picks = rng.choice(len(texts[split]), size=min(len(texts[split]), int(count * 1.25)), replace=False)
-        jobs += [(split, i, texts[split][int(p)], args.seed, args.out) for i, p in enumerate(picks)]
+        jobs += [(split, i, texts[split][int(p)], args.seed, args.out, engines) for i, p in enumerate(picks)]
     with Pool(args.workers) as pool:
         items = pool.map(make_item, jobs, chunksize=8)
     summary: dict[str, Any] = {"sentences": {k: len(v) for k, v in texts.items()}}

@@ -48,6 +48,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from salmonn_agent.mini.shipped import HINTS_METADATA
+
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "salmonn_agent" / "mini" / "weights" / "salmonn-mini.safetensors"
 
@@ -260,6 +262,141 @@ def _all_tasks_data(runs: Path, batch_size: int = 8) -> None:
          f"{len(assistant)} spoken requests, {fresh} items not in the feature cache yet")
 
 
+HINT_POOL = {"broad_asr": 800, "natural_asr": 700, "assistant": 400, "tag_reading": 200,
+             "ordinary": {"asr_clean": 200, "asr_noisy": 200, "query": 150, "cap_sound": 100, "qa_sound": 100,
+                          "qa_presence": 200, "cap_mix": 80, "qa_background": 80, "qa_gender": 80,
+                          "cap_speech": 60, "qa_count": 60, "cap_silence": 40},
+             "more_tag_reading": 250, "sound_presence": 200}
+"""The hint stage's candidate items, whose transcripts and tags are computed before any is chosen
+(:func:`_hint_pool`): broad-text speech recognition (espeak-ng and flite voices, and festival
+and hibari-tts voices: ``natural_asr``), the voice assistant's spoken requests, sound-only clips
+for tag reading and for "is anyone speaking?", and the ordinary synthetic items per kind."""
+HINT_BATCHES = {"assistant": 50, "others": 310}
+"""Batches of 8 in the hint stage's mix: spoken requests (whole batches: their prompts are five
+times longer) and everything else."""
+MAX_RELAY_WER = 0.5
+"""A relayed transcript (see :func:`_relayed`) that differs from the truth by more word errors than
+this is left out: the audio is too far from what Whisper heard."""
+ESPEAK_TAUGHT = ("espeak",)
+"""The engine whose voices salmonn-mini's audio tokens learned to hear (every earlier stage)."""
+PRESENCE_QUESTIONS = ("Is anyone talking in this clip?", "Is someone speaking in this audio?",
+                      "Does someone say something in this recording?", "Can you hear a person talking?",
+                      "Is there any speech in the recording?", "Does this audio contain a human voice?")
+"""The synthetic data's speech-presence questions, asked again of more clips (see :func:`_hint_mix`)."""
+
+
+def _hint_pool(runs: Path) -> list[dict]:
+    """``hint_pool.json``: the candidates of :data:`HINT_POOL`, absolute paths, each tagged with
+    ``pool`` (its group)."""
+    def entries(directory: Path, file: str) -> list[dict]:
+        items = json.loads((directory / file).read_text())["annotation"]
+        return [dict(item, path=os.path.abspath(directory / item["path"])) for item in items]
+
+    rng = random.Random(19)
+    pool = [dict(e, pool="broad_asr") for e in rng.sample(entries(runs / "broad", "train.json"), HINT_POOL["broad_asr"])]
+    pool += [dict(e, pool="assistant")
+             for e in rng.sample(entries(runs / "assistant", "assistant_train.json"), HINT_POOL["assistant"])]
+    by_kind: dict[str, list[dict]] = {}
+    for entry in entries(runs / "data", "train.json"):
+        by_kind.setdefault(entry.get("kind"), []).append(entry)
+    for kind, count in HINT_POOL["ordinary"].items():
+        pool += [dict(e, pool=kind) for e in rng.sample(by_kind[kind], count)]
+    taken = {e["path"] for e in pool}
+    sounds = [e for kind in TAG_READING_KINDS for e in by_kind[kind] if e["path"] not in taken]
+    pool += [dict(e, pool="tag_reading") for e in rng.sample(sounds, HINT_POOL["tag_reading"])]
+    pool += [dict(e, pool="natural_asr")
+             for e in rng.sample(entries(runs / "broad_natural", "train.json"), HINT_POOL["natural_asr"])]
+    taken = {e["path"] for e in pool}
+    sounds = [e for e in sounds if e["path"] not in taken]
+    extra = rng.sample(sounds, HINT_POOL["more_tag_reading"] + HINT_POOL["sound_presence"])
+    pool += [dict(e, pool="tag_reading") for e in extra[: HINT_POOL["more_tag_reading"]]]
+    pool += [dict(e, pool="sound_presence") for e in extra[HINT_POOL["more_tag_reading"]:]]
+    (runs / "hint_pool.json").write_text(json.dumps({"annotation": pool}))
+    return pool
+
+
+def _relayed(entry: dict, transcript: str, speech_heard: bool) -> dict | None:
+    """One pool item as the hint stage trains it, or None when it would contradict its hints.
+
+    Speech recognition of a voice the audio tokens never learned (flite, festival, hibari-tts)
+    answers Whisper's own transcript, so the LLM learns to relay it where its audio tokens do not
+    hear (items where Whisper is far from the truth are dropped). The synthetic data's espeak-ng
+    items, which the audio tokens hear better than Whisper tiny.en does, keep their true targets;
+    espeak-ng reading broad text (which neither hears well) is left out. "Is anyone speaking?" is
+    kept only where the speech gate (:data:`salmonn_agent.model.hints.SPEECH_GATE`) agrees with
+    the truth, so the answer follows whether a transcript is shown."""
+    import jiwer
+
+    from salmonn_agent.training.wer import normalize_transcript
+
+    if entry.get("kind") == "qa_presence":
+        return entry if speech_heard == bool(entry.get("transcript")) else None
+    voice = str(entry.get("voice", ""))
+    engine = voice.split(":")[0] if ":" in voice else "espeak"
+    if entry["task"] != "asr":
+        return entry
+    if engine in ESPEAK_TAUGHT:
+        return None if entry.get("kind") == "asr_broad" else entry
+    heard = normalize_transcript(transcript) if speech_heard else ""
+    if not heard or jiwer.wer(normalize_transcript(entry["text"]), heard) > MAX_RELAY_WER:
+        return None
+    return dict(entry, text=transcript.strip())
+
+
+def _hint_mix(runs: Path, cache_dir: Path, batch_size: int = 8) -> None:
+    """``hint_mix.json`` for ``stage_hints.yaml`` from the pool's cached hints (see
+    :func:`_relayed`), laid out batch by batch (the stage reads it in file order)."""
+    import torch
+
+    from salmonn_agent.model.hints import SPEECH_GATE, SPEECH_TAGS
+
+    pool = json.loads((runs / "hint_pool.json").read_text())["annotation"]
+    rng = random.Random(23)
+    kept: dict[str, list[dict]] = {"assistant": [], "others": []}
+    dropped: dict[str, int] = {}
+    for entry in pool:
+        cached = torch.load(cache_dir / f"{_cache_key(entry)}.pt", weights_only=True)
+        tags = [(label, score) for label, score in cached.get("sound_tags", [])]
+        speech_heard = any(label in SPEECH_TAGS and score >= SPEECH_GATE for label, score in tags)
+        if entry["pool"] == "sound_presence" or (entry["pool"] == "natural_asr" and rng.random() < 0.25):
+            # "is anyone speaking?" of a sound-only clip or a voice the audio tokens never learned
+            said = entry["pool"] == "natural_asr"
+            item = ({"path": entry["path"], "task": "QA", "Q": rng.choice(PRESENCE_QUESTIONS),
+                     "text": "Yes." if said else "No.", "kind": "qa_presence", "pool": entry["pool"] + "_presence"}
+                    if speech_heard == said else None)
+            if item is not None:
+                kept["others"].append(item)
+            if entry["pool"] == "sound_presence":
+                if item is None:
+                    dropped["sound_presence"] = dropped.get("sound_presence", 0) + 1
+                continue
+        if entry["pool"] == "tag_reading":
+            specific = [label for label, score in tags if score >= 0.2 and label not in GENERIC_TAGS
+                        and label not in SPEECH_TAGS]
+            item = ({"path": entry["path"], "task": "QA", "Q": rng.choice(TAG_QUESTIONS),
+                     "text": f"{specific[0]}.", "kind": "qa_tag_reading", "pool": "tag_reading"}
+                    if specific else None)
+        else:
+            item = _relayed(entry, cached.get("whisper_transcript", ""), speech_heard)
+        if item is None:
+            dropped[entry["pool"]] = dropped.get(entry["pool"], 0) + 1
+            continue
+        kept["assistant" if entry["pool"] == "assistant" else "others"].append(item)
+    batches = []
+    for group, count in HINT_BATCHES.items():
+        items = kept[group]
+        rng.shuffle(items)
+        batches += [items[i : i + batch_size] for i in range(0, min(len(items), count * batch_size) - batch_size + 1,
+                                                              batch_size)]
+    rng.shuffle(batches)
+    mix = [item for batch in batches for item in batch]
+    (runs / "hint_mix.json").write_text(json.dumps({"annotation": mix}))
+    counts: dict[str, int] = {}
+    for item in mix:
+        counts[item["pool"]] = counts.get(item["pool"], 0) + 1
+    _say(f"hint mix: {len(batches)} batches of {batch_size}; items per group {counts}; dropped {dropped}")
+
+
 def _cache_key(entry: dict) -> str | None:
     """The feature cache's key of an annotation (see ``salmonn_agent.training.data.FeatureCache``)."""
     from salmonn_agent.training.data import FeatureCache
@@ -292,6 +429,9 @@ def main() -> int:
                         help="with --export-from: average its parameters with this model directory's")
     parser.add_argument("--transcript-stage", action="store_true",
                         help="only train the transcript stages (stage_transcript*.yaml) from the shipped weights (speech_transcript and sound_tags on)")
+    parser.add_argument("--hint-stage", action="store_true",
+                        help="only train the hint stage (stage_hints.yaml) from the shipped weights (speech_transcript "
+                             "and sound_tags on), every target agreeing with the hints")
     parser.add_argument("--blend-weight", type=float, default=0.5,
                         help="the weight of --export-from's parameters in the average (0.5)")
     args = parser.parse_args()
@@ -316,6 +456,9 @@ def main() -> int:
     from salmonn_agent.model.salmonn import SALMONN
 
     parts = prepare_mini_parts(progress=_say)
+    if args.hint_stage:
+        _hint_stage(runs, parts)
+        return 0
     if args.transcript_stage:
         _transcript_start(runs, parts)
         _transcript_data(runs)
@@ -358,6 +501,35 @@ def main() -> int:
     return 0
 
 
+def _hint_stage(runs: Path, parts) -> None:  # parts: MiniParts
+    """Data and training of ``stage_hints.yaml``: the pool's transcripts and tags go into the
+    feature cache first (``salmonn-agent train --cache-only``), then the mix is chosen from them."""
+    _transcript_start(runs, parts)
+    if not (runs / "broad" / "train.json").is_file():
+        _say("generating the broad-text speech recognition data")
+        subprocess.run([sys.executable, str(ROOT / "tools" / "make_broad_asr.py"), str(runs / "broad")], check=True)
+    if not (runs / "broad_natural" / "train.json").is_file():
+        _say("generating broad-text speech recognition in festival's and hibari-tts's voices")
+        subprocess.run([sys.executable, str(ROOT / "tools" / "make_broad_asr.py"), str(runs / "broad_natural"),
+                        "--voices", "festival,hibari", "--train", "700", "--valid", "0", "--seed", "1"], check=True)
+    if not (runs / "assistant" / "summary.json").is_file():
+        _say("generating the voice-assistant requests")
+        subprocess.run([sys.executable, str(ROOT / "tools" / "make_assistant_data.py"), str(runs / "assistant"),
+                        "--seed", "0"], check=True, stdout=subprocess.DEVNULL)
+    config = ROOT / "examples" / "mini" / "stage_hints.yaml"
+    if not (runs / "hint_mix.json").is_file():
+        pool = _hint_pool(runs)
+        _say(f"computing the transcripts and tags of {len(pool)} candidate items")
+        subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config), "--cache-only",
+                        "--set", "datasets.train_ann_path=../../runs/mini/hint_pool.json"], check=True)
+        key = _cache_key(pool[0])
+        cache_dir = next(f.parent for f in (runs / "cache").glob(f"*/{key}.pt"))
+        _hint_mix(runs, cache_dir)
+    if not (runs / "stage_hints" / "model" / "model.safetensors").is_file():
+        _say("training stage_hints")
+        subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config)], check=True)
+
+
 def export_weights(source: Path, target: Path, blend: tuple[Path, float] | None = None) -> None:
     """Write a model's trainable parameters as float16 safetensors (the shipped file).
 
@@ -372,7 +544,16 @@ def export_weights(source: Path, target: Path, blend: tuple[Path, float] | None 
         tensors = {k: blend[1] * v.float() + (1.0 - blend[1]) * other[k].float() for k, v in tensors.items()}
     tensors = {k: v.to(torch.float16).contiguous() for k, v in tensors.items()}
     target.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(target), metadata={"format": "pt", "model": "salmonn-mini"})
+    metadata = {"format": "pt", "model": "salmonn-mini"}
+    if _reads_hints(source.parent) or (blend is not None and _reads_hints(blend[0].parent)):
+        metadata[HINTS_METADATA] = "1"
+    save_file(tensors, str(target), metadata=metadata)
+
+
+def _reads_hints(model_dir: Path) -> bool:
+    """Whether a model directory's config turns the transcript hint on (see mini_config)."""
+    config = model_dir / "salmonn_config.json"
+    return config.is_file() and bool(json.loads(config.read_text()).get("speech_transcript"))
 
 
 if __name__ == "__main__":

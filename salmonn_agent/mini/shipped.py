@@ -19,6 +19,17 @@ if TYPE_CHECKING:
 
 WEIGHTS_FILE = Path(__file__).resolve().parent / "weights" / "salmonn-mini.safetensors"
 """salmonn-mini's trained parts, in float16."""
+HINTS_METADATA = "hints"
+"""The weights file's metadata key that says the parts were trained with the transcript and tag
+hints (value ``"1"``; see :func:`~salmonn_agent.mini.model.mini_config`)."""
+
+
+def trained_with_hints(weights: Path = WEIGHTS_FILE) -> bool:
+    """Whether a salmonn-mini weights file was trained to read the hints beside its audio tokens."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as f:
+        return (f.metadata() or {}).get(HINTS_METADATA) == "1"
 
 
 def mini_weights_available() -> bool:
@@ -45,7 +56,8 @@ def load_mini(
 
     plan_placement(device, dtype, quantize)  # a bad option fails before the parts are prepared
     parts = prepare_mini_parts(progress=progress)
-    model = SALMONN.from_config(mini_config(parts.whisper_dir, parts.llm_dir), device="cpu")
+    hints = trained_with_hints()
+    model = SALMONN.from_config(mini_config(parts.whisper_dir, parts.llm_dir, hints=hints), device="cpu")
     state = {k: v.float() for k, v in load_file(str(WEIGHTS_FILE)).items()}
     load_trainable(model, state, "salmonn-mini")
     return place_model(model, device, dtype, quantize)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from salmonn_agent.sound_tags import SoundTag, format_tags
 
-NOTHING = "-"
+NOTHING = "(no speech)"
 """What a hint line says when Whisper decoded nothing (or heard no speech: see below)."""
 SPEECH_TAGS = frozenset({"Speech", "Child speech, kid speaking", "Conversation", "Narration, monologue",
                          "Speech synthesizer"})

@@ -68,7 +68,25 @@ def test_the_option_needs_a_decoder(hinted):
 def test_no_transcript_when_yamnet_hears_no_speech():
     # Whisper writes words for sounds without speech; the tags decide whether anyone spoke.
     beeps = [SoundTag(label="Beep, bleep", score=0.5), SoundTag(label="Telephone", score=0.32)]
-    assert hint_text("I'm going to go to the end.", beeps) == "\nTranscript: -\nSounds: Beep, bleep 0.50, Telephone 0.32\n"
+    assert hint_text("I'm going to go to the end.", beeps) == "\nTranscript: (no speech)\nSounds: Beep, bleep 0.50, Telephone 0.32\n"
     speech = [SoundTag(label="Speech", score=0.99)]
     assert hint_text("Turn on the lights.", speech) == "\nTranscript: Turn on the lights.\nSounds: Speech 0.99\n"
     assert hint_text("Turn on the lights.", None) == "\nTranscript: Turn on the lights.\n"
+
+
+def test_exported_weights_say_whether_they_read_the_hints(hinted, tmp_path):
+    import sys
+
+    from salmonn_agent.mini.shipped import trained_with_hints
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    from train_mini import export_weights
+
+    hinted.save_pretrained(tmp_path / "hinted")
+    export_weights(tmp_path / "hinted" / "model.safetensors", tmp_path / "with.safetensors")
+    assert trained_with_hints(tmp_path / "with.safetensors")
+    config = json.loads((tmp_path / "hinted" / "salmonn_config.json").read_text())
+    config["speech_transcript"] = config["sound_tags"] = False
+    (tmp_path / "hinted" / "salmonn_config.json").write_text(json.dumps(config))
+    export_weights(tmp_path / "hinted" / "model.safetensors", tmp_path / "without.safetensors")
+    assert not trained_with_hints(tmp_path / "without.safetensors")
