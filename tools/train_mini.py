@@ -183,9 +183,6 @@ TAG_QUESTIONS = ("What sound is this?", "What do you hear?", "Name the sound in 
                  "Which sound can you hear? Answer briefly.")
 """Questions of the tag-reading items (see :func:`_tag_reading_data`)."""
 TAG_READING_KINDS = ("cap_sound", "qa_sound")
-GENERIC_TAGS = frozenset({"Animal", "Domestic animals, pets", "Livestock, farm animals, working animals",
-                          "Wild animals", "Sound effect", "Musical instrument", "Vehicle"})
-"""AudioSet parents that name no particular sound: a more specific tag answers instead."""
 """The synthetic items whose clips are sounds without speech."""
 
 
@@ -195,6 +192,7 @@ def _tag_reading_data(runs: Path) -> None:
     what the tagger heard rather than one of the ten synthesized classes), beside broad-text speech
     recognition and the other ordinary items."""
     from salmonn_agent.audio import load_audio
+    from salmonn_agent.model.hints import PARENT_TAGS
     from salmonn_agent.sound_tags import SoundTagger
 
     tagger = SoundTagger.load()
@@ -207,7 +205,7 @@ def _tag_reading_data(runs: Path) -> None:
     reading = []
     for entry in rng.sample(sounds, 400):
         events = tagger.events(load_audio(entry["path"]), top_k=3, min_score=0.2)
-        specific = [t for t in events if t.label not in GENERIC_TAGS] or events
+        specific = [t for t in events if t.label not in PARENT_TAGS] or events
         if specific:
             reading.append({"path": entry["path"], "task": "QA", "Q": rng.choice(TAG_QUESTIONS),
                             "text": f"{specific[0].label}.", "kind": "qa_tag_reading"})
@@ -348,7 +346,7 @@ def _hint_mix(runs: Path, cache_dir: Path, batch_size: int = 8) -> None:
     :func:`_relayed`), laid out batch by batch (the stage reads it in file order)."""
     import torch
 
-    from salmonn_agent.model.hints import SPEECH_GATE, SPEECH_TAGS
+    from salmonn_agent.model.hints import PARENT_TAGS, SPEECH_GATE, SPEECH_TAGS
 
     pool = json.loads((runs / "hint_pool.json").read_text())["annotation"]
     rng = random.Random(23)
@@ -371,7 +369,7 @@ def _hint_mix(runs: Path, cache_dir: Path, batch_size: int = 8) -> None:
                     dropped["sound_presence"] = dropped.get("sound_presence", 0) + 1
                 continue
         if entry["pool"] == "tag_reading":
-            specific = [label for label, score in tags if score >= 0.2 and label not in GENERIC_TAGS
+            specific = [label for label, score in tags if score >= 0.2 and label not in PARENT_TAGS
                         and label not in SPEECH_TAGS]
             item = ({"path": entry["path"], "task": "QA", "Q": rng.choice(TAG_QUESTIONS),
                      "text": f"{specific[0]}.", "kind": "qa_tag_reading", "pool": "tag_reading"}

@@ -26,6 +26,10 @@ NOTHING = "(no speech)"
 SPEECH_TAGS = frozenset({"Speech", "Child speech, kid speaking", "Conversation", "Narration, monologue",
                          "Speech synthesizer"})
 """YAMNet's classes of someone speaking."""
+PARENT_TAGS = frozenset({"Animal", "Domestic animals, pets", "Livestock, farm animals, working animals",
+                         "Wild animals", "Sound effect", "Musical instrument", "Vehicle"})
+"""AudioSet parent classes that name no particular sound ("Animal" above "Cattle, bovinae"): a
+hint leaves them out when a more specific tag is listed, so the first tag it shows names the sound."""
 SPEECH_GATE = 0.25
 """With tags, the transcript is shown only when a speech class is among them at this score or more.
 Whisper writes words for sounds without speech ("you", "I'm going to go to the end."); YAMNet
@@ -40,5 +44,6 @@ def hint_text(transcript: str | None, tags: Sequence[SoundTag] | None) -> str:
             transcript = ""
         lines.append(f"Transcript: {transcript.strip() or NOTHING}")
     if tags is not None:
-        lines.append(f"Sounds: {format_tags(list(tags))}")
+        specific = [t for t in tags if t.label not in PARENT_TAGS]
+        lines.append(f"Sounds: {format_tags(specific or list(tags))}")
     return "".join(f"\n{line}" for line in lines) + ("\n" if lines else "")

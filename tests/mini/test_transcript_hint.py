@@ -90,3 +90,11 @@ def test_exported_weights_say_whether_they_read_the_hints(hinted, tmp_path):
     (tmp_path / "hinted" / "salmonn_config.json").write_text(json.dumps(config))
     export_weights(tmp_path / "hinted" / "model.safetensors", tmp_path / "without.safetensors")
     assert not trained_with_hints(tmp_path / "without.safetensors")
+
+
+def test_parent_tags_give_way_to_the_sound_they_contain():
+    cow = [SoundTag(label="Animal", score=1.0), SoundTag(label="Cattle, bovinae", score=0.99),
+           SoundTag(label="Moo", score=0.98)]
+    assert hint_text(None, cow) == "\nSounds: Cattle, bovinae 0.99, Moo 0.98\n"
+    only_parent = [SoundTag(label="Animal", score=0.6)]
+    assert hint_text(None, only_parent) == "\nSounds: Animal 0.60\n"  # nothing more specific to show
