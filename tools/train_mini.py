@@ -25,8 +25,13 @@ The shipped weights then had one more stage on a GPU, ``tools/train_mini_gpu.py`
 them into the package. The GPU stage alone reached the best WER and tool calls but fell below the
 sound and speech-presence bars; the average keeps most of both (README, salmonn-mini).
 
-Usage: python tools/train_mini.py [--skip-export | --export-from MODEL_DIR [--blend-with MODEL_DIR]
-       [--blend-weight 0.5]]
+Then the hint stage, ``--hint-stage`` (``examples/mini/stage_hints.yaml``), from the weights in
+the package with the transcript and tag hints on: its candidates' transcripts and tags go into
+the feature cache first (``salmonn-agent train --cache-only``), and its mix keeps only targets
+that agree with them (:func:`_relayed`). ``--export-from runs/mini/stage_hints/model`` ships it.
+
+Usage: python tools/train_mini.py [--skip-export | --hint-stage | --export-from MODEL_DIR
+       [--blend-with MODEL_DIR] [--blend-weight 0.5]]
 On a 2-core CPU the shipped run took about four hours, on a machine shared with other jobs:
 alignment 1,200 steps at batch 16 (62 min; its first epoch also fills the encoder-feature cache),
 stage 2 400 steps at batch 8 (41 min, about 6.2 s a step), stage 2b 400 more (53 min; about 5.7 s a

@@ -10,9 +10,10 @@
   to place one word per token with blanks between.
 - SmolLM2-135M-Instruct with LoRA (r=8, alpha=32 on q_proj/v_proj, SALMONN's setting), prompted
   with its own ChatML chat template; answers end at ``<|im_end|>``.
-- Optionally (``hints=True``, not the shipped weights), after each clip's audio tokens, as text:
-  Whisper tiny.en's own transcript of it (its decoder over the same encoder states) and YAMNet's
-  top AudioSet tags (``salmonn_agent/sound_tags.py``), the stand-in for SALMONN's BEATs encoder.
+- With ``hints=True`` (the shipped weights: their file's metadata says so), after each clip's
+  audio tokens, as text: Whisper tiny.en's own transcript of it (its decoder over the same
+  encoder states) and YAMNet's top AudioSet tags (``salmonn_agent/sound_tags.py``), the stand-in
+  for SALMONN's BEATs encoder.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def mini_config(whisper_dir: str | Path, llm_dir: str | Path, *, hints: bool = F
 
     ``hints``: Whisper tiny.en's own transcript and YAMNet's AudioSet tags follow the audio tokens
     (``speech_transcript`` and ``sound_tags``, see :mod:`salmonn_agent.model.hints`). The shipped
-    weights are trained without them; the transcript stages of the recipe turn them on.
+    weights read them since the recipe's hint stage (``tools/train_mini.py --hint-stage``).
     """
     return SALMONNConfig(
         speech_transcript=hints,
