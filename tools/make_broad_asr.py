@@ -105,34 +105,33 @@ def _keep(text: str, found: set[str]) -> None:
         found.add(text)
 
 
-def flite_speak(text: str, voice: str, stretch: float) -> np.ndarray:
-    """``text`` spoken by flite's ``voice`` as 16 kHz float32."""
+def _synthesize(engine: str, voice: str, command: list[str], text: str) -> np.ndarray:
+    """Run a synthesizer whose arguments ``OUT`` and ``SRC`` stand for the WAV it writes and a file
+    holding ``text``, in a temporary folder; its output as 16 kHz float32, silence trimmed."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "x.wav"
-        proc = subprocess.run(["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:.2f}",
-                               "-t", text, "-o", str(out)], capture_output=True, check=False)
+        out, src = Path(tmp) / "x.wav", Path(tmp) / "x.txt"
+        src.write_text(text)
+        args = [str(out) if arg == "OUT" else str(src) if arg == "SRC" else arg for arg in command]
+        proc = subprocess.run(args, capture_output=True, check=False)
         if proc.returncode != 0 or not out.is_file():
-            raise RuntimeError(f"flite failed for voice {voice}: {proc.stderr.decode(errors='replace').strip()}")
+            raise RuntimeError(f"{engine} failed for voice {voice}: {proc.stderr.decode(errors='replace').strip()}")
         x, rate = sf.read(out, dtype="float32")
     if rate != S.SR:
         x = soxr.resample(x, rate, S.SR).astype(np.float32)
     return S.trim_silence(x)
+
+
+def flite_speak(text: str, voice: str, stretch: float) -> np.ndarray:
+    """``text`` spoken by flite's ``voice`` as 16 kHz float32."""
+    return _synthesize("flite", voice, ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:.2f}",
+                                        "-t", text, "-o", "OUT"], text)
 
 
 def festival_speak(text: str, voice: str, stretch: float) -> np.ndarray:
     """``text`` spoken by festival's ``voice`` (text2wave) as 16 kHz float32."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out, src = Path(tmp) / "x.wav", Path(tmp) / "x.txt"
-        src.write_text(text)
-        proc = subprocess.run(["text2wave", "-eval", f"(voice_{voice})",
-                               "-eval", f"(Parameter.set 'Duration_Stretch {stretch:.2f})", str(src), "-o", str(out)],
-                              capture_output=True, check=False)
-        if proc.returncode != 0 or not out.is_file():
-            raise RuntimeError(f"festival failed for voice {voice}: {proc.stderr.decode(errors='replace').strip()}")
-        x, rate = sf.read(out, dtype="float32")
-    if rate != S.SR:
-        x = soxr.resample(x, rate, S.SR).astype(np.float32)
-    return S.trim_silence(x)
+    return _synthesize("festival", voice, ["text2wave", "-eval", f"(voice_{voice})",
+                                           "-eval", f"(Parameter.set 'Duration_Stretch {stretch:.2f})",
+                                           "SRC", "-o", "OUT"], text)
 
 
 _HIBARI: Any = None
