@@ -146,13 +146,9 @@ def _assistant_data(runs: Path) -> None:
         subprocess.run([sys.executable, str(ROOT / "tools" / "make_assistant_data.py"), str(out), "--seed", "0",
                         "--model", str(runs / "init")],
                        check=True, stdout=subprocess.DEVNULL)
-    assistant = json.loads((out / "assistant_train.json").read_text())["annotation"]
-    for item in assistant:
-        item["path"] = os.path.abspath(out / item["path"])
-    ordinary = json.loads((runs / "data" / "train.json").read_text())["annotation"]
+    assistant = _entries(out, "assistant_train.json")
     rng = random.Random(3)
-    mixed = assistant + [dict(item, path=os.path.abspath(runs / "data" / item["path"]))
-                         for item in rng.sample(ordinary, len(assistant))]
+    mixed = assistant + rng.sample(_entries(runs / "data", "train.json"), len(assistant))
     rng.shuffle(mixed)
     (out / "assistant_mix.json").write_text(json.dumps({"annotation": mixed}))
 
@@ -163,6 +159,12 @@ ordinary instruction items (no stories). The voice assistant's requests are left
 prompts are five times longer, and a step with one of them took ten times as long on 2 cores."""
 
 
+def _entries(directory: Path, file: str) -> list[dict]:
+    """The annotations of ``directory/file`` with absolute audio paths."""
+    items = json.loads((directory / file).read_text())["annotation"]
+    return [dict(item, path=os.path.abspath(directory / item["path"])) for item in items]
+
+
 def _transcript_data(runs: Path) -> None:
     """``transcript_mix.json`` and ``transcript_valid.json`` for ``stage_transcript.yaml``."""
     broad = runs / "broad"
@@ -170,17 +172,13 @@ def _transcript_data(runs: Path) -> None:
         _say("generating the broad-text speech recognition data")
         subprocess.run([sys.executable, str(ROOT / "tools" / "make_broad_asr.py"), str(broad)], check=True)
 
-    def entries(directory: Path, file: str) -> list[dict]:
-        items = json.loads((directory / file).read_text())["annotation"]
-        return [dict(item, path=os.path.abspath(directory / item["path"])) for item in items]
-
     rng = random.Random(11)
-    ordinary = [e for e in entries(runs / "data", "train.json") if e["task"] != "audio_story_telling"]
-    mix = (rng.sample(entries(broad, "train.json"), TRANSCRIPT_MIX["broad_asr"])
+    ordinary = [e for e in _entries(runs / "data", "train.json") if e["task"] != "audio_story_telling"]
+    mix = (rng.sample(_entries(broad, "train.json"), TRANSCRIPT_MIX["broad_asr"])
            + rng.sample(ordinary, TRANSCRIPT_MIX["ordinary"]))
     rng.shuffle(mix)
     (runs / "transcript_mix.json").write_text(json.dumps({"annotation": mix}))
-    valid = entries(broad, "valid.json")[:40]
+    valid = _entries(broad, "valid.json")[:40]
     (runs / "transcript_valid.json").write_text(json.dumps({"annotation": valid}))
 
 
@@ -202,10 +200,7 @@ def _tag_reading_data(runs: Path) -> None:
 
     tagger = SoundTagger.load()
     rng = random.Random(13)
-    data = runs / "data"
-    ordinary = [dict(e, path=os.path.abspath(data / e["path"]))
-                for e in json.loads((data / "train.json").read_text())["annotation"]
-                if e["task"] != "audio_story_telling"]
+    ordinary = [e for e in _entries(runs / "data", "train.json") if e["task"] != "audio_story_telling"]
     sounds = [e for e in ordinary if e.get("kind") in TAG_READING_KINDS]
     reading = []
     for entry in rng.sample(sounds, 400):
@@ -215,9 +210,7 @@ def _tag_reading_data(runs: Path) -> None:
             reading.append({"path": entry["path"], "task": "QA", "Q": rng.choice(TAG_QUESTIONS),
                             "text": f"{specific[0].label}.", "kind": "qa_tag_reading"})
     others = [e for e in ordinary if e.get("kind") not in TAG_READING_KINDS]
-    broad = [dict(e, path=os.path.abspath(runs / "broad" / e["path"]))
-             for e in json.loads((runs / "broad" / "train.json").read_text())["annotation"]]
-    mix = reading + rng.sample(broad, 400) + rng.sample(others, 400)
+    mix = reading + rng.sample(_entries(runs / "broad", "train.json"), 400) + rng.sample(others, 400)
     rng.shuffle(mix)
     (runs / "tag_reading_mix.json").write_text(json.dumps({"annotation": mix}))
     _say(f"tag-reading mix: {len(reading)} tag-reading items, {len(mix)} in all")
@@ -237,10 +230,6 @@ def _all_tasks_data(runs: Path, batch_size: int = 8) -> None:
     computing Whisper's transcript costs about a second a clip on 2 cores."""
     cached_keys = {f.stem for f in (runs / "cache").glob("*/*.pt")}
 
-    def entries(directory: Path, file: str) -> list[dict]:
-        items = json.loads((directory / file).read_text())["annotation"]
-        return [dict(item, path=os.path.abspath(directory / item["path"])) for item in items]
-
     def cached_first(items: list[dict], count: int, rng: random.Random) -> list[dict]:
         rng.shuffle(items)
         items.sort(key=lambda e: _cache_key(e) not in cached_keys)  # stable: cached ones first, shuffled
@@ -249,11 +238,11 @@ def _all_tasks_data(runs: Path, batch_size: int = 8) -> None:
     rng = random.Random(17)
     tag_mix = json.loads((runs / "tag_reading_mix.json").read_text())["annotation"]
     reading = [e for e in tag_mix if e.get("kind") == "qa_tag_reading"]
-    ordinary = [e for e in entries(runs / "data", "train.json") if e["task"] != "audio_story_telling"]
-    others = (reading + cached_first(entries(runs / "broad", "train.json"), ALL_TASKS_MIX["broad_asr"], rng)
+    ordinary = [e for e in _entries(runs / "data", "train.json") if e["task"] != "audio_story_telling"]
+    others = (reading + cached_first(_entries(runs / "broad", "train.json"), ALL_TASKS_MIX["broad_asr"], rng)
               + cached_first(ordinary, ALL_TASKS_MIX["ordinary"], rng))
     rng.shuffle(others)
-    assistant = rng.sample(entries(runs / "assistant", "assistant_train.json"),
+    assistant = rng.sample(_entries(runs / "assistant", "assistant_train.json"),
                            ALL_TASKS_MIX["assistant_batches"] * batch_size)
     batches = [others[i : i + batch_size] for i in range(0, len(others) - batch_size + 1, batch_size)]
     batches += [assistant[i : i + batch_size] for i in range(0, len(assistant), batch_size)]
@@ -291,16 +280,12 @@ PRESENCE_QUESTIONS = ("Is anyone talking in this clip?", "Is someone speaking in
 def _hint_pool(runs: Path) -> list[dict]:
     """``hint_pool.json``: the candidates of :data:`HINT_POOL`, absolute paths, each tagged with
     ``pool`` (its group)."""
-    def entries(directory: Path, file: str) -> list[dict]:
-        items = json.loads((directory / file).read_text())["annotation"]
-        return [dict(item, path=os.path.abspath(directory / item["path"])) for item in items]
-
     rng = random.Random(19)
-    pool = [dict(e, pool="broad_asr") for e in rng.sample(entries(runs / "broad", "train.json"), HINT_POOL["broad_asr"])]
+    pool = [dict(e, pool="broad_asr") for e in rng.sample(_entries(runs / "broad", "train.json"), HINT_POOL["broad_asr"])]
     pool += [dict(e, pool="assistant")
-             for e in rng.sample(entries(runs / "assistant", "assistant_train.json"), HINT_POOL["assistant"])]
+             for e in rng.sample(_entries(runs / "assistant", "assistant_train.json"), HINT_POOL["assistant"])]
     by_kind: dict[str, list[dict]] = {}
-    for entry in entries(runs / "data", "train.json"):
+    for entry in _entries(runs / "data", "train.json"):
         by_kind.setdefault(entry.get("kind"), []).append(entry)
     for kind, count in HINT_POOL["ordinary"].items():
         pool += [dict(e, pool=kind) for e in rng.sample(by_kind[kind], count)]
@@ -308,7 +293,7 @@ def _hint_pool(runs: Path) -> list[dict]:
     sounds = [e for kind in TAG_READING_KINDS for e in by_kind[kind] if e["path"] not in taken]
     pool += [dict(e, pool="tag_reading") for e in rng.sample(sounds, HINT_POOL["tag_reading"])]
     pool += [dict(e, pool="natural_asr")
-             for e in rng.sample(entries(runs / "broad_natural", "train.json"), HINT_POOL["natural_asr"])]
+             for e in rng.sample(_entries(runs / "broad_natural", "train.json"), HINT_POOL["natural_asr"])]
     taken = {e["path"] for e in pool}
     sounds = [e for e in sounds if e["path"] not in taken]
     extra = rng.sample(sounds, HINT_POOL["more_tag_reading"] + HINT_POOL["sound_presence"])
@@ -351,7 +336,8 @@ def _hint_mix(runs: Path, cache_dir: Path, batch_size: int = 8) -> None:
     :func:`_relayed`), laid out batch by batch (the stage reads it in file order)."""
     import torch
 
-    from salmonn_agent.model.hints import PARENT_TAGS, SPEECH_GATE, SPEECH_TAGS
+    from salmonn_agent.model.hints import PARENT_TAGS, SPEECH_TAGS, hears_speech
+    from salmonn_agent.sound_tags import SoundTag
 
     pool = json.loads((runs / "hint_pool.json").read_text())["annotation"]
     rng = random.Random(23)
@@ -359,8 +345,8 @@ def _hint_mix(runs: Path, cache_dir: Path, batch_size: int = 8) -> None:
     dropped: dict[str, int] = {}
     for entry in pool:
         cached = torch.load(cache_dir / f"{_cache_key(entry)}.pt", weights_only=True)
-        tags = [(label, score) for label, score in cached.get("sound_tags", [])]
-        speech_heard = any(label in SPEECH_TAGS and score >= SPEECH_GATE for label, score in tags)
+        tags = [SoundTag(label=label, score=score) for label, score in cached.get("sound_tags", [])]
+        speech_heard = hears_speech(tags)
         if entry["pool"] == "sound_presence" or (entry["pool"] == "natural_asr" and rng.random() < 0.25):
             # "is anyone speaking?" of a sound-only clip or a voice the audio tokens never learned
             said = entry["pool"] == "natural_asr"
@@ -374,8 +360,8 @@ def _hint_mix(runs: Path, cache_dir: Path, batch_size: int = 8) -> None:
                     dropped["sound_presence"] = dropped.get("sound_presence", 0) + 1
                 continue
         if entry["pool"] == "tag_reading":
-            specific = [label for label, score in tags if score >= 0.2 and label not in PARENT_TAGS
-                        and label not in SPEECH_TAGS]
+            specific = [t.label for t in tags if t.score >= 0.2 and t.label not in PARENT_TAGS
+                        and t.label not in SPEECH_TAGS]
             item = ({"path": entry["path"], "task": "QA", "Q": rng.choice(TAG_QUESTIONS),
                      "text": f"{specific[0]}.", "kind": "qa_tag_reading", "pool": "tag_reading"}
                     if specific else None)

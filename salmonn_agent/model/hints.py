@@ -36,11 +36,16 @@ Whisper writes words for sounds without speech ("you", "I'm going to go to the e
 gives speech 0.9 or more on the speech it hears and keeps it out of the top tags of such sounds."""
 
 
+def hears_speech(tags: Sequence[SoundTag]) -> bool:
+    """Whether YAMNet's tags of a clip pass the speech gate (:data:`SPEECH_GATE`)."""
+    return any(t.label in SPEECH_TAGS and t.score >= SPEECH_GATE for t in tags)
+
+
 def hint_text(transcript: str | None, tags: Sequence[SoundTag] | None) -> str:
     """The prompt text for one clip's transcript and tags ("" when the model uses neither)."""
     lines = []
     if transcript is not None:
-        if tags is not None and not any(t.label in SPEECH_TAGS and t.score >= SPEECH_GATE for t in tags):
+        if tags is not None and not hears_speech(tags):
             transcript = ""
         lines.append(f"Transcript: {transcript.strip() or NOTHING}")
     if tags is not None:

@@ -442,7 +442,7 @@ class Trainer:
             with file.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
 
-    # ------------------------------------------------------------------ evaluation
+    # ------------------------------------------------------------------ feature cache
     @torch.no_grad()
     def fill_cache(self) -> dict[str, int]:
         """Compute the frozen encoders' outputs and the clips' hints (transcript, tags) of every
@@ -455,19 +455,20 @@ class Trainer:
         keys = eval_keys(len(dataset), self.run.batch_size_train, self.acc.process_index, self.acc.num_processes)
         counts = {"samples": 0, "computed": 0, "skipped": 0}
         self.model.eval()
-        with torch.no_grad():
-            for batch in _loader(dataset, keys, self.run.num_workers):
-                counts["skipped"] += len(batch.skipped)
-                if len(batch) == 0:
-                    continue
-                speech, beats = frozen_features(self.model, batch)
-                hints = clip_hints(self.model, batch, speech)
-                counts["samples"] += len(batch)
-                counts["computed"] += sum("cached" not in s or (hints is not None and i in hints.fresh)
-                                          for i, s in enumerate(batch.samples))
-                _write_cache(self.cache, batch, speech, beats, hints)
+        for batch in _loader(dataset, keys, self.run.num_workers):
+            counts["skipped"] += len(batch.skipped)
+            if len(batch) == 0:
+                continue
+            speech, beats = frozen_features(self.model, batch)
+            hints = clip_hints(self.model, batch, speech)
+            counts["samples"] += len(batch)
+            counts["computed"] += sum("cached" not in s or (hints is not None and i in hints.fresh)
+                                      for i, s in enumerate(batch.samples))
+            _write_cache(self.cache, batch, speech, beats, hints)
         return counts
 
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
     def validate(self, dataset: AnnotationDataset, *, decode: bool = True) -> dict[str, Any]:
         """Loss and token accuracy per task; WER (jiwer) for ``asr*`` tasks from greedy decoding
         (for ``run.objective: ctc``, every task, from the CTC output)."""
