@@ -1,7 +1,7 @@
 """Speech recognition data with broad text, many voices and realistic acoustics.
 
     python tools/make_broad_asr.py OUT [--train 2400] [--valid 120] [--seed 0] [--workers 2]
-                                      [--voices espeak,flite]
+                                      [--voices espeak,flite] [--fragments 0] [--joined 0]
 
 salmonn-mini's first training data spoke sentences from its own small text bank with one
 synthesizer. This adds speech recognition items that do not repeat: sentences taken from text
@@ -21,6 +21,11 @@ with equal chance per item; two more are available: festival's diphone voices (`
 and ``ked_diphone``, Debian ``festival festvox-kallpc16k festvox-kdlpc16k``, duration stretch
 drawn) and hibari-tts's neural voice (the ``heart`` voice inside the PyPI wheel, speed and
 sampling seed drawn). Both are train-only voices.
+
+Shapes: by default every item says one sentence. ``--fragments P`` makes a share P of the items
+say only the first 2-4 words of theirs ("Press the red."), as short prompts and cut-off phrases
+do; ``--joined P`` makes a share P say two or three sentences in a row (up to
+:data:`MAX_JOINED_SECONDS`), as long announcements do.
 
 Acoustics, drawn per item: clean; white/pink/brown noise at 5-30 dB SNR; a room (an
 exponentially decaying noise impulse response, RT60 0.2-0.9 s, mixed 30-80 % wet); a telephone
@@ -59,6 +64,7 @@ TRAIN_FLITE = ("kal", "kal16", "awb", "rms")
 VALID_FLITE = ("slt",)
 MIN_WORDS, MAX_WORDS = 4, 24
 MAX_SECONDS = 10.0
+MAX_JOINED_SECONDS = 25.0
 TRAIN_FESTIVAL = ("kal_diphone", "ked_diphone")
 ENGINES = ("espeak", "flite", "festival", "hibari")
 ACOUSTICS = ("clean", "noise", "room", "telephone")
@@ -187,8 +193,26 @@ def noise(x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
     return S.mix_at_snr(x, bg, snr), f"{colour}_noise_{snr:.0f}dB"
 
 
+def shaped(texts: list[str], pick: int, rng: np.random.Generator, fragments: float, joined: float) -> str:
+    """Sentence ``pick`` of ``texts``, cut to a fragment or followed by one or two other sentences
+    with the chances ``fragments`` and ``joined`` (see the module docstring); draws nothing when both
+    are 0, so outputs made without them do not change."""
+    text = texts[pick]
+    if not fragments and not joined:
+        return text
+    draw = float(rng.random())
+    if draw < fragments:
+        words = text.rstrip(".!?").split()
+        return " ".join(words[: int(rng.integers(2, 5))]).rstrip(",;:-") + "."
+    if draw < fragments + joined:
+        others = rng.choice(len(texts), size=int(rng.integers(1, 3)), replace=False)
+        return " ".join([text] + [texts[int(o)] for o in others])
+    return text
+
+
 def make_item(job: tuple[str, int, str, int, Path, tuple[str, ...]]) -> dict[str, Any] | None:
-    """Render one item; None when the speech is longer than :data:`MAX_SECONDS`."""
+    """Render one item; None when the speech is longer than :data:`MAX_SECONDS`
+    (:data:`MAX_JOINED_SECONDS` for joined sentences)."""
     split, index, text, seed, out, engines = job
     rng = np.random.default_rng([seed, 0 if split == "train" else 1, index])
     held_out = split != "train"
@@ -214,7 +238,7 @@ def make_item(job: tuple[str, int, str, int, Path, tuple[str, ...]]) -> dict[str
         x, how = room(x, rng)
     elif acoustics == "telephone":
         x, how = telephone(x, rng)
-    if len(x) > MAX_SECONDS * S.SR:
+    if len(x) > (MAX_JOINED_SECONDS if re.search(r"[.!?] [A-Z]", text) else MAX_SECONDS) * S.SR:
         return None
     x = S.limit_peak(S.set_rms_db(x, float(rng.uniform(-35.0, -14.0))))
     rel = Path("audio") / split / f"{split}_{index:05d}.wav"
@@ -232,7 +256,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--voices", default="espeak,flite",
                         help=f"comma-separated engines, drawn with equal chance per item: {', '.join(ENGINES)}")
+    parser.add_argument("--fragments", type=float, default=0.0,
+                        help="the share of items that say only their sentence's first 2-4 words (0)")
+    parser.add_argument("--joined", type=float, default=0.0,
+                        help="the share of items that say two or three sentences in a row (0)")
     args = parser.parse_args(argv)
+    if not (0.0 <= args.fragments and 0.0 <= args.joined and args.fragments + args.joined <= 1.0):
+        parser.error("--fragments and --joined are shares between 0 and 1 that add up to 1 at most")
     engines = tuple(v.strip() for v in args.voices.split(",") if v.strip())
     unknown = [v for v in engines if v not in ENGINES]
     if not engines or unknown:
@@ -252,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "audio" / split).mkdir(parents=True, exist_ok=True)
         # Draw a few more than asked: items longer than 10 s are dropped.
         picks = rng.choice(len(texts[split]), size=min(len(texts[split]), int(count * 1.25)), replace=False)
-        jobs += [(split, i, texts[split][int(p)], args.seed, args.out, engines) for i, p in enumerate(picks)]
+        jobs += [(split, i, shaped(texts[split], int(p), rng, args.fragments, args.joined), args.seed, args.out, engines)
+                 for i, p in enumerate(picks)]
     with Pool(args.workers) as pool:
         items = pool.map(make_item, jobs, chunksize=8)
     summary: dict[str, Any] = {"sentences": {k: len(v) for k, v in texts.items()}}

@@ -50,6 +50,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -303,6 +304,62 @@ def _hint_pool(runs: Path) -> list[dict]:
     return pool
 
 
+HINT2_POOL = {"shaped_asr": 900, "music_presence": 400, "sound_presence": 300, "earlier": 1600}
+MUSIC_CLIPS = 320
+"""Synthesized music clips made for the second hint stage (:func:`_music_data`)."""
+"""The second hint stage's candidates (:func:`_hint2_pool`): speech recognition in festival's,
+hibari-tts's and flite's voices of short fragments, single sentences and two or three sentences in
+a row (``broad_shapes``); "is anyone speaking?" of every sound-only clip whose sound is music and
+of more sound-only clips (the synthetic data has only about a hundred music clips without speech,
+so :func:`_music_data` makes more); and a sample of the first stage's pool, so nothing learned there is lost."""
+HINT2_BATCHES = {"assistant": 40, "others": 200}
+"""Batches of 8 in the second hint stage's mix."""
+
+
+def _music_data(runs: Path) -> None:
+    """``runs/music``: :data:`MUSIC_CLIPS` clips of synthesized music alone (the training variants of
+    ``devkit.sounds``), 3-10 s, a third of them over pink noise at 10-30 dB SNR, level -35 to -14 dBFS."""
+    sys.path.insert(0, str(ROOT))
+    from devkit import sounds as S
+
+    out = runs / "music"
+    if (out / "train.json").is_file():
+        return
+    rng = np.random.default_rng(31)
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    items = []
+    for index in range(MUSIC_CLIPS):
+        sound = S.synth_sound("music", rng, float(rng.uniform(3.0, 10.0)))
+        x = sound.audio
+        if rng.random() < 1 / 3:
+            x = S.mix_at_snr(x, S.pink_noise(rng, len(x)), float(rng.uniform(10.0, 30.0)))
+        x = S.limit_peak(S.set_rms_db(x, float(rng.uniform(-35.0, -14.0))))
+        rel = Path("audio") / f"music_{index:05d}.wav"
+        S.write_wav(out / rel, x)
+        items.append({"path": str(rel), "text": "Music.", "task": "audiocaption", "kind": "cap_sound",
+                      "sound_class": "music", "sound_variant": sound.meta["variant"],
+                      "duration": round(len(x) / S.SR, 3)})
+    (out / "train.json").write_text(json.dumps({"annotation": items}))
+
+
+def _hint2_pool(runs: Path) -> list[dict]:
+    """``hint2_pool.json``: the candidates of :data:`HINT2_POOL`, absolute paths, each tagged with
+    ``pool`` as in :func:`_hint_pool` (the speech of ``broad_shapes`` as ``natural_asr``)."""
+    rng = random.Random(29)
+    earlier = json.loads((runs / "hint_pool.json").read_text())["annotation"]
+    pool = [e for e in earlier if e["pool"] == "assistant"]
+    pool += rng.sample([e for e in earlier if e["pool"] not in ("assistant", "sound_presence")], HINT2_POOL["earlier"])
+    shaped = _entries(runs / "broad_shapes", "train.json")
+    pool += [dict(e, pool="natural_asr") for e in rng.sample(shaped, min(len(shaped), HINT2_POOL["shaped_asr"]))]
+    sounds = [e for e in _entries(runs / "data", "train.json") if e.get("kind") in TAG_READING_KINDS + ("cap_silence",)]
+    music = [e for e in sounds if e.get("sound_class") == "music"] + _entries(runs / "music", "train.json")
+    others = [e for e in sounds if e.get("sound_class") != "music"]
+    pool += [dict(e, pool="sound_presence") for e in rng.sample(music, min(len(music), HINT2_POOL["music_presence"]))]
+    pool += [dict(e, pool="sound_presence") for e in rng.sample(others, HINT2_POOL["sound_presence"])]
+    (runs / "hint2_pool.json").write_text(json.dumps({"annotation": pool}))
+    return pool
+
+
 def _relayed(entry: dict, transcript: str, speech_heard: bool) -> dict | None:
     """One pool item as the hint stage trains it, or None when it would contradict its hints.
 
@@ -331,15 +388,17 @@ def _relayed(entry: dict, transcript: str, speech_heard: bool) -> dict | None:
     return dict(entry, text=transcript.strip())
 
 
-def _hint_mix(runs: Path, cache_dir: Path, batch_size: int = 8) -> None:
-    """``hint_mix.json`` for ``stage_hints.yaml`` from the pool's cached hints (see
-    :func:`_relayed`), laid out batch by batch (the stage reads it in file order)."""
+def _hint_mix(runs: Path, cache_dir: Path, name: str = "hint", batches_per_group: dict[str, int] = HINT_BATCHES,
+              batch_size: int = 8) -> None:
+    """``{name}_mix.json`` for ``stage_hints.yaml`` (``stage_hints2.yaml``: name ``hint2``) from the
+    cached hints of ``{name}_pool.json`` (see :func:`_relayed`), laid out batch by batch (the stage
+    reads it in file order)."""
     import torch
 
     from salmonn_agent.model.hints import PARENT_TAGS, SPEECH_TAGS, hears_speech
     from salmonn_agent.sound_tags import SoundTag
 
-    pool = json.loads((runs / "hint_pool.json").read_text())["annotation"]
+    pool = json.loads((runs / f"{name}_pool.json").read_text())["annotation"]
     rng = random.Random(23)
     kept: dict[str, list[dict]] = {"assistant": [], "others": []}
     dropped: dict[str, int] = {}
@@ -372,18 +431,18 @@ def _hint_mix(runs: Path, cache_dir: Path, batch_size: int = 8) -> None:
             continue
         kept["assistant" if entry["pool"] == "assistant" else "others"].append(item)
     batches = []
-    for group, count in HINT_BATCHES.items():
+    for group, count in batches_per_group.items():
         items = kept[group]
         rng.shuffle(items)
         batches += [items[i : i + batch_size] for i in range(0, min(len(items), count * batch_size) - batch_size + 1,
                                                               batch_size)]
     rng.shuffle(batches)
     mix = [item for batch in batches for item in batch]
-    (runs / "hint_mix.json").write_text(json.dumps({"annotation": mix}))
+    (runs / f"{name}_mix.json").write_text(json.dumps({"annotation": mix}))
     counts: dict[str, int] = {}
     for item in mix:
         counts[item["pool"]] = counts.get(item["pool"], 0) + 1
-    _say(f"hint mix: {len(batches)} batches of {batch_size}; items per group {counts}; dropped {dropped}")
+    _say(f"{name} mix: {len(batches)} batches of {batch_size}; items per group {counts}; dropped {dropped}")
 
 
 def _cache_key(entry: dict) -> str | None:
@@ -516,6 +575,24 @@ def _hint_stage(runs: Path, parts) -> None:  # parts: MiniParts
         _hint_mix(runs, cache_dir)
     if not (runs / "stage_hints" / "model" / "model.safetensors").is_file():
         _say("training stage_hints")
+        subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config)], check=True)
+    if not (runs / "broad_shapes" / "train.json").is_file():
+        _say("generating fragments, sentences and runs of sentences in festival's, hibari-tts's and flite's voices")
+        subprocess.run([sys.executable, str(ROOT / "tools" / "make_broad_asr.py"), str(runs / "broad_shapes"),
+                        "--voices", "festival,hibari,flite", "--train", "900", "--valid", "0", "--seed", "2",
+                        "--fragments", "0.2", "--joined", "0.3"], check=True)
+    _music_data(runs)
+    config = ROOT / "examples" / "mini" / "stage_hints2.yaml"
+    if not (runs / "hint2_mix.json").is_file():
+        pool = _hint2_pool(runs)
+        _say(f"computing the transcripts and tags of {len(pool)} candidate items (most cached already)")
+        subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config), "--cache-only",
+                        "--set", "datasets.train_ann_path=../../runs/mini/hint2_pool.json"], check=True)
+        key = _cache_key(pool[0])
+        cache_dir = next(f.parent for f in (runs / "cache").glob(f"*/{key}.pt"))
+        _hint_mix(runs, cache_dir, "hint2", HINT2_BATCHES)
+    if not (runs / "stage_hints2" / "model" / "model.safetensors").is_file():
+        _say("training stage_hints2")
         subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config)], check=True)
 
 

@@ -42,6 +42,29 @@ def test_clips_carry_whispers_transcript(hinted):
     assert not any(name.startswith("transcriber") for name in hinted.trainable_state_dict())
 
 
+def test_the_fast_decoding_loop_writes_the_tokens_whispers_generate_writes(hinted):
+    # The transcript is decoded by a loop of its own (faster on a CPU); it must not change a word.
+    import numpy as np
+
+    from salmonn_agent.audio import load_audio
+
+    clips = [load_audio(str(FIXTURES / f)) for f in sorted(TEXTS)]
+    clips.append(np.concatenate(clips[:3]))  # a longer clip: a row that ends later than the others
+    with torch.no_grad():
+        states = hinted.speech_encoder(hinted.features(clips)).last_hidden_state
+    transcriber = hinted.transcriber
+    ours = transcriber.greedy_ids(states)
+    theirs = transcriber._generate(states)
+    config = transcriber.whisper.generation_config
+    if int(theirs[0, 0]) == config.decoder_start_token_id:  # transformers versions that return the start tokens
+        theirs = theirs[:, 2:]
+    width = max(ours.shape[1], theirs.shape[1])
+    eos = config.eos_token_id
+    pad = lambda ids: torch.nn.functional.pad(ids, (0, width - ids.shape[1]), value=eos)  # noqa: E731
+    assert torch.equal(pad(ours), pad(theirs))
+    assert transcriber.transcribe(states) == [t.strip() for t in transcriber.tokenizer.batch_decode(theirs, skip_special_tokens=True)]
+
+
 def test_prompt_holds_the_transcript_right_after_the_audio_tokens(hinted):
     tags = (SoundTag(label="Speech", score=0.98), SoundTag(label="Dog", score=0.2))
     audio = EncodedAudio(torch.zeros(4, hinted.llm.config.hidden_size), 1.0, "Turn on the lights.", tags)
