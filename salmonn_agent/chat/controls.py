@@ -215,12 +215,20 @@ class GuidedControl:
         self.control.forced_tokens += int(forced)
         return self.control.done
 
-    def draft(self) -> list[int]:
-        """The tokens the grammar forces after those taken (empty without a grammar)."""
-        grammar = self.control.grammar
-        if grammar is None or self.control.done or grammar.error:
+    def draft(self, limit: int) -> list[int]:
+        """The tokens the grammar forces after those taken, at most ``limit`` (empty without a grammar).
+
+        Their text streams at once (``on_tokens`` hears of the answer with them), before the
+        model call that verifies them: the grammar allows no other text there, and a token the
+        model prefers instead can only spell the same text another way."""
+        control = self.control
+        grammar = control.grammar
+        if grammar is None or control.done or grammar.error:
             return []
-        return grammar.forced()
+        forced = grammar.forced()[:limit]
+        if forced and control.on_tokens is not None:
+            control.on_tokens(list(control.token_ids) + forced)
+        return forced
 
 
 def mask_to_allowed(scores: torch.Tensor, allowed: np.ndarray) -> bool:

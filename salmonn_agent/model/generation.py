@@ -173,14 +173,15 @@ class DecodingGuide(Protocol):
     ``choose`` picks the next token from one row of scores (float32 logits after ``generate``'s
     own processors: the repetition penalty, and no end symbol before ``min_new_tokens``); ``accept`` takes a token (``forced``: a
     drafted token the model's own choice confirmed) and says whether the answer is over;
-    ``draft`` gives the tokens the controls force next (a grammar's fast-forward tokens).
+    ``draft`` gives the tokens the controls force next (a grammar's fast-forward tokens), at
+    most ``limit`` of them.
     """
 
     def choose(self, scores: torch.Tensor) -> int: ...
 
     def accept(self, token: int, forced: bool = False) -> bool: ...
 
-    def draft(self) -> list[int]: ...
+    def draft(self, limit: int) -> list[int]: ...
 
 
 def cut_at_eos(ids: list[int], eos_id: int, pad_id: int | None, max_new_tokens: int) -> tuple[list[int], str]:
@@ -514,7 +515,7 @@ class GenerationMixin:
             tokens.append(token)
             if guide.accept(token) or token == self._eos_id or len(tokens) >= max_new:
                 break
-            draft = guide.draft()[: max_new - len(tokens)]
+            draft = guide.draft(max_new - len(tokens))
             start = cache.get_seq_length()
             ids = torch.tensor([[token, *draft]], dtype=torch.long, device=device)
             logits = forward(input_ids=ids, count=1 + len(draft), logits_to_keep=1 + len(draft))

@@ -83,7 +83,7 @@ class SpeechTranscriber(nn.Module):
         generated: list[torch.Tensor] = []
         for step in range(MAX_TOKENS_PER_CHUNK):
             hidden = self.whisper.model.decoder(
-                input_ids=step_ids, encoder_hidden_states=states, past_key_values=cache, use_cache=True
+                input_ids=step_ids, encoder_hidden_states=states, cache=cache, use_cache=True
             ).last_hidden_state
             logits = self.whisper.proj_out(hidden[:, -1]).float()
             logits[:, suppress] = -torch.inf

@@ -113,6 +113,37 @@ def test_forced_tokens_are_fed_without_their_own_call_and_the_tokens_stay_the_sa
         assert control.token_ids == fast.token_ids  # every token was reported to the control
 
 
+def test_forced_text_streams_before_the_call_that_feeds_it_and_is_never_taken_back(tiny_model, grammar):
+    # A streamed tool call's name and JSON keys reach the listener before the model checks them.
+    factory, compiled = grammar
+    for seed in range(4):
+        prompt = random_prompt(random.Random(seed))
+        heard: list[tuple[list[int], int]] = []
+        control = RequestControl(grammar=factory.session(compiled, 80))
+        control.on_tokens = lambda ids: heard.append((ids, len(control.token_ids)))
+        guide = GuidedControl(control, eos_id=tiny_model._eos_id, decode=tiny_model.tokenizer.decode)
+        processor = ControlProcessor([control], eos_id=tiny_model._eos_id, decode=tiny_model.tokenizer.decode)
+        (result,) = tiny_model.generate_detailed(
+            [prompt], [[]], logits_processor=LogitsProcessorList([processor]),
+            stopping_criteria=StoppingCriteriaList([processor.stopper()]), guide=guide, num_beams=1, max_new_tokens=80,
+        )
+        assert any(len(ids) > taken for ids, taken in heard)  # ahead of the tokens taken
+        final = tiny_model.tokenizer.decode(result.token_ids)
+        for ids, _ in heard:  # whatever was heard is the start of the final answer's text
+            assert final.startswith(tiny_model.tokenizer.decode(ids))
+
+
+def test_a_draft_stays_within_the_token_budget(grammar):
+    factory, compiled = grammar
+    control = RequestControl(grammar=factory.session(compiled, 80))
+    heard: list[list[int]] = []
+    control.on_tokens = heard.append
+    guide = GuidedControl(control, eos_id=0, decode=lambda ids: "")
+    forced = guide.draft(100)
+    assert forced and heard[-1] == forced
+    assert guide.draft(1) == forced[:1] and heard[-1] == forced[:1]
+
+
 def test_the_guided_loop_keeps_the_prefix_cache_working(tiny_model, grammar):
     prompt = random_prompt(random.Random(7))
     alone, _, _ = decode(tiny_model, prompt, grammar, guided=True)
