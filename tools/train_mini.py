@@ -25,10 +25,13 @@ The shipped weights then had one more stage on a GPU, ``tools/train_mini_gpu.py`
 them into the package. The GPU stage alone reached the best WER and tool calls but fell below the
 sound and speech-presence bars; the average keeps most of both (README, salmonn-mini).
 
-Then the hint stage, ``--hint-stage`` (``examples/mini/stage_hints.yaml``), from the weights in
-the package with the transcript and tag hints on: its candidates' transcripts and tags go into
-the feature cache first (``salmonn-agent train --cache-only``), and its mix keeps only targets
-that agree with them (:func:`_relayed`). ``--export-from runs/mini/stage_hints/model`` ships it.
+Then the hint stages, ``--hint-stage`` (``examples/mini/stage_hints.yaml``, then
+``stage_hints2.yaml`` and ``stage_hints3.yaml``: :data:`HINT_ROUNDS`), from the weights in the
+package with the transcript and tag hints on: each stage's candidates' transcripts and tags go
+into the feature cache first (``salmonn-agent train --cache-only``), and its mix keeps only
+targets that agree with them (:func:`_relayed`). The later stages add short fragments and runs
+of sentences in voices other than espeak-ng's, and "is anyone speaking?" of music
+(:func:`_hint2_pool`). ``--export-from runs/mini/stage_hints3/model`` ships the last.
 
 Usage: python tools/train_mini.py [--skip-export | --hint-stage | --export-from MODEL_DIR
        [--blend-with MODEL_DIR] [--blend-weight 0.5]]
@@ -314,6 +317,11 @@ of more sound-only clips (the synthetic data has only about a hundred music clip
 so :func:`_music_data` makes more); and a sample of the first stage's pool, so nothing learned there is lost."""
 HINT2_BATCHES = {"assistant": 40, "others": 200}
 """Batches of 8 in the second hint stage's mix."""
+HINT_ROUNDS = (("hint2", "broad_shapes", 2), ("hint3", "broad_shapes2", 3))
+"""The hint stages after the first, in order: the name of their pool, mix and config
+(``stage_hints2.yaml``, ``stage_hints3.yaml``), the folder of their new speech and its
+``make_broad_asr.py`` seed. Each has :data:`HINT2_POOL`'s composition (new sentences, the same
+kinds) and starts from the one before."""
 
 
 def _music_data(runs: Path) -> None:
@@ -342,21 +350,21 @@ def _music_data(runs: Path) -> None:
     (out / "train.json").write_text(json.dumps({"annotation": items}))
 
 
-def _hint2_pool(runs: Path) -> list[dict]:
-    """``hint2_pool.json``: the candidates of :data:`HINT2_POOL`, absolute paths, each tagged with
-    ``pool`` as in :func:`_hint_pool` (the speech of ``broad_shapes`` as ``natural_asr``)."""
-    rng = random.Random(29)
+def _hint2_pool(runs: Path, name: str = "hint2", shaped_dir: str = "broad_shapes", seed: int = 29) -> list[dict]:
+    """``{name}_pool.json``: the candidates of :data:`HINT2_POOL`, absolute paths, each tagged with
+    ``pool`` as in :func:`_hint_pool` (the speech of ``shaped_dir`` as ``natural_asr``)."""
+    rng = random.Random(seed)
     earlier = json.loads((runs / "hint_pool.json").read_text())["annotation"]
     pool = [e for e in earlier if e["pool"] == "assistant"]
     pool += rng.sample([e for e in earlier if e["pool"] not in ("assistant", "sound_presence")], HINT2_POOL["earlier"])
-    shaped = _entries(runs / "broad_shapes", "train.json")
+    shaped = _entries(runs / shaped_dir, "train.json")
     pool += [dict(e, pool="natural_asr") for e in rng.sample(shaped, min(len(shaped), HINT2_POOL["shaped_asr"]))]
     sounds = [e for e in _entries(runs / "data", "train.json") if e.get("kind") in TAG_READING_KINDS + ("cap_silence",)]
     music = [e for e in sounds if e.get("sound_class") == "music"] + _entries(runs / "music", "train.json")
     others = [e for e in sounds if e.get("sound_class") != "music"]
     pool += [dict(e, pool="sound_presence") for e in rng.sample(music, min(len(music), HINT2_POOL["music_presence"]))]
     pool += [dict(e, pool="sound_presence") for e in rng.sample(others, HINT2_POOL["sound_presence"])]
-    (runs / "hint2_pool.json").write_text(json.dumps({"annotation": pool}))
+    (runs / f"{name}_pool.json").write_text(json.dumps({"annotation": pool}))
     return pool
 
 
@@ -478,7 +486,7 @@ def main() -> int:
     parser.add_argument("--transcript-stage", action="store_true",
                         help="only train the transcript stages (stage_transcript*.yaml) from the shipped weights (speech_transcript and sound_tags on)")
     parser.add_argument("--hint-stage", action="store_true",
-                        help="only train the hint stage (stage_hints.yaml) from the shipped weights (speech_transcript "
+                        help="only train the hint stages (stage_hints*.yaml) from the shipped weights (speech_transcript "
                              "and sound_tags on), every target agreeing with the hints")
     parser.add_argument("--blend-weight", type=float, default=0.5,
                         help="the weight of --export-from's parameters in the average (0.5)")
@@ -550,8 +558,9 @@ def main() -> int:
 
 
 def _hint_stage(runs: Path, parts) -> None:  # parts: MiniParts
-    """Data and training of ``stage_hints.yaml``: the pool's transcripts and tags go into the
-    feature cache first (``salmonn-agent train --cache-only``), then the mix is chosen from them."""
+    """Data and training of ``stage_hints.yaml`` and of the stages of :data:`HINT_ROUNDS` after it:
+    each pool's transcripts and tags go into the feature cache first (``salmonn-agent train
+    --cache-only``), then the mix is chosen from them."""
     _transcript_start(runs, parts)
     if not (runs / "broad" / "train.json").is_file():
         _say("generating the broad-text speech recognition data")
@@ -576,24 +585,27 @@ def _hint_stage(runs: Path, parts) -> None:  # parts: MiniParts
     if not (runs / "stage_hints" / "model" / "model.safetensors").is_file():
         _say("training stage_hints")
         subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config)], check=True)
-    if not (runs / "broad_shapes" / "train.json").is_file():
-        _say("generating fragments, sentences and runs of sentences in festival's, hibari-tts's and flite's voices")
-        subprocess.run([sys.executable, str(ROOT / "tools" / "make_broad_asr.py"), str(runs / "broad_shapes"),
-                        "--voices", "festival,hibari,flite", "--train", "900", "--valid", "0", "--seed", "2",
-                        "--fragments", "0.2", "--joined", "0.3"], check=True)
     _music_data(runs)
-    config = ROOT / "examples" / "mini" / "stage_hints2.yaml"
-    if not (runs / "hint2_mix.json").is_file():
-        pool = _hint2_pool(runs)
-        _say(f"computing the transcripts and tags of {len(pool)} candidate items (most cached already)")
-        subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config), "--cache-only",
-                        "--set", "datasets.train_ann_path=../../runs/mini/hint2_pool.json"], check=True)
-        key = _cache_key(pool[0])
-        cache_dir = next(f.parent for f in (runs / "cache").glob(f"*/{key}.pt"))
-        _hint_mix(runs, cache_dir, "hint2", HINT2_BATCHES)
-    if not (runs / "stage_hints2" / "model" / "model.safetensors").is_file():
-        _say("training stage_hints2")
-        subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config)], check=True)
+    for name, shaped_dir, data_seed in HINT_ROUNDS:
+        stage = f"stage_{name.replace('hint', 'hints')}"
+        if not (runs / shaped_dir / "train.json").is_file():
+            _say(f"generating fragments, sentences and runs of sentences in festival's, hibari-tts's and flite's voices "
+                 f"for {stage}")
+            subprocess.run([sys.executable, str(ROOT / "tools" / "make_broad_asr.py"), str(runs / shaped_dir),
+                            "--voices", "festival,hibari,flite", "--train", "900", "--valid", "0",
+                            "--seed", str(data_seed), "--fragments", "0.2", "--joined", "0.3"], check=True)
+        config = ROOT / "examples" / "mini" / f"{stage}.yaml"
+        if not (runs / f"{name}_mix.json").is_file():
+            pool = _hint2_pool(runs, name, shaped_dir, 27 + data_seed)
+            _say(f"computing the transcripts and tags of {len(pool)} candidate items (most cached already)")
+            subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config), "--cache-only",
+                            "--set", f"datasets.train_ann_path=../../runs/mini/{name}_pool.json"], check=True)
+            key = _cache_key(pool[0])
+            cache_dir = next(f.parent for f in (runs / "cache").glob(f"*/{key}.pt"))
+            _hint_mix(runs, cache_dir, name, HINT2_BATCHES)
+        if not (runs / stage / "model" / "model.safetensors").is_file():
+            _say(f"training {stage}")
+            subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config)], check=True)
 
 
 def export_weights(source: Path, target: Path, blend: tuple[Path, float] | None = None) -> None:
