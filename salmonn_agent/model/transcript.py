@@ -32,6 +32,8 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import logging as hf_logging
 
+from salmonn_agent.model.generation import _CACHE_KWARG
+
 MAX_TOKENS_PER_CHUNK = 120
 """Decoding limit per encoder chunk: 30 s of fast speech is about 100 Whisper tokens."""
 
@@ -83,7 +85,7 @@ class SpeechTranscriber(nn.Module):
         generated: list[torch.Tensor] = []
         for step in range(MAX_TOKENS_PER_CHUNK):
             hidden = self.whisper.model.decoder(
-                input_ids=step_ids, encoder_hidden_states=states, cache=cache, use_cache=True
+                input_ids=step_ids, encoder_hidden_states=states, use_cache=True, **{_CACHE_KWARG: cache}
             ).last_hidden_state
             logits = self.whisper.proj_out(hidden[:, -1]).float()
             logits[:, suppress] = -torch.inf
