@@ -46,11 +46,13 @@ stage 2c 250 steps at batch 8 (32 min; about 6 s a step alone), the third assist
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -308,8 +310,6 @@ def _hint_pool(runs: Path) -> list[dict]:
 
 
 HINT2_POOL = {"shaped_asr": 900, "music_presence": 400, "sound_presence": 300, "earlier": 1600}
-MUSIC_CLIPS = 320
-"""Synthesized music clips made for the second hint stage (:func:`_music_data`)."""
 """The second hint stage's candidates (:func:`_hint2_pool`): speech recognition in festival's,
 hibari-tts's and flite's voices of short fragments, single sentences and two or three sentences in
 a row (``broad_shapes``); "is anyone speaking?" of every sound-only clip whose sound is music and
@@ -317,6 +317,8 @@ of more sound-only clips (the synthetic data has only about a hundred music clip
 so :func:`_music_data` makes more); and a sample of the first stage's pool, so nothing learned there is lost."""
 HINT2_BATCHES = {"assistant": 40, "others": 200}
 """Batches of 8 in the second hint stage's mix."""
+MUSIC_CLIPS = 320
+"""Synthesized music clips made for the second hint stage (:func:`_music_data`)."""
 HINT_ROUNDS = (("hint2", "broad_shapes", 2), ("hint3", "broad_shapes2", 3))
 """The hint stages after the first, in order: the name of their pool, mix and config
 (``stage_hints2.yaml``, ``stage_hints3.yaml``), the folder of their new speech and its
@@ -573,39 +575,35 @@ def _hint_stage(runs: Path, parts) -> None:  # parts: MiniParts
         _say("generating the voice-assistant requests")
         subprocess.run([sys.executable, str(ROOT / "tools" / "make_assistant_data.py"), str(runs / "assistant"),
                         "--seed", "0"], check=True, stdout=subprocess.DEVNULL)
-    config = ROOT / "examples" / "mini" / "stage_hints.yaml"
-    if not (runs / "hint_mix.json").is_file():
-        pool = _hint_pool(runs)
-        _say(f"computing the transcripts and tags of {len(pool)} candidate items")
-        subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config), "--cache-only",
-                        "--set", "datasets.train_ann_path=../../runs/mini/hint_pool.json"], check=True)
-        key = _cache_key(pool[0])
-        cache_dir = next(f.parent for f in (runs / "cache").glob(f"*/{key}.pt"))
-        _hint_mix(runs, cache_dir)
-    if not (runs / "stage_hints" / "model" / "model.safetensors").is_file():
-        _say("training stage_hints")
-        subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config)], check=True)
+    _hint_round(runs, "hint", functools.partial(_hint_pool, runs), HINT_BATCHES)
     _music_data(runs)
     for name, shaped_dir, data_seed in HINT_ROUNDS:
-        stage = f"stage_{name.replace('hint', 'hints')}"
         if not (runs / shaped_dir / "train.json").is_file():
             _say(f"generating fragments, sentences and runs of sentences in festival's, hibari-tts's and flite's voices "
-                 f"for {stage}")
+                 f"for {name}")
             subprocess.run([sys.executable, str(ROOT / "tools" / "make_broad_asr.py"), str(runs / shaped_dir),
                             "--voices", "festival,hibari,flite", "--train", "900", "--valid", "0",
                             "--seed", str(data_seed), "--fragments", "0.2", "--joined", "0.3"], check=True)
-        config = ROOT / "examples" / "mini" / f"{stage}.yaml"
-        if not (runs / f"{name}_mix.json").is_file():
-            pool = _hint2_pool(runs, name, shaped_dir, 27 + data_seed)
-            _say(f"computing the transcripts and tags of {len(pool)} candidate items (most cached already)")
-            subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config), "--cache-only",
-                            "--set", f"datasets.train_ann_path=../../runs/mini/{name}_pool.json"], check=True)
-            key = _cache_key(pool[0])
-            cache_dir = next(f.parent for f in (runs / "cache").glob(f"*/{key}.pt"))
-            _hint_mix(runs, cache_dir, name, HINT2_BATCHES)
-        if not (runs / stage / "model" / "model.safetensors").is_file():
-            _say(f"training {stage}")
-            subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config)], check=True)
+        _hint_round(runs, name, functools.partial(_hint2_pool, runs, name, shaped_dir, 27 + data_seed), HINT2_BATCHES)
+
+
+def _hint_round(runs: Path, name: str, make_pool: Callable[[], list[dict]], batches: dict[str, int]) -> None:
+    """One hint stage, ``stage_{name}s.yaml`` (``hint`` -> ``stage_hints.yaml``): its pool from
+    ``make_pool``, whose transcripts and tags go into the feature cache first, then its mix
+    (:func:`_hint_mix`), then its training; each step skipped when its output exists."""
+    stage = f"stage_{name.replace('hint', 'hints')}"
+    config = ROOT / "examples" / "mini" / f"{stage}.yaml"
+    if not (runs / f"{name}_mix.json").is_file():
+        pool = make_pool()
+        _say(f"computing the transcripts and tags of {len(pool)} candidate items")
+        subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config), "--cache-only",
+                        "--set", f"datasets.train_ann_path=../../runs/mini/{name}_pool.json"], check=True)
+        key = _cache_key(pool[0])
+        cache_dir = next(f.parent for f in (runs / "cache").glob(f"*/{key}.pt"))
+        _hint_mix(runs, cache_dir, name, batches)
+    if not (runs / stage / "model" / "model.safetensors").is_file():
+        _say(f"training {stage}")
+        subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config)], check=True)
 
 
 def export_weights(source: Path, target: Path, blend: tuple[Path, float] | None = None) -> None:
