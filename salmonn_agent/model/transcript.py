@@ -16,7 +16,8 @@ feeds the decoder unchanged: its cross-attention takes any number of encoder fra
 English-only Whisper models are decoded by a greedy loop written here rather than by
 ``generate``: the transcript is on the voice assistant's path from the end of speech to the
 answer, and ``generate``'s per-step machinery (logits processors, stopping criteria, cache
-bookkeeping) costs about as much as tiny.en's decoder step itself on a CPU. The loop applies the
+bookkeeping) weighs on every step of tiny.en's small decoder on a CPU (docs/model-card.md,
+"Speed", has the measured gain). The loop applies the
 same rules ``generate`` applies for these models without timestamps (start with
 ``<|startoftranscript|><|notimestamps|>``, ``suppress_tokens`` at every step,
 ``begin_suppress_tokens`` at the first), so the tokens are the same (tested). Multilingual
