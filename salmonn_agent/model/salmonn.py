@@ -329,7 +329,7 @@ class SALMONN(GenerationMixin, nn.Module):
                        for s in starts]
             counts.append(len(starts))
         speech, beats = self._chunk_states(chunks)
-        texts = self.clip_transcripts(speech, counts)
+        texts = self.clip_transcripts(speech, counts, clips)
         return [
             EncodedAudio(
                 embeds=tokens,
@@ -376,15 +376,26 @@ class SALMONN(GenerationMixin, nn.Module):
         tokens = self.tokens_from_features(speech, beats)
         return [t.reshape(-1, t.shape[-1]) for t in torch.split(tokens, list(counts))]
 
-    def clip_transcripts(self, speech: torch.Tensor, counts: Sequence[int]) -> list[str] | None:
+    def clip_transcripts(
+        self, speech: torch.Tensor, counts: Sequence[int], clips: Sequence[np.ndarray | None] | None = None
+    ) -> list[str] | None:
         """Whisper's transcript of each clip from the encoder states of all chunks ``[chunks,
         frames, width]`` (``counts``: chunks per clip, in order); None when the model is not
-        configured with ``speech_transcript``."""
+        configured with ``speech_transcript``. Given the ``clips`` themselves, a clip longer than
+        one chunk or with a looped transcript is transcribed again in Whisper's native window
+        (see :mod:`salmonn_agent.model.transcript`); a clip given as None keeps its chunks' text."""
         if self.transcriber is None:
             return None
-        texts = self.transcriber.transcribe(speech.detach())
+        chunk_texts = self.transcriber.transcribe(speech.detach())
         firsts = np.cumsum([0, *counts])
-        return [join_transcripts(texts[firsts[i] : firsts[i + 1]]) for i in range(len(counts))]
+        texts = [join_transcripts(chunk_texts[firsts[i] : firsts[i + 1]]) for i in range(len(counts))]
+        if clips is not None:
+            again = [i for i, text in enumerate(texts)
+                     if clips[i] is not None and self.transcriber.retranscribes(text, counts[i])]
+            if again:
+                for i, text in zip(again, self.transcriber.transcribe_native([clips[i] for i in again])):  # type: ignore[misc]
+                    texts[i] = text
+        return texts
 
     def tag_clip(self, clip: np.ndarray) -> tuple[SoundTag, ...] | None:
         """YAMNet's top tags of a 16 kHz clip; None when the model is not configured with ``sound_tags``."""

@@ -56,6 +56,23 @@ def shorten_encoder_context(encoder: WhisperEncoder, chunk_seconds: float) -> Wh
     return encoder
 
 
+def encoder_view(encoder: WhisperEncoder, positions: torch.Tensor, config: object) -> WhisperEncoder:
+    """A Whisper encoder that shares ``encoder``'s convolutions, layers and norm but adds the
+    position table ``positions`` (``[frames, width]``), so it reads ``frames * 2`` mel frames:
+    the native 30 s context of an encoder that :func:`shorten_encoder_context` cut. No weight
+    is copied; ``config`` is the config that goes with the table."""
+    view = copy.copy(encoder)
+    # nn.Module keeps its children in dicts that a shallow copy shares: give the view its own.
+    view._modules = dict(encoder._modules)
+    view._parameters = dict(encoder._parameters)
+    view._buffers = dict(encoder._buffers)
+    view.embed_positions = nn.Embedding(positions.shape[0], positions.shape[1], _weight=positions)
+    view.embed_positions.requires_grad_(False)
+    view.config = config
+    view.max_source_positions = positions.shape[0]
+    return view
+
+
 class WhisperFeatures:
     """Computes Whisper's log-mel input for fixed-length chunks of 16 kHz audio."""
 

@@ -243,6 +243,7 @@ def collate(items: list[dict[str, Any]]) -> Batch:
         batch.mel = torch.cat([s.pop("mel") for s in fresh])
         batch.raw_wav, batch.padding_mask = pad_waves(chunks)
         for s in fresh:
+            s["clip"] = np.concatenate(s["chunks"])  # the clip as loaded (Whisper's transcript may read it whole)
             s["n_chunks"] = len(s.pop("chunks"))
     for s in samples:
         if "cached" in s:

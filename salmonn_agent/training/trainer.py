@@ -180,7 +180,8 @@ def clip_hints(model: SALMONN, batch: Batch, speech: list[torch.Tensor]) -> Clip
         found: list[str | None] = [c.get(WHISPER_TRANSCRIPT) for c in cached]
         todo = [i for i, text in enumerate(found) if text is None]
         if todo:
-            texts = model.clip_transcripts(torch.cat([speech[i] for i in todo]), [speech[i].shape[0] for i in todo])
+            texts = model.clip_transcripts(torch.cat([speech[i] for i in todo]), [speech[i].shape[0] for i in todo],
+                                           [samples[i].get("clip") for i in todo])
             for i, text in zip(todo, texts or []):
                 found[i] = text
             fresh.update(todo)

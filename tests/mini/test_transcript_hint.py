@@ -65,6 +65,46 @@ def test_the_fast_decoding_loop_writes_the_tokens_whispers_generate_writes(hinte
     assert transcriber.transcribe(states) == [t.strip() for t in transcriber.tokenizer.batch_decode(theirs, skip_special_tokens=True)]
 
 
+def test_a_clip_longer_than_the_encoder_context_is_transcribed_in_whispers_native_window(hinted):
+    # salmonn-mini's encoder reads 10 s chunks; a longer clip's transcript must not be cut (or loop)
+    # at a chunk's end: it is Whisper tiny.en's own transcript over its 30 s window.
+    import numpy as np
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    from salmonn_agent.audio import load_audio
+
+    files = sorted(TEXTS)[:6]
+    gap = np.zeros(8000, dtype=np.float32)
+    clip = np.concatenate([part for f in files for part in (load_audio(str(FIXTURES / f)), gap)])
+    assert len(clip) > hinted.chunk_samples  # more than one encoder chunk
+    transcript = hinted.encode_samples([clip])[0].transcript
+    whisper_dir = hinted.config.whisper
+    processor = WhisperProcessor.from_pretrained(whisper_dir)
+    whisper = WhisperForConditionalGeneration.from_pretrained(whisper_dir).eval()
+    with torch.no_grad():
+        ids = whisper.generate(processor(clip, sampling_rate=16000, return_tensors="pt").input_features,
+                               num_beams=1, do_sample=False, max_new_tokens=120)
+    assert transcript == processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
+    assert scoring.corpus_wer([" ".join(TEXTS[f] for f in files)], [transcript]) <= 0.2, transcript
+    assert not any(name.endswith("native_positions") for name in hinted.state_dict())
+
+
+@pytest.mark.parametrize("text, looped", [
+    ("Press 1 to call this number. Press 1 to call this number. Press 1 to call this number.", True),
+    ("Press 4 for the previous message. Press 4 for the previous message.", True),
+    ("Use the 7 key for Q. Use the 7 key for Q.", True),
+    ("to 8 to 8 to 8 to 8 to 8 to 8 to 8 to 8 to 8 to 8 to 8 to 8 to 8 to 8", True),
+    ("Set a timer for ten minutes.", False),
+    ("No, no, no, I said the blue one.", False),
+    ("Press 1 to mute or unmute yourself, 2 to lock or unlock the conference, 3 to eject the last user.", False),
+    ("", False),
+])
+def test_whispers_repetition_loop_is_recognized(text, looped):
+    from salmonn_agent.model.transcript import looks_looped
+
+    assert looks_looped(text) is looped
+
+
 def test_prompt_holds_the_transcript_right_after_the_audio_tokens(hinted):
     tags = (SoundTag(label="Speech", score=0.98), SoundTag(label="Dog", score=0.2))
     audio = EncodedAudio(torch.zeros(4, hinted.llm.config.hidden_size), 1.0, "Turn on the lights.", tags)
