@@ -136,7 +136,7 @@ class AgentConfig(BaseModel):
         ),
     )
     pause_ms: int = Field(
-        250, gt=0,
+        200, gt=0,
         description="Silence after which the front-end emits the `pause` window that starts an early answer.",
     )
     max_tool_steps: int = Field(2, ge=1, description="Most rounds of tool calls in one turn.")

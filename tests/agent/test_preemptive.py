@@ -132,7 +132,7 @@ async def test_a_pause_alone_says_and_does_nothing(book):
 def test_the_assistant_asks_the_front_end_for_pause_windows(book):
     brain = ScriptedBrain(responses=[])
     hearing_agent = agent_for(brain, book, AuditLog(), allow=[], brain_hears_audio=True)
-    assert hearing_agent.segmenter_config().pause_ms == 250
+    assert hearing_agent.segmenter_config().pause_ms == 200
     assert hearing_agent.segmenter_config(SegmenterConfig(post_roll_ms=300)).pause_ms == 300
     off = agent_for(brain, book, AuditLog(), allow=[], brain_hears_audio=True, preemptive=False)
     assert off.segmenter_config().pause_ms is None
