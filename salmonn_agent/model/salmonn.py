@@ -34,7 +34,7 @@ from salmonn_agent.model import checkpoint
 from salmonn_agent.model.beats import BEATs, pad_waves
 from salmonn_agent.model.generation import GenerationMixin
 from salmonn_agent.model.half_weights import halve_linear_weights, merge_lora
-from salmonn_agent.model.hints import hint_text
+from salmonn_agent.model.hints import hears_speech, hint_text
 from salmonn_agent.model.inputs import IGNORE_INDEX, EncodedAudio, PromptInputs, merge_text_and_audio
 from salmonn_agent.model.lora import add_lora, bare_llm, is_lora_layer, scaled_lora
 from salmonn_agent.model.precision import INT8, HALF_WEIGHTS, plan_placement, quantize_int8
@@ -329,13 +329,17 @@ class SALMONN(GenerationMixin, nn.Module):
                        for s in starts]
             counts.append(len(starts))
         speech, beats = self._chunk_states(chunks)
-        texts = self.clip_transcripts(speech, counts, clips)
+        tags = [self.tag_clip(clip) for clip in clips]
+        # The transcript of a clip YAMNet hears no speech in never reaches the prompt (hint_text):
+        # it is not worth a second reading in Whisper's native window.
+        readable = [clip if t is None or hears_speech(t) else None for clip, t in zip(clips, tags)]
+        texts = self.clip_transcripts(speech, counts, readable)
         return [
             EncodedAudio(
                 embeds=tokens,
                 seconds=len(clip) / SAMPLE_RATE,
                 transcript=None if texts is None else texts[i],
-                sound_tags=self.tag_clip(clip),
+                sound_tags=tags[i],
             )
             for i, (clip, tokens) in enumerate(zip(clips, self.clip_tokens(speech, beats, counts)))
         ]

@@ -19,7 +19,8 @@ and a clip longer than one chunk is cut mid-word at each chunk's end; on Whisper
 window the same clips come out right. So a clip longer than one chunk, or one whose transcript
 :func:`looks_looped`, is transcribed again from its own log-mel in native 30 s windows, through
 a view of the same encoder with its full position table (:func:`~salmonn_agent.model.whisper.encoder_view`):
-an extra encoder pass for those clips only, none for the short clean clips of a voice assistant.
+an extra encoder pass for those clips only, none for the short clean clips of a voice assistant,
+and none where YAMNet hears no speech (the prompt then says ``(no speech)`` whatever Whisper wrote).
 
 English-only Whisper models are decoded by a greedy loop written here rather than by
 ``generate``: the transcript is on the voice assistant's path from the end of speech to the

@@ -89,6 +89,23 @@ def test_a_clip_longer_than_the_encoder_context_is_transcribed_in_whispers_nativ
     assert not any(name.endswith("native_positions") for name in hinted.state_dict())
 
 
+def test_a_long_clip_without_speech_is_not_read_again(hinted, monkeypatch):
+    # Its transcript never reaches the prompt, so the second encoder pass would be wasted.
+    import numpy as np
+
+    from salmonn_agent.model.hints import hears_speech
+
+    def refuse(clips):
+        raise AssertionError("a clip without speech was transcribed again")
+
+    monkeypatch.setattr(hinted.transcriber, "transcribe_native", refuse)
+    seconds = np.arange(12 * 16000, dtype=np.float32) / 16000
+    tone = (0.1 * np.sin(2 * np.pi * 440 * seconds)).astype(np.float32)
+    encoded = hinted.encode_samples([tone])[0]
+    assert not hears_speech(encoded.sound_tags)
+    assert "Transcript: (no speech)" in hint_text(encoded.transcript, encoded.sound_tags)
+
+
 @pytest.mark.parametrize("text, looped", [
     ("Press 1 to call this number. Press 1 to call this number. Press 1 to call this number.", True),
     ("Press 4 for the previous message. Press 4 for the previous message.", True),
