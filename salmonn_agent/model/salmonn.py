@@ -40,7 +40,7 @@ from salmonn_agent.model.lora import add_lora, bare_llm, is_lora_layer, scaled_l
 from salmonn_agent.model.precision import INT8, HALF_WEIGHTS, plan_placement, quantize_int8
 from salmonn_agent.model.prompt import PromptTokenizer, render_prompt, split_prompt
 from salmonn_agent.model.qformer import WindowQFormer
-from salmonn_agent.model.transcript import SpeechTranscriber
+from salmonn_agent.model.transcript import SpeechTranscriber, join_chunk_texts
 from salmonn_agent.model.weight_quant import quantize_linears, quiet_kernel_notice
 from salmonn_agent.model.whisper import WhisperFeatures, load_whisper_encoder
 from salmonn_agent.sound_tags import SoundTag, SoundTagger
@@ -390,9 +390,7 @@ class SALMONN(GenerationMixin, nn.Module):
         (see :mod:`salmonn_agent.model.transcript`); a clip given as None keeps its chunks' text."""
         if self.transcriber is None:
             return None
-        chunk_texts = self.transcriber.transcribe(speech.detach())
-        firsts = np.cumsum([0, *counts])
-        texts = [join_transcripts(chunk_texts[firsts[i] : firsts[i + 1]]) for i in range(len(counts))]
+        texts = join_chunk_texts(self.transcriber.transcribe(speech.detach()), counts)
         if clips is not None:
             again = [i for i, text in enumerate(texts)
                      if clips[i] is not None and self.transcriber.retranscribes(text, counts[i])]
@@ -612,11 +610,6 @@ def _resolve(reference: str, base_dir: str | Path | None) -> str:
             "salmonn_config.json or the decode config (whisper_path, beats_path, llama_path), or give a hub id."
         )
     return reference
-
-
-def join_transcripts(texts: Sequence[str]) -> str:
-    """One clip's transcript from its chunks' transcripts."""
-    return " ".join(t for t in (t.strip() for t in texts) if t)
 
 
 def _pad_to(chunk: np.ndarray, minimum: int) -> np.ndarray:

@@ -72,6 +72,12 @@ def looks_looped(text: str) -> bool:
     return False
 
 
+def join_chunk_texts(texts: Sequence[str], counts: Sequence[int]) -> list[str]:
+    """Each clip's transcript from its chunks' transcripts (``counts``: chunks per clip, in order)."""
+    firsts = np.cumsum([0, *counts])
+    return [" ".join(t for t in (t.strip() for t in texts[firsts[i] : firsts[i + 1]]) if t) for i in range(len(counts))]
+
+
 class SpeechTranscriber(nn.Module):
     """Whisper's decoder and LM head, reading encoder states another module computed."""
 
@@ -125,9 +131,7 @@ class SpeechTranscriber(nn.Module):
         encoder = self._native_encoder()
         weight = self.native_positions
         mel = self.native_features(pieces).to(weight.device, weight.dtype)
-        texts = self.transcribe(encoder(mel).last_hidden_state)
-        firsts = np.cumsum([0, *counts])
-        return [" ".join(t for t in texts[firsts[i] : firsts[i + 1]] if t) for i in range(len(clips))]
+        return join_chunk_texts(self.transcribe(encoder(mel).last_hidden_state), counts)
 
     def _native_encoder(self) -> nn.Module:
         """The shared encoder with Whisper's full position table, rebuilt when the table moved."""
