@@ -5,15 +5,17 @@ server, the assistant): an explicit model name, else ``$SALMONN_AGENT_MODEL``, e
 ``salmonn-mini``, the embedded default model. A name is ``salmonn-mini``, a model directory from
 ``save_pretrained`` or a hub id holding one.
 
-Each model has a :class:`ModelProfile`: salmonn-mini its own, any other SALMONN model
-:data:`GENERIC_PROFILE`. A chat model reports its profile as ``model_profile``;
-:func:`profile_of` reads it, and gives :data:`OTHER_CHAT_MODEL_PROFILE` for any chat model
+Each model has a :class:`ModelProfile`: salmonn-mini its own (so has a model directory built
+on its base LLM, see :func:`profile_for`), any other SALMONN model :data:`GENERIC_PROFILE`. A
+chat model reports its profile as ``model_profile``; :func:`profile_of` reads it, and gives :data:`OTHER_CHAT_MODEL_PROFILE` for any chat model
 that has none (one that does not hear and calls tools through ``bind_tools``).
 """
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -64,8 +66,30 @@ def resolve_model_name(explicit: str | None) -> str:
 
 
 def profile_for(name: str) -> ModelProfile:
-    """The profile of the model ``name`` (a resolved name, as :func:`resolve_model_name` gives)."""
-    return PROFILES.get(name, GENERIC_PROFILE)
+    """The profile of the model ``name`` (a resolved name, as :func:`resolve_model_name` gives).
+
+    A model directory built on salmonn-mini's base LLM (salmonn-mini trained further, or one of
+    its training checkpoints) has salmonn-mini's profile: what the profile records was learned
+    by the weights it starts from."""
+    if name in PROFILES:
+        return PROFILES[name]
+    return PROFILES[DEFAULT_MODEL] if built_on_mini_parts(name) else GENERIC_PROFILE
+
+
+def built_on_mini_parts(name: str) -> bool:
+    """Whether ``name`` is a model directory whose ``salmonn_config.json`` takes its LLM from
+    salmonn-mini's prepared base parts (see :mod:`salmonn_agent.mini.parts`)."""
+    from salmonn_agent.mini.parts import mini_parts_dir
+
+    config = Path(name) / "salmonn_config.json"
+    try:
+        llm = json.loads(config.read_text()).get("llm")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if not isinstance(llm, str) or not llm:
+        return False
+    path = Path(llm) if Path(llm).is_absolute() else config.parent / llm
+    return path.resolve().is_relative_to(mini_parts_dir().parent.resolve())
 
 
 def profile_of(chat_model: Any) -> ModelProfile:

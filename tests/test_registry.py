@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import salmonn_agent.mini.shipped as shipped
@@ -31,6 +33,25 @@ def test_salmonn_mini_has_its_own_profile_and_any_other_model_the_generic_one():
     assert mini.hears_audio and mini.memory_turns == 0
     assert profile_for("/models/salmonn-13b") is GENERIC_PROFILE
     assert GENERIC_PROFILE.hears_audio and GENERIC_PROFILE.memory_turns is None
+
+
+def test_a_model_directory_built_on_salmonn_minis_llm_has_salmonn_minis_profile(tmp_path, monkeypatch):
+    import json
+
+    from salmonn_agent.mini.parts import mini_parts_dir
+
+    monkeypatch.setenv("SALMONN_AGENT_CACHE", str(tmp_path / "cache"))
+    (mini_parts_dir() / "llm").mkdir(parents=True)
+    trained = tmp_path / "runs" / "stage" / "model"  # a checkpoint of salmonn-mini trained further
+    trained.mkdir(parents=True)
+    relative = Path("..") / ".." / ".." / "cache" / "mini-parts" / mini_parts_dir().name / "llm"
+    (trained / "salmonn_config.json").write_text(json.dumps({"llm": str(relative)}))
+    assert profile_for(str(trained)) == profile_for("salmonn-mini")
+    other = tmp_path / "vicuna-based"
+    other.mkdir()
+    (other / "salmonn_config.json").write_text(json.dumps({"llm": "lmsys/vicuna-7b-v1.5"}))
+    assert profile_for(str(other)) is GENERIC_PROFILE
+    assert profile_for(str(tmp_path / "missing")) is GENERIC_PROFILE
 
 
 def test_profiles_are_frozen_and_checked():
