@@ -174,9 +174,10 @@ class ChatSALMONN(BaseChatModel):
     device: str | None = None
     """Where to load the model (``cpu``, ``cuda``, ...; None picks the best available)."""
     dtype: str = "auto"
-    """Precision when loading: ``auto`` (``float16-weights`` on a CPU, ``float32`` elsewhere),
-    ``float32``, ``float16-weights`` (CPU: float32 compute with the LLM's linear weights stored
-    in float16, see ``SALMONN.halve_llm_weights``), ``bfloat16``, ``float16`` or ``int8`` (CPU:
+    """Precision when loading: ``auto`` (on a CPU ``bfloat16-weights`` where it has native
+    bfloat16 arithmetic, else ``float16-weights``; ``float32`` elsewhere), ``float32``,
+    ``float16-weights`` / ``bfloat16-weights`` (CPU: float32 compute with the LLM's linear weights
+    stored in 16 bits, see ``SALMONN.halve_llm_weights``), ``bfloat16``, ``float16`` or ``int8`` (CPU:
     the LLM's linear layers quantized to 8 bits, see ``SALMONN.quantize_llm``)."""
     quantize: str | None = None
     """The LLM's weights in ``int8`` or ``int4`` (bitsandbytes), for big models on smaller GPUs;

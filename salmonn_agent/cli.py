@@ -82,9 +82,12 @@ def add_model_options(parser: argparse.ArgumentParser, device_flag: str = "--dev
         help="where the model runs: cpu, cuda, cuda:N, mps or auto (default)",
     )
     group.add_argument("--dtype", default="auto",
-                       help="auto (default: float16-weights on a CPU, float32 elsewhere), float32, "
+                       help="auto (default: on a CPU bfloat16-weights where it has native bfloat16 "
+                            "arithmetic, AVX512-BF16 or AMX, else float16-weights; float32 elsewhere), float32, "
                             "float16-weights (CPU: float32 compute, the LLM's linear weights stored in "
-                            "float16; decoding up to about 2x faster), bfloat16, float16, or int8 (CPU: the "
+                            "float16; decoding up to about 2x faster), bfloat16-weights (CPU: the LLM's "
+                            "linear products in bfloat16; prefill about 2x faster on such CPUs, slow on "
+                            "others), bfloat16, float16, or int8 (CPU: the "
                             "LLM's linear layers in 8 bits; faster decoding, at a cost in accuracy that "
                             "depends on the model)")
     group.add_argument("--compile", default="auto", metavar="{auto,on,off}",
@@ -95,7 +98,7 @@ def add_model_options(parser: argparse.ArgumentParser, device_flag: str = "--dev
     group.add_argument("--quantize", choices=["int8", "int4"], default=None,
                        help="the LLM's weights in 8 or 4 bits (bitsandbytes; for big checkpoints on "
                             "GPUs with less memory, also runs on a CPU); LoRA stays at each answer's "
-                            "scale. Not with --dtype int8 or float16-weights")
+                            "scale. Not with --dtype int8, float16-weights or bfloat16-weights")
 
 
 def load_model_from_args(args: argparse.Namespace, *, answers_once: bool = False):  # noqa: ANN201 - returns SALMONN, imported lazily

@@ -263,12 +263,38 @@ def test_float16_weights_model_halves_the_llm_linears_only_and_keeps_its_outputs
         place_model(model, "cuda", "float16-weights")
 
 
-def test_auto_precision_is_float16_weights_on_cpu(tiny_model_dir):
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_16_bit_weights_on_cpu_bfloat16_where_the_cpu_computes_it(tiny_model_dir, monkeypatch, native):
+    from salmonn_agent.model import precision
+    from salmonn_agent.model.half_weights import weight_format
     from salmonn_agent.model.salmonn import SALMONN
 
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: native)
     model = SALMONN.from_pretrained(tiny_model_dir, device="cpu", dtype="auto")
     assert model.half_weights and not model.quantized
+    assert weight_format(model.llm) == ("bfloat16" if native else "float16")
     assert not SALMONN.from_pretrained(tiny_model_dir, device="cpu").half_weights  # the library default stays float32
+
+
+def test_bfloat16_weights_model_keeps_its_outputs_and_folds_lora_at_each_calls_scale(
+    tiny_model, tiny_model_dir, noise_clips
+):
+    from salmonn_agent.model.half_weights import HalfWeightLinear
+    from salmonn_agent.model.salmonn import SALMONN, place_model
+
+    model = SALMONN.from_pretrained(tiny_model_dir, dtype="bfloat16-weights")
+    base = model.llm.get_base_model()
+    assert isinstance(base.model.layers[0].mlp.down_proj, HalfWeightLinear)
+    assert base.model.layers[0].mlp.down_proj.weight.dtype == torch.bfloat16
+    assert base.get_input_embeddings().weight.dtype == torch.float32
+    assert _logits_similarity(tiny_model, model, noise_clips) > 0.995
+    (audio,) = tiny_model.encode_audio([noise_clips["5s"]], sample_rate=SR)
+    for scale in (2.0, None):  # LoRA is merged into the bfloat16 weights at the call's scale
+        similarity = torch.nn.functional.cosine_similarity(
+            _prompt_logits(tiny_model, audio, scale), _prompt_logits(model, audio, scale), dim=0)
+        assert similarity > 0.995, scale
+    with pytest.raises(ConfigError, match="CPU"):
+        place_model(model, "cuda", "bfloat16-weights")
 
 
 def _prompt_logits(model, audio, lora_scale=None) -> torch.Tensor:

@@ -89,6 +89,7 @@ from salmonn_agent.agent.audio_refs import WindowStore  # noqa: E402
 from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent, memory_turns_for  # noqa: E402
 from salmonn_agent.audio import SAMPLE_RATE  # noqa: E402
 from salmonn_agent.errors import ConfigError, SalmonnError  # noqa: E402
+from salmonn_agent.model.half_weights import weight_format  # noqa: E402
 from salmonn_agent.registry import profile_of  # noqa: E402
 from salmonn_agent.stream import FileSource, Listener  # noqa: E402
 
@@ -348,7 +349,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     samples, spoken = speak_conversation(
         pick_requests(args.requests, args.questions, args.seed), args.seed, args.hesitations
     )
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device, dtype=args.dtype)
     name = resolve_model_name(args.model)
     speaker = None
     if args.speak:
@@ -404,6 +405,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "model": name,
         "device": str(model.device),
         "threads": torch.get_num_threads(),
+        "dtype": args.dtype,
+        "half_weights": weight_format(model.llm),  # "float16", "bfloat16" or None
     }
     if speaker is not None:
         spoken = [m for m in metrics if m.first_audio_ms is not None]
@@ -424,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON (the only output format)")
     parser.add_argument("--model", help="a salmonn-agent model directory (default: the embedded model)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
+    parser.add_argument("--dtype", default="auto", help="the model's precision, as the CLI's --dtype (default: auto)")
     parser.add_argument("--requests", type=int, default=12, help="spoken requests in the conversation (default 12)")
     parser.add_argument("--questions", type=int, default=2, help="how many of them are questions (default 2)")
     parser.add_argument("--seed", type=int, default=0)

@@ -59,6 +59,7 @@ if str(ROOT) not in sys.path:  # devkit/ sits at the repository root, outside th
 from devkit.tiny import SIZES, build_tiny_model  # noqa: E402
 from salmonn_agent.audio import SAMPLE_RATE  # noqa: E402
 from salmonn_agent.chat_model import ChatSALMONN, audio_message  # noqa: E402
+from salmonn_agent.model.half_weights import weight_format  # noqa: E402
 from salmonn_agent.model.salmonn import SALMONN  # noqa: E402
 
 
@@ -189,7 +190,7 @@ def main() -> int:
         "model": name,
         "threads": torch.get_num_threads(),
         "int8": bool(getattr(model, "quantized", False)),
-        "float16_weights": bool(getattr(model, "half_weights", False)),
+        "half_weights": weight_format(model.llm),  # "float16", "bfloat16" or None
         "clip_seconds": round(len(heard_clip) / SAMPLE_RATE, 2),
         "device": str(model.device),
         "first_answer_tokens": round(statistics.mean(first_tokens), 1),

@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:  # devkit/ sits at the repository root, outside th
 from devkit.tiny import SIZES, build_tiny_model  # noqa: E402
 from salmonn_agent.audio import SAMPLE_RATE  # noqa: E402
 from salmonn_agent.errors import ConfigError, SalmonnError  # noqa: E402
+from salmonn_agent.model.half_weights import weight_format  # noqa: E402
 from salmonn_agent.model.lora import bare_llm  # noqa: E402
 from salmonn_agent.model.salmonn import SALMONN  # noqa: E402
 from salmonn_agent.model.weight_quant import stored_bytes  # noqa: E402
@@ -126,7 +127,7 @@ def main() -> int:
         "device": str(model.device),
         "threads": torch.get_num_threads(),
         "dtype": args.dtype,
-        "float16_weights": model.half_weights,
+        "half_weights": weight_format(model.llm),  # "float16", "bfloat16" or None
         "quantize": model.weight_quantization,
         "llm_weights_mb": round(stored_bytes(bare_llm(model.llm)) / 2**20, 1),
         "audio_tokens": encoded.num_tokens,

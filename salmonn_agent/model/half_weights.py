@@ -1,21 +1,29 @@
-"""float16 storage for the LLM's linear weights, float32 everywhere else (CPU decoding).
+"""Half-precision storage for the LLM's linear weights, float32 everywhere else (CPU decoding).
 
 Decoding one token multiplies a single row by every weight matrix of the LLM, so on a CPU it
-is bound by memory bandwidth: with the weights stored in float16 there are half the bytes to
-read, and PyTorch's float16 kernels are faster for a few rows. A prompt's prefill is the
-opposite case (many rows, compute bound) and float16 matrix products have no fast CPU kernel
-there, so with more than ``HALF_ROWS`` rows the weight is widened to float32 for that one
-product. Norms, attention, the residual stream and LoRA stay float32. docs/model-card.md
-("Speed") gives the measurements behind these choices.
+is bound by memory bandwidth: with the weights stored in 16 bits there are half the bytes to
+read. Two formats:
 
-Written here because no library offers it for CPUs without native half-precision arithmetic:
-torch's own float16 model is slow to prefill, ``quantize_dynamic`` quantizes activations too
-(accuracy), and weight-only int8 (``_weight_int8pack_mm``) is much slower on x86 CPUs.
+* ``float16``: PyTorch's float16 kernels are faster for a few rows, but on CPUs without native
+  half-precision arithmetic a prompt's prefill (many rows, compute bound) is slow there, so with
+  more than ``HALF_ROWS`` rows the weight is widened to float32 for that one product.
+* ``bfloat16``: on CPUs with native bfloat16 arithmetic (AVX512-BF16, AMX) PyTorch's bfloat16
+  products are fast at every row count, a prefill about 2-3x faster than float32; there the
+  product always runs in bfloat16 (float32 accumulation), with no widening. Elsewhere bfloat16
+  products are emulated and slow, so :mod:`.precision` picks this format only where the CPU has it.
 
-LoRA is folded into the float16 weights it adapts (:func:`merge_lora`): decoding then skips
+Norms, attention, the residual stream and LoRA stay float32; a product's input is rounded to the
+weight's format. docs/model-card.md ("Speed", "Precision") gives the measurements behind these
+choices.
+
+Written here because no library offers it for CPUs: torch's own float16 model is slow to
+prefill, ``quantize_dynamic`` quantizes activations too (accuracy), and weight-only int8
+(``_weight_int8pack_mm``) is much slower on x86 CPUs.
+
+LoRA is folded into the 16-bit weights it adapts (:func:`merge_lora`): decoding then skips
 the two small LoRA products per adapted layer. peft's own ``merge`` adds the update in place, so
 each change of scale (a call's ``lora_scale``) would round the weight again and drift; here
-the unmerged float16 weight is kept (for the adapted layers only) and every merge starts from it.
+the unmerged weight is kept (for the adapted layers only) and every merge starts from it.
 """
 
 from __future__ import annotations
@@ -30,12 +38,14 @@ HALF_ROWS = 8
 
 
 class HalfWeightLinear(nn.Module):
-    """A frozen ``nn.Linear`` whose weight is kept in float16; inputs and outputs stay float32."""
+    """A frozen ``nn.Linear`` whose weight is kept in float16 or bfloat16; inputs and outputs stay float32."""
 
-    def __init__(self, linear: nn.Linear) -> None:
+    def __init__(self, linear: nn.Linear, dtype: torch.dtype = torch.float16) -> None:
         super().__init__()
+        if dtype not in (torch.float16, torch.bfloat16):
+            raise ValueError(f"HalfWeightLinear stores float16 or bfloat16 weights, not {dtype}.")
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.weight = nn.Parameter(linear.weight.detach().to(torch.float16), requires_grad=False)
+        self.weight = nn.Parameter(linear.weight.detach().to(dtype), requires_grad=False)
         bias = linear.bias
         self.bias = None if bias is None else nn.Parameter(bias.detach().float(), requires_grad=False)
         self.unmerged: torch.Tensor | None = None
@@ -52,9 +62,10 @@ class HalfWeightLinear(nn.Module):
         # PyTorch's float16 product fell back to a kernel 10-20x slower (180 ms instead of
         # 10 ms for SmolLM2's head on 2 cores). A view, so no copy.
         flat = x.reshape(rows, x.shape[-1])
-        if rows <= HALF_ROWS or weight.dtype == x.dtype:
-            # The input is rounded to float16 too (3 significant digits, range 6.5e4): the
-            # activations entering salmonn-mini's linear layers stay well inside that range.
+        if rows <= HALF_ROWS or weight.dtype in (x.dtype, torch.bfloat16):
+            # The input is rounded to the weight's format too (float16: 3 significant digits, range
+            # 6.5e4, which the activations entering salmonn-mini's linear layers stay well inside;
+            # bfloat16: 2-3 digits, float32's range).
             out = F.linear(flat.to(weight.dtype), weight).to(x.dtype)
         else:
             out = F.linear(flat, weight.to(x.dtype))
@@ -63,13 +74,16 @@ class HalfWeightLinear(nn.Module):
         return out.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, weight=float16"
+        weight = str(self.weight.dtype).removeprefix("torch.")
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, weight={weight}"
 
 
-def halve_linear_weights(module: nn.Module, skip: tuple[str, ...] = ("lora_",)) -> int:
+def halve_linear_weights(
+    module: nn.Module, skip: tuple[str, ...] = ("lora_",), dtype: torch.dtype = torch.float16
+) -> int:
     """Replace every ``nn.Linear`` inside ``module`` (except names containing ``skip``) with a
-    :class:`HalfWeightLinear`; returns how many were replaced. Tied weights are untied: the
-    embedding table stays float32, the output layer gets its own float16 copy."""
+    :class:`HalfWeightLinear` of ``dtype`` weights; returns how many were replaced. Tied weights
+    are untied: the embedding table stays float32, the output layer gets its own 16-bit copy."""
     targets = [
         (name, child)
         for name, child in module.named_modules()
@@ -78,8 +92,17 @@ def halve_linear_weights(module: nn.Module, skip: tuple[str, ...] = ("lora_",)) 
     for name, linear in targets:
         parent_name, _, attribute = name.rpartition(".")
         parent = module.get_submodule(parent_name) if parent_name else module
-        setattr(parent, attribute, HalfWeightLinear(linear))
+        setattr(parent, attribute, HalfWeightLinear(linear, dtype))
     return len(targets)
+
+
+def weight_format(module: nn.Module) -> str | None:
+    """``"float16"`` or ``"bfloat16"``: the format of ``module``'s :class:`HalfWeightLinear`
+    weights; None when it has none."""
+    for child in module.modules():
+        if isinstance(child, HalfWeightLinear):
+            return str(child.weight.dtype).removeprefix("torch.")
+    return None
 
 
 def lora_state(layer: nn.Module) -> tuple[object, ...]:

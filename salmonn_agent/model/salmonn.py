@@ -37,7 +37,7 @@ from salmonn_agent.model.half_weights import halve_linear_weights, merge_lora
 from salmonn_agent.model.hints import hears_speech, hint_text
 from salmonn_agent.model.inputs import IGNORE_INDEX, EncodedAudio, PromptInputs, merge_text_and_audio
 from salmonn_agent.model.lora import add_lora, bare_llm, is_lora_layer, scaled_lora
-from salmonn_agent.model.precision import INT8, HALF_WEIGHTS, plan_placement, quantize_int8
+from salmonn_agent.model.precision import BF16_WEIGHTS, INT8, HALF_WEIGHTS, plan_placement, quantize_int8
 from salmonn_agent.model.prompt import PromptTokenizer, render_prompt, split_prompt
 from salmonn_agent.model.qformer import WindowQFormer
 from salmonn_agent.model.transcript import SpeechTranscriber, join_chunk_texts
@@ -260,17 +260,18 @@ class SALMONN(GenerationMixin, nn.Module):
         quantize_linears(bare_llm(self.llm), mode, device, dtype)
         self.weight_quantization = mode
 
-    def halve_llm_weights(self) -> None:
-        """Store the frozen LLM's linear weights in float16, computing in float32 (CPU inference).
+    def halve_llm_weights(self, dtype: torch.dtype = torch.float16) -> None:
+        """Store the frozen LLM's linear weights in float16 (or bfloat16), computing in float32
+        (CPU inference).
 
-        Prefill widens each weight back to float32. LoRA is folded into the weights it adapts
+        With float16, prefill widens each weight back to float32. LoRA is folded into the weights it adapts
         (:meth:`_sync_merged_lora`); its own matrices, the embedding table, the encoders and the
         Q-Former stay float32. See :mod:`salmonn_agent.model.half_weights`. The model can no
         longer be trained.
         """
         if self.dtype != torch.float32:
-            raise ConfigError(f"float16 weights need a float32 model to start from, not {self.dtype}.")
-        halve_linear_weights(bare_llm(self.llm))
+            raise ConfigError(f"16-bit weights need a float32 model to start from, not {self.dtype}.")
+        halve_linear_weights(bare_llm(self.llm), dtype=dtype)
         self.half_weights = True
         self._sync_merged_lora()
 
@@ -553,8 +554,9 @@ def place_model(
     model: SALMONN, device: str | torch.device | None, dtype: torch.dtype | str, quantize: str | None = None
 ) -> SALMONN:
     """Move a freshly loaded model to ``device`` in ``dtype`` (``int8``: see
-    :meth:`SALMONN.quantize_llm`; ``float16-weights``: :meth:`SALMONN.halve_llm_weights`;
-    ``auto``: ``float16-weights`` on a CPU, ``float32`` elsewhere), with the LLM's weights
+    :meth:`SALMONN.quantize_llm`; ``float16-weights`` / ``bfloat16-weights``:
+    :meth:`SALMONN.halve_llm_weights`; ``auto``: one of those two on a CPU, see
+    :func:`~salmonn_agent.model.precision.cpu_weights`, ``float32`` elsewhere), with the LLM's weights
     quantized to ``quantize`` (``int8``/``int4``, :meth:`SALMONN.quantize_llm_weights`) on the way."""
     target, torch_dtype, conversion = plan_placement(device, dtype, quantize)
     if quantize is not None:
@@ -562,8 +564,8 @@ def place_model(
     model = model.to(device=target, dtype=torch_dtype)
     if conversion == INT8:
         model.quantize_llm()
-    elif conversion == HALF_WEIGHTS:
-        model.halve_llm_weights()
+    elif conversion in (HALF_WEIGHTS, BF16_WEIGHTS):
+        model.halve_llm_weights(torch.bfloat16 if conversion == BF16_WEIGHTS else torch.float16)
     return model
 
 
