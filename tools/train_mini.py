@@ -26,12 +26,12 @@ them into the package. The GPU stage alone reached the best WER and tool calls b
 sound and speech-presence bars; the average keeps most of both (README, salmonn-mini).
 
 Then the hint stages, ``--hint-stage`` (``examples/mini/stage_hints.yaml``, then
-``stage_hints2.yaml`` and ``stage_hints3.yaml``: :data:`HINT_ROUNDS`), from the weights in the
+``stage_hints2.yaml`` to ``stage_hints4.yaml``: :data:`HINT_ROUNDS`), from the weights in the
 package with the transcript and tag hints on: each stage's candidates' transcripts and tags go
 into the feature cache first (``salmonn-agent train --cache-only``), and its mix keeps only
 targets that agree with them (:func:`_relayed`). The later stages add short fragments and runs
 of sentences in voices other than espeak-ng's, and "is anyone speaking?" of music
-(:func:`_hint2_pool`). ``--export-from runs/mini/stage_hints3/model`` ships the last.
+(:func:`_hint2_pool`). ``--export-from runs/mini/stage_hints4/model`` ships the last.
 
 Usage: python tools/train_mini.py [--skip-export | --hint-stage | --export-from MODEL_DIR
        [--blend-with MODEL_DIR] [--blend-weight 0.5]]
@@ -319,9 +319,9 @@ HINT2_BATCHES = {"assistant": 40, "others": 200}
 """Batches of 8 in the second hint stage's mix."""
 MUSIC_CLIPS = 320
 """Synthesized music clips made for the second hint stage (:func:`_music_data`)."""
-HINT_ROUNDS = (("hint2", "broad_shapes", 2), ("hint3", "broad_shapes2", 3))
+HINT_ROUNDS = (("hint2", "broad_shapes", 2), ("hint3", "broad_shapes2", 3), ("hint4", "broad_shapes3", 4))
 """The hint stages after the first, in order: the name of their pool, mix and config
-(``stage_hints2.yaml``, ``stage_hints3.yaml``), the folder of their new speech and its
+(``stage_hints2.yaml`` to ``stage_hints4.yaml``), the folder of their new speech and its
 ``make_broad_asr.py`` seed. Each has :data:`HINT2_POOL`'s composition (new sentences, the same
 kinds) and starts from the one before."""
 

@@ -30,6 +30,10 @@ PARENT_TAGS = frozenset({"Animal", "Domestic animals, pets", "Livestock, farm an
                          "Wild animals", "Sound effect", "Musical instrument", "Vehicle"})
 """AudioSet parent classes that name no particular sound ("Animal" above "Cattle, bovinae"): a
 hint leaves them out when a more specific tag is listed, so the first tag it shows names the sound."""
+SILENCE_TAG = "Silence"
+"""A clip's tags are each class's best patch score, so a sound with quiet gaps also scores
+"Silence" (often first, at 0.99): a hint leaves it out when it lists anything else, so that the
+first tag it shows names what was heard."""
 SPEECH_GATE = 0.25
 """With tags, the transcript is shown only when a speech class is among them at this score or more.
 Whisper writes words for sounds without speech ("you", "I'm going to go to the end."); YAMNet
@@ -50,5 +54,6 @@ def hint_text(transcript: str | None, tags: Sequence[SoundTag] | None) -> str:
         lines.append(f"Transcript: {transcript.strip() or NOTHING}")
     if tags is not None:
         specific = [t for t in tags if t.label not in PARENT_TAGS]
+        specific = [t for t in specific if t.label != SILENCE_TAG] or specific
         lines.append(f"Sounds: {format_tags(specific or list(tags))}")
     return "".join(f"\n{line}" for line in lines) + ("\n" if lines else "")

@@ -178,3 +178,11 @@ def test_parent_tags_give_way_to_the_sound_they_contain():
     assert hint_text(None, cow) == "\nSounds: Cattle, bovinae 0.99, Moo 0.98\n"
     only_parent = [SoundTag(label="Animal", score=0.6)]
     assert hint_text(None, only_parent) == "\nSounds: Animal 0.60\n"  # nothing more specific to show
+
+
+def test_silence_gives_way_to_the_sound_between_the_gaps():
+    barks = [SoundTag(label="Silence", score=1.0), SoundTag(label="Animal", score=0.5), SoundTag(label="Dog", score=0.5)]
+    assert hint_text(None, barks) == "\nSounds: Dog 0.50\n"
+    quiet = [SoundTag(label="Silence", score=0.99)]
+    assert hint_text(None, quiet) == "\nSounds: Silence 0.99\n"  # nothing else was heard
+
