@@ -190,10 +190,16 @@ class GuidedControl:
     forced tokens the loop verifies against the model's own choice before taking them.
     """
 
-    def __init__(self, control: RequestControl, *, eos_id: int, decode: Callable[[list[int]], str]) -> None:
+    def __init__(
+        self, control: RequestControl, *, eos_id: int, decode: Callable[[list[int]], str],
+        lookup: Sequence[int] = (),
+    ) -> None:
+        """``lookup``: token ids of what the request says (its transcript, say), from which
+        :meth:`speculate` proposes the tokens an answer copies."""
         self.control = control
         self.eos_id = eos_id
         self.decode = decode
+        self.lookup = list(lookup)
 
     def choose(self, scores: torch.Tensor) -> int:
         """The next token for one row of logits ``[vocab]`` (float32; changed in place)."""
@@ -229,6 +235,28 @@ class GuidedControl:
         if forced and control.on_tokens is not None:
             control.on_tokens(list(control.token_ids) + forced)
         return forced
+
+
+    def speculate(self, limit: int) -> list[int]:
+        """Tokens the answer may copy next from the request (prompt lookup decoding): where the
+        last ``SPECULATION_MATCH`` (down to one) tokens taken occur in ``lookup`` (the latest
+        such place), the tokens that follow there, at most ``limit``. Nothing streams: the loop
+        takes each only where it is the model's own choice, so the answer stays the same."""
+        taken = self.control.token_ids
+        lookup = self.lookup
+        if limit <= 0 or not lookup or self.control.done:
+            return []
+        for size in range(min(SPECULATION_MATCH, len(taken)), 0, -1):
+            tail = list(taken[-size:])
+            for start in range(len(lookup) - size - 1, -1, -1):
+                if lookup[start : start + size] == tail:
+                    follow = lookup[start + size : start + size + limit]
+                    return follow[: follow.index(self.eos_id)] if self.eos_id in follow else follow
+        return []
+
+
+SPECULATION_MATCH = 3
+"""The longest run of an answer's last tokens that :meth:`GuidedControl.speculate` looks up."""
 
 
 def mask_to_allowed(scores: torch.Tensor, allowed: np.ndarray) -> bool:

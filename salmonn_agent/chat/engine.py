@@ -15,8 +15,11 @@ equal those of one-by-one runs. The worker exits when idle and restarts on deman
 
 A greedy request that runs alone and may be constrained (a grammar, or tools it may call) is
 decoded by the model's guided loop (:class:`~salmonn_agent.chat.controls.GuidedControl`): the
-tokens its grammar forces cost no model call of their own. A request whose JSON answer closes
-ends there, without decoding the end symbol.
+tokens its grammar forces cost no model call of their own, and where the answer starts
+repeating what its clips' hints say (a note's words from the transcript), the next words of the
+hint are checked in the same call as the token before them (prompt lookup decoding; the tokens
+stay the model's greedy choices). A request whose JSON answer closes ends there, without
+decoding the end symbol.
 
 A request that runs alone (a batch of one, greedy or sampling) goes through the
 :class:`~salmonn_agent.chat.cache.PrefixCacheStore`: it reuses the LLM key/value cache of the
@@ -205,7 +208,11 @@ class GenerationEngine:
         control = batch[0].control
         if (len(batch) == 1 and int(options.get("num_beams") or 1) == 1 and not options.get("do_sample")
                 and (control.grammar is not None or control.open_grammar is not None)):
-            guide = GuidedControl(control, eos_id=self.model._eos_id, decode=self.model.tokenizer.decode)
+            # What the request's clips say (their transcript and tags lines) is what a call's
+            # arguments copy: the guide proposes it where the answer starts repeating it.
+            lookup = [i for clip in audios[0] for i in self.model.hint_ids(clip.transcript, clip.sound_tags)]
+            guide = GuidedControl(control, eos_id=self.model._eos_id, decode=self.model.tokenizer.decode,
+                                  lookup=lookup)
         results = self.model.generate_detailed(
             [job.prompt for job in batch], audios,
             logits_processor=LogitsProcessorList([processor]),

@@ -174,7 +174,9 @@ class DecodingGuide(Protocol):
     own processors: the repetition penalty, and no end symbol before ``min_new_tokens``); ``accept`` takes a token (``forced``: a
     drafted token the model's own choice confirmed) and says whether the answer is over;
     ``draft`` gives the tokens the controls force next (a grammar's fast-forward tokens), at
-    most ``limit`` of them.
+    most ``limit`` of them; ``speculate`` (asked when nothing is forced) the tokens the answer
+    may copy next from the request, which the loop takes only where the model's own choice
+    confirms each.
     """
 
     def choose(self, scores: torch.Tensor) -> int: ...
@@ -182,6 +184,22 @@ class DecodingGuide(Protocol):
     def accept(self, token: int, forced: bool = False) -> bool: ...
 
     def draft(self, limit: int) -> list[int]: ...
+
+    def speculate(self, limit: int) -> list[int]: ...
+
+
+def _crop_to(cache: DynamicCache, length: int) -> None:
+    """Drop the cache's positions from ``length`` on. ``crop`` is given the count to remove (a
+    negative number), the one form every transformers 5 release reads the same way."""
+    extra = cache.get_seq_length() - length
+    if extra > 0:
+        cache.crop(-extra)
+
+
+SPECULATION_TOKENS = 5
+"""Most tokens the guided loop feeds on the guide's speculation (:meth:`DecodingGuide.speculate`):
+with the chosen token, six rows, within float16 weights' fast row count
+(:data:`~salmonn_agent.model.half_weights.HALF_ROWS`)."""
 
 
 def cut_at_eos(ids: list[int], eos_id: int, pad_id: int | None, max_new_tokens: int) -> tuple[list[int], str]:
@@ -468,11 +486,13 @@ class GenerationMixin:
         self, inputs: PromptInputs, kwargs: dict[str, object], cache: DynamicCache, guide: DecodingGuide
     ) -> torch.Tensor:
         """Greedy decoding of one prompt where ``guide`` chooses each token, and the tokens it
-        forces (a grammar's fast-forward tokens) are fed with the chosen token in one LLM call.
+        forces (a grammar's fast-forward tokens) are fed with the chosen token in one LLM call;
+        where nothing is forced, the tokens it expects the answer to copy from the request
+        (``speculate``, at most :data:`SPECULATION_TOKENS`) are fed so instead.
 
-        Each forced token is taken only where the model's own choice from the logits at its
-        position (what step-by-step decoding would pick there) is that token; at the first one
-        that is not, the model's choice is taken instead and the cache is cropped to it. So the
+        Each forced or expected token is taken only where the model's own choice from the logits
+        at its position (what step-by-step decoding would pick there) is that token; at the first
+        one that is not, the model's choice is taken instead and the cache is cropped to it. So the
         tokens are those of ``generate``'s greedy decoding, up to float differences between a
         multi-token call and one-token calls (which matter only at near-ties). The answer ends
         when the guide says so (the end symbol, a complete JSON answer) or at ``max_new_tokens``.
@@ -516,18 +536,21 @@ class GenerationMixin:
             if guide.accept(token) or token == self._eos_id or len(tokens) >= max_new:
                 break
             draft = guide.draft(max_new - len(tokens))
+            forcing = bool(draft)
+            if not forcing:
+                draft = guide.speculate(min(SPECULATION_TOKENS, max_new - len(tokens)))
             start = cache.get_seq_length()
             ids = torch.tensor([[token, *draft]], dtype=torch.long, device=device)
             logits = forward(input_ids=ids, count=1 + len(draft), logits_to_keep=1 + len(draft))
             ended, token = False, -1
-            for j, forced in enumerate(draft):
+            for j, proposed in enumerate(draft):
                 choice = choose(logits[j], tokens)
-                if choice != forced:  # the model would not take the forced token here: keep its choice
-                    cache.crop(start + 1 + j)
+                if choice != proposed:  # the model would not take the drafted token here: keep its choice
+                    _crop_to(cache, start + 1 + j)
                     token = choice
                     break
-                tokens.append(forced)
-                if guide.accept(forced, forced=True) or len(tokens) >= max_new:
+                tokens.append(proposed)
+                if guide.accept(proposed, forced=forcing) or len(tokens) >= max_new:
                     ended = True
                     break
             if ended:
@@ -535,7 +558,7 @@ class GenerationMixin:
             if token < 0:
                 token = choose(logits[-1], tokens)
         if cache.get_seq_length() > positions + len(tokens):  # ended inside a draft: drop the rest
-            cache.crop(positions + len(tokens))
+            _crop_to(cache, positions + len(tokens))
         return torch.tensor([tokens], dtype=torch.long, device=device)
 
     def _new_cache(self) -> DynamicCache:

@@ -79,12 +79,15 @@ def random_prompt(rng: random.Random) -> str:
 
 
 def decode(model: Any, prompt: str, grammar: tuple[GrammarFactory, Any], *, guided: bool,
-           prefix: PrefixCache | None = None, **options: Any) -> tuple[Any, RequestControl, int]:
-    """One constrained greedy answer, step by step (``generate``) or guided; with its LLM calls."""
+           prefix: PrefixCache | None = None, lookup: list[int] | None = None,
+           **options: Any) -> tuple[Any, RequestControl, int]:
+    """One constrained greedy answer, step by step (``generate``) or guided (``lookup``: what the
+    guide may propose the answer copies); with its LLM calls."""
     factory, compiled = grammar
     control = RequestControl(grammar=factory.session(compiled, 80))
     processor = ControlProcessor([control], eos_id=model._eos_id, decode=model.tokenizer.decode)
-    guide = GuidedControl(control, eos_id=model._eos_id, decode=model.tokenizer.decode) if guided else None
+    guide = (GuidedControl(control, eos_id=model._eos_id, decode=model.tokenizer.decode, lookup=lookup or [])
+             if guided else None)
     with llm_calls(model) as calls:
         (result,) = model.generate_detailed(
             [prompt], [[]], logits_processor=LogitsProcessorList([processor]),
@@ -111,6 +114,34 @@ def test_forced_tokens_are_fed_without_their_own_call_and_the_tokens_stay_the_sa
         chosen = len(fast.token_ids) - control.forced_tokens
         assert chosen <= calls <= chosen + 1 and calls < step_calls == len(step.token_ids)
         assert control.token_ids == fast.token_ids  # every token was reported to the control
+
+
+def test_words_the_answer_copies_from_the_request_are_checked_in_one_call_and_change_nothing(tiny_model, grammar):
+    for seed in range(3):
+        prompt = random_prompt(random.Random(seed))
+        step, _, _ = decode(tiny_model, prompt, grammar, guided=False)
+        plain, plain_control, plain_calls = decode(tiny_model, prompt, grammar, guided=True)
+        # the request says exactly what the answer will be (a transcript the call copies)
+        copied, control, calls = decode(tiny_model, prompt, grammar, guided=True, lookup=list(step.token_ids))
+        assert copied.token_ids == plain.token_ids == step.token_ids
+        assert control.forced_tokens <= plain_control.forced_tokens  # a speculated token is not counted as forced
+        assert calls < plain_calls, (calls, plain_calls)
+        # a request that says something close but different: proposals are refused part way (the
+        # cache is cropped back to the last right token), the answer stays the same
+        ids = list(step.token_ids)
+        near = [(t - 1 if t > 3 else t + 1) if i % 3 == 2 else t for i, t in enumerate(ids)]
+        wrong, _, wrong_calls = decode(tiny_model, prompt, grammar, guided=True, lookup=near)
+        assert wrong.token_ids == step.token_ids
+
+
+def test_speculation_proposes_what_follows_the_answers_last_tokens_in_the_request():
+    control = RequestControl()
+    control.take([5, 6, 7], eos_id=0, decode=lambda ids: "")
+    guide = GuidedControl(control, eos_id=0, decode=lambda ids: "", lookup=[6, 7, 1, 9, 5, 6, 7, 2, 3, 4, 0, 8])
+    assert guide.speculate(2) == [2, 3]  # the longest match (5, 6, 7), then what follows it
+    assert guide.speculate(10) == [2, 3, 4]  # never past an end symbol
+    assert GuidedControl(control, eos_id=0, decode=lambda ids: "", lookup=[1, 2]).speculate(4) == []
+    assert guide.speculate(0) == []
 
 
 def test_forced_text_streams_before_the_call_that_feeds_it_and_is_never_taken_back(tiny_model, grammar):
