@@ -220,6 +220,30 @@ def test_half_weight_linear_matches_float32_for_decoding_and_prefill_rows():
         torch.testing.assert_close(out, linear(x), atol=5e-3, rtol=5e-3)
 
 
+def test_half_weight_linear_keeps_a_large_weight_in_float16_for_a_few_more_rows(monkeypatch):
+    """Widening a weight larger than any CPU cache (an LM head) costs more than its float16 product
+    of a guided decoding's checked rows."""
+    from salmonn_agent.model import half_weights
+    from salmonn_agent.model.half_weights import HALF_ROWS, LARGE_HALF_ROWS, LARGE_WEIGHT, HalfWeightLinear
+
+    monkeypatch.setattr(half_weights, "LARGE_WEIGHT", 48 * 64)  # a small weight stands in for a head
+    head = HalfWeightLinear(torch.nn.Linear(64, 48))
+    layer = HalfWeightLinear(torch.nn.Linear(32, 48))
+    kernels: list[torch.dtype] = []
+    linear = half_weights.F.linear
+
+    def recording(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        kernels.append(weight.dtype)
+        return linear(x, weight)
+
+    monkeypatch.setattr(half_weights.F, "linear", recording)
+    head(torch.randn(HALF_ROWS + 3, 64))
+    layer(torch.randn(HALF_ROWS + 3, 32))
+    head(torch.randn(LARGE_HALF_ROWS + 1, 64))
+    assert kernels == [torch.float16, torch.float32, torch.float32]
+    assert LARGE_WEIGHT >= 16 * 2**20 and HALF_ROWS < LARGE_HALF_ROWS
+
+
 def test_half_weight_linear_multiplies_plain_rows_of_a_sliced_input(monkeypatch):
     """A prefill's LM head gets the prompt's last position, a slice whose batch stride is the
     prompt's size; the product must see plain rows (that stride made it 10-20x slower)."""

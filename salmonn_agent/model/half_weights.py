@@ -35,6 +35,13 @@ from torch import nn
 HALF_ROWS = 8
 """Products with at most this many rows use the float16 kernel; larger ones widen the weight
 (the crossover on x86 CPUs with AVX2, see docs/model-card.md)."""
+LARGE_WEIGHT = 16 * 2**20
+"""A float16 weight of at least this many values (32 MB: the LM head's, larger than any CPU
+cache) costs more to widen than its float16 product of up to :data:`LARGE_HALF_ROWS` rows:
+widening SmolLM2-135M's head took 35-50 ms on 2 cores, its float16 product of 10 rows 6 ms."""
+LARGE_HALF_ROWS = 16
+"""The float16 kernel's row limit for weights of :data:`LARGE_WEIGHT` values or more (the
+guided decoding's checks of forced or speculated tokens feed the head up to about 11 rows)."""
 
 
 class HalfWeightLinear(nn.Module):
@@ -62,7 +69,8 @@ class HalfWeightLinear(nn.Module):
         # PyTorch's float16 product fell back to a kernel 10-20x slower (180 ms instead of
         # 10 ms for SmolLM2's head on 2 cores). A view, so no copy.
         flat = x.reshape(rows, x.shape[-1])
-        if rows <= HALF_ROWS or weight.dtype in (x.dtype, torch.bfloat16):
+        limit = LARGE_HALF_ROWS if weight.numel() >= LARGE_WEIGHT else HALF_ROWS
+        if rows <= limit or weight.dtype in (x.dtype, torch.bfloat16):
             # The input is rounded to the weight's format too (float16: 3 significant digits, range
             # 6.5e4, which the activations entering salmonn-mini's linear layers stay well inside;
             # bfloat16: 2-3 digits, float32's range).
