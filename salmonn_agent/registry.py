@@ -7,8 +7,9 @@ server, the assistant): an explicit model name, else ``$SALMONN_AGENT_MODEL``, e
 
 Each model has a :class:`ModelProfile`: salmonn-mini its own (so has a model directory built
 on its base LLM, see :func:`profile_for`), any other SALMONN model :data:`GENERIC_PROFILE`. A
-chat model reports its profile as ``model_profile``; :func:`profile_of` reads it, and gives :data:`OTHER_CHAT_MODEL_PROFILE` for any chat model
-that has none (one that does not hear and calls tools through ``bind_tools``).
+chat model reports its profile as ``model_profile``; :func:`profile_of` reads it, and gives
+:data:`OTHER_CHAT_MODEL_PROFILE` for any chat model that has none (one that does not hear and
+calls tools through ``bind_tools``).
 """
 
 from __future__ import annotations

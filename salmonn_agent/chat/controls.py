@@ -236,7 +236,6 @@ class GuidedControl:
             control.on_tokens(list(control.token_ids) + forced)
         return forced
 
-
     def speculate(self, limit: int) -> list[int]:
         """Tokens the answer may copy next from the request (prompt lookup decoding): where the
         last ``SPECULATION_MATCH`` (down to one) tokens taken occur in ``lookup`` (the latest

@@ -557,8 +557,7 @@ class GenerationMixin:
                 break
             if token < 0:
                 token = choose(logits[-1], tokens)
-        if cache.get_seq_length() > positions + len(tokens):  # ended inside a draft: drop the rest
-            _crop_to(cache, positions + len(tokens))
+        _crop_to(cache, positions + len(tokens))  # ended inside a draft: drop the rest
         return torch.tensor([tokens], dtype=torch.long, device=device)
 
     def _new_cache(self) -> DynamicCache:
@@ -577,7 +576,7 @@ class GenerationMixin:
         self.head_hits += cache.reused_tokens == head
         # A head not reused in full was missing, stale (another LoRA state) or another template's.
         if cache.reused_tokens < head and cache.cache is not None and cache.num_tokens >= head:
-            cache.cache.crop(head - cache.cache.get_seq_length())
+            _crop_to(cache.cache, head)
             cache.embeds = cache.embeds[:head]
             self._head_cache = cache
         return output
@@ -596,7 +595,7 @@ class GenerationMixin:
         if reuse == 0:
             cache = self._new_cache()
         else:
-            cache.crop(reuse - cache.get_seq_length())
+            _crop_to(cache, reuse)
         # Until generation ends the cache and the rows are out of step: keep neither.
         prefix_cache.reset()
         prefix_cache.reused_tokens, prefix_cache.prefilled_tokens = reuse, int(rows.shape[0]) - reuse
