@@ -8,7 +8,7 @@ read. Two formats:
   half-precision arithmetic a prompt's prefill (many rows, compute bound) is slow there, so with
   more than ``HALF_ROWS`` rows the weight is widened to float32 for that one product.
 * ``bfloat16``: on CPUs with native bfloat16 arithmetic (AVX512-BF16, AMX) PyTorch's bfloat16
-  products are fast at every row count, a prefill about 2-3x faster than float32; there the
+  products are fast at every row count (96 rows about 3x faster than float32); there the
   product always runs in bfloat16 (float32 accumulation), with no widening. Elsewhere bfloat16
   products are emulated and slow, so :mod:`.precision` picks this format only where the CPU has it.
 
@@ -38,7 +38,8 @@ HALF_ROWS = 8
 LARGE_WEIGHT = 16 * 2**20
 """A float16 weight of at least this many values (32 MB: the LM head's, larger than any CPU
 cache) costs more to widen than its float16 product of up to :data:`LARGE_HALF_ROWS` rows:
-widening SmolLM2-135M's head took 35-50 ms on 2 cores, its float16 product of 10 rows 6 ms."""
+widening SmolLM2-135M's head took 31.6 ms on 2 cores, its float16 product of 10 rows 5.5 ms
+(``python tools/bench_matmul.py --json``)."""
 LARGE_HALF_ROWS = 16
 """The float16 kernel's row limit for weights of :data:`LARGE_WEIGHT` values or more (the
 guided decoding's checks of forced or speculated tokens feed the head up to about 11 rows)."""
