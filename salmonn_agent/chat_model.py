@@ -13,7 +13,9 @@ Input: text and audio content blocks (standard ``{"type": "audio", "base64": ...
 rendered into SALMONN's prompt format as documented in :mod:`salmonn_agent.chat.render`.
 Output: an ``AIMessage`` with ``usage_metadata`` (audio tokens under
 ``input_token_details["audio"]``, prompt positions reused from the conversation's key/value cache
-under ``input_token_details["cache_read"]``) and ``response_metadata`` (``model_name``, ``finish_reason``).
+under ``input_token_details["cache_read"]``) and ``response_metadata`` (``model_name``, ``finish_reason``;
+``transcripts``, Whisper's transcript of each clip, with a model that reads it, as salmonn-mini
+does: a stream sends it in an empty chunk ahead of the answer, as soon as the audio is encoded).
 
 Decoding defaults to greedy (``num_beams=1``) so answers stream token by token, batch, and can
 be constrained; ``num_beams=4`` reproduces the official decode (and streams as one chunk).
@@ -76,7 +78,7 @@ from salmonn_agent.chat.errors import (
     ToolCallError,
 )
 from salmonn_agent.chat.grammar import GrammarFactory
-from salmonn_agent.chat.messages import audio_block, audio_message
+from salmonn_agent.chat.messages import TRANSCRIPTS_KEY, audio_block, audio_message
 from salmonn_agent.chat.render import render_conversation
 from salmonn_agent.chat.tools import (
     ToolChoice,
@@ -323,12 +325,12 @@ class ChatSALMONN(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         request = self._prepare(messages, stop, kwargs)
-        updates: queue.Queue[list[int] | None] = queue.Queue()
+        updates: queue.Queue[list[int] | dict[str, Any] | None] = queue.Queue()
         future = self._submit_streaming(request, kwargs, updates.put)
         pieces = _PieceFilter(request)
         try:
             while (ids := updates.get()) is not None:
-                chunk = pieces.update(ids)
+                chunk = _heard_chunk(ids) if isinstance(ids, dict) else pieces.update(ids)
                 if chunk is not None:
                     if run_manager:
                         run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -349,9 +351,9 @@ class ChatSALMONN(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         loop = asyncio.get_running_loop()
         request = await loop.run_in_executor(None, lambda: self._prepare(messages, stop, kwargs))
-        updates: asyncio.Queue[list[int] | None] = asyncio.Queue()
+        updates: asyncio.Queue[list[int] | dict[str, Any] | None] = asyncio.Queue()
 
-        def post(item: list[int] | None) -> None:
+        def post(item: list[int] | dict[str, Any] | None) -> None:
             try:
                 loop.call_soon_threadsafe(updates.put_nowait, item)
             except RuntimeError:  # the loop is gone: the consumer left
@@ -361,7 +363,7 @@ class ChatSALMONN(BaseChatModel):
         pieces = _PieceFilter(request)
         try:
             while (ids := await updates.get()) is not None:
-                chunk = pieces.update(ids)
+                chunk = _heard_chunk(ids) if isinstance(ids, dict) else pieces.update(ids)
                 if chunk is not None:
                     if run_manager:
                         await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -374,10 +376,12 @@ class ChatSALMONN(BaseChatModel):
         yield last
 
     def _submit_streaming(
-        self, request: _Request, kwargs: dict[str, Any], post: Callable[[list[int] | None], None]
+        self, request: _Request, kwargs: dict[str, Any], post: Callable[[list[int] | dict[str, Any] | None], None]
     ) -> Future:
         if int(request.job.options.get("num_beams", 1)) == 1:
             request.job.control.on_tokens = post
+        # What Whisper heard streams ahead of the answer (a voice assistant's end-of-turn judge reads it).
+        request.job.control.on_heard = lambda heard: post({TRANSCRIPTS_KEY: list(heard)})
         future = self._runtime(kwargs.get("model")).engine.submit(request.job)
         future.add_done_callback(lambda _: post(None))
         return future
@@ -522,7 +526,9 @@ class ChatSALMONN(BaseChatModel):
             raise ToolCallError(f"Expected a tool call, got {text!r}.", llm_output=text)
         return ("" if calls else text), list(calls or []), reason, text
 
-    def _metadata(self, request: _Request, generation: Any, reason: str) -> tuple[UsageMetadata, dict[str, Any]]:
+    def _metadata(
+        self, request: _Request, generation: Any, reason: str, streamed: bool = False
+    ) -> tuple[UsageMetadata, dict[str, Any]]:
         audio = int(generation.prompt_audio_tokens)
         prompt = int(generation.prompt_text_tokens) + audio
         output = len(generation.token_ids)
@@ -533,6 +539,8 @@ class ChatSALMONN(BaseChatModel):
         metadata: dict[str, Any] = {"model_name": request.model_name, "finish_reason": reason}
         if request.job.control.grammar is not None:  # tokens the grammar forced, taken without a model call each
             metadata["forced_tokens"] = request.job.control.forced_tokens
+        if request.job.control.heard is not None and not streamed:  # a stream sent it ahead
+            metadata[TRANSCRIPTS_KEY] = list(request.job.control.heard)
         return usage, metadata
 
     def _message(self, request: _Request, generation: Any) -> AIMessage:
@@ -542,7 +550,7 @@ class ChatSALMONN(BaseChatModel):
 
     def _last_chunk(self, request: _Request, pieces: "_PieceFilter", generation: Any) -> ChatGenerationChunk:
         text, calls, reason, answer = self._answer(request, generation)
-        usage, metadata = self._metadata(request, generation, reason)
+        usage, metadata = self._metadata(request, generation, reason, streamed=True)
         rest = "" if calls else pieces.finish(text)
         chunks = pieces.finish_calls(calls, answer)
         message = AIMessageChunk(
@@ -616,6 +624,11 @@ class ChatSALMONN(BaseChatModel):
         parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
         fallback = RunnablePassthrough.assign(parsed=lambda _: None)
         return RunnableMap(raw=llm) | parsed.with_fallbacks([fallback], exception_key="parsing_error")
+
+
+def _heard_chunk(metadata: dict[str, Any]) -> ChatGenerationChunk:
+    """An empty chunk carrying what Whisper heard (``response_metadata["transcripts"]``)."""
+    return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=metadata))
 
 
 class _PieceFilter:

@@ -33,7 +33,9 @@ Prints one JSON object:
   fraction of the questions whose turns called an action tool;
 * ``false_cutoffs``: the fraction of the requests where a turn ended while the speaker was
   mid-request (the request's speech is split over more than one turn). ``--hesitations N`` says N of the commands in two parts with a
-  :data:`HESITATION_S` pause between them (a speaker thinking mid-request), as a test of it;
+  pause between them (a speaker thinking mid-request; ``--hesitation-s``, default
+  :data:`HESITATION_S`), as a test of it; ``long_waits``: turns that ended only after the
+  adaptive end of turn's longer wait (their request sounded unfinished at the shorter one);
 * with ``--speak`` (answers said by the command's TTS engine into a sound-device stand-in
   paced in real time: :class:`~salmonn_agent.agent.speech_out.NullOutput`):
   ``eou_to_first_audio_ms``, the median over spoken turns of ``eou_delay_ms +
@@ -47,7 +49,8 @@ Prints one JSON object:
 Windows are matched to requests by time (the request whose speech overlaps the window most).
 
 Usage: python tools/bench_agent.py --json [--model DIR] [--requests 12] [--questions 2]
-       [--hesitations 2] [--no-early-answers] [--seed 0] [--realtime] [--speak] [--details]
+       [--hesitations 2] [--hesitation-s 0.3] [--end-of-turn adaptive|fixed] [--no-early-answers]
+       [--seed 0] [--realtime] [--speak] [--details]
        [--threads 2] [--save-wav conversation.wav]
 """
 
@@ -139,11 +142,11 @@ def pick_requests(n: int, questions: int, seed: int) -> list[Request]:
 
 
 def speak_conversation(
-    requests: list[Request], seed: int, hesitations: int = 0
+    requests: list[Request], seed: int, hesitations: int = 0, hesitation_s: float = HESITATION_S
 ) -> tuple[np.ndarray, list[Spoken]]:
     """The requests said one after another by held-out voices, with :data:`GAP_S` of silence
     between; the first ``hesitations`` commands of more than three words are said in two parts
-    (split in the middle, :data:`HESITATION_S` apart)."""
+    (split in the middle, ``hesitation_s`` of silence apart)."""
     scene = SceneBuilder(noise_db=-65.0, seed=seed).silence(LEAD_S)
     voices, spans = [], []
     left = hesitations
@@ -164,7 +167,7 @@ def speak_conversation(
                 raise ConfigError(f"Could not speak {part!r}: {err}") from None
             scene.speech(S.set_rms_db(said, level), label=request.text)
             if i < len(parts) - 1:
-                scene.silence(HESITATION_S)
+                scene.silence(hesitation_s)
         spans.append((first, scene.seconds))
         scene.silence(GAP_S)
         voices.append(voice.name)
@@ -182,6 +185,7 @@ def speak_conversation(
 async def run_assistant(
     wav: Path, model: Any, name: str, notes: Path, *, realtime: bool, max_tokens: int,
     memory_turns: int | None = None, speaker: Any = None, preemptive: bool = True,
+    end_of_turn: str = "adaptive",
 ) -> tuple[list[TurnResult], list[AuditRecord], dict[str, dict[str, Any]]]:
     """Replay ``wav`` to the assistant built as ``salmonn-agent assistant`` builds it.
 
@@ -196,7 +200,7 @@ async def run_assistant(
         gate = ActionGate(ActionPolicy(allow=ALLOW), AuditLog())
         chat = ChatSALMONN(client=model, model=name, temperature=0, max_tokens=max_tokens)
         memory = memory_turns_for(profile_of(chat)) if memory_turns is None else memory_turns  # as the command does
-        config = AgentConfig(max_memory_turns=memory, preemptive=preemptive)
+        config = AgentConfig(max_memory_turns=memory, preemptive=preemptive, end_of_turn=end_of_turn)
         agent = VoiceAgent(chat, actions=actions, gate=gate, store=WindowStore(), config=config, speaker=speaker)
         listener = Listener(FileSource(wav, realtime=realtime), agent.segmenter_config(), on_onset=agent.on_onset if realtime else None)
         try:
@@ -346,8 +350,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.hesitations < 0:
         raise ConfigError(f"--hesitations must be 0 or more, got {args.hesitations}.")
+    if not 0 <= args.hesitation_s <= 5:
+        raise ConfigError(f"--hesitation-s must be between 0 and 5 seconds, got {args.hesitation_s}.")
     samples, spoken = speak_conversation(
-        pick_requests(args.requests, args.questions, args.seed), args.seed, args.hesitations
+        pick_requests(args.requests, args.questions, args.seed), args.seed, args.hesitations, args.hesitation_s
     )
     model = load_model(args.model, device=args.device, dtype=args.dtype)
     name = resolve_model_name(args.model)
@@ -366,6 +372,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results, records, defaults = asyncio.run(run_assistant(
                 wav, model, name, Path(tmp) / "notes.txt", realtime=args.realtime, max_tokens=args.max_tokens,
                 memory_turns=args.memory_turns, speaker=speaker, preemptive=not args.no_preemptive,
+                end_of_turn=args.end_of_turn,
             ))
     finally:
         if speaker is not None:
@@ -385,6 +392,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "eou_delay_ms": _median([m.eou_delay_ms for m in metrics]),
         "head_start_ms": _median([m.head_start_ms for m in metrics]),
         "preempted_turns": sum(m.head_start_ms > 0 for m in metrics),
+        "long_waits": sum(m.eou_delay_ms >= AgentConfig().unfinished_wait_ms for m in metrics)
+        if args.end_of_turn == "adaptive" and not args.no_preemptive else 0,
         "actions_correct": figures.pop("actions_correct"),
         "tools_correct": figures.pop("tools_correct"),
         "questions_answered": figures.pop("questions_answered"),
@@ -401,6 +410,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "memory_turns": args.memory_turns,
         "hesitations": args.hesitations,
+        "hesitation_s": args.hesitation_s,
+        "end_of_turn": args.end_of_turn,
         "preemptive": not args.no_preemptive,
         "model": name,
         "device": str(model.device),
@@ -433,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hesitations", type=int, default=2,
                         help="commands said in two parts with a pause between (default 2)")
+    parser.add_argument("--hesitation-s", type=float, default=HESITATION_S,
+                        help=f"silence between a hesitating command's two parts (default {HESITATION_S})")
+    parser.add_argument("--end-of-turn", choices=["adaptive", "fixed"], default="adaptive",
+                        help="as `assistant --end-of-turn` (default adaptive)")
     parser.add_argument("--no-early-answers", dest="no_preemptive", action="store_true",
                         help="do not start answers at pauses (as `assistant --no-early-answers`)")
     parser.add_argument("--realtime", action="store_true", help="pace the replay like a live microphone")

@@ -92,6 +92,10 @@ def add_assistant_command(
     p.add_argument("--no-early-answers", dest="preemptive", action="store_false",
                    help="do not start answering at a pause in the speech (answers then start only "
                         "after the end-of-speech hangover)")
+    p.add_argument("--end-of-turn", choices=["adaptive", "fixed"], default="adaptive",
+                   help="adaptive (default): a request that sounds complete ends after 0.6 s of "
+                        "silence, one that trails off ('set a timer for...') after 1.2 s; fixed: "
+                        "every request after the front-end's hangover (0.6 s). Adaptive needs early answers")
     p.add_argument("--json", action="store_true", help="JSON Lines: one object per turn and per detection")
     speak = p.add_argument_group("speaking back")
     speak.add_argument(
@@ -158,6 +162,7 @@ def run_assistant(args: argparse.Namespace) -> int:
                 barge_in=args.barge_in,
                 # A file replayed faster than real time gains nothing from early answers.
                 preemptive=args.preemptive and (args.input is None or args.realtime),
+                end_of_turn=args.end_of_turn,
                 max_memory_turns=(memory_turns_for(profile_of(chat)) if args.memory_turns is None
                                   else args.memory_turns),
             ),

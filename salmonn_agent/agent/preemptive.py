@@ -13,6 +13,11 @@ answer the final window would get (same prompt, same samples, same decoding).
 
 Nothing here is speculative about actions: the held stream is a plain chat-model stream whose
 chunks are only buffered; the runtime runs tools from the message it assembles after release.
+
+A held answer also tells what the brain heard before it answers: a brain that reports Whisper's
+transcript (``response_metadata["transcripts"]``, see :mod:`salmonn_agent.chat_model`) does so in
+its first chunk, which :meth:`HeldAnswer.transcripts` waits for. The adaptive end of turn reads
+it (:mod:`salmonn_agent.agent.turn_end`).
 """
 
 from __future__ import annotations
@@ -25,17 +30,22 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
+from salmonn_agent.chat.messages import TRANSCRIPTS_KEY
 from salmonn_agent.stream.windows import AudioWindow
 
 
 def same_audio(pause: AudioWindow, window: AudioWindow) -> bool:
     """Whether ``window`` (a ``speech`` window) holds exactly the audio the ``pause`` window held."""
+    return window.kind == "speech" and same_event(pause, window)
+
+
+def same_event(first: AudioWindow, second: AudioWindow) -> bool:
+    """Whether two windows hold the same stretch of the stream and the same event (of any kind)."""
     return (
-        window.kind == "speech"
-        and pause.start_sample == window.start_sample
-        and pause.end_sample == window.end_sample
-        and pause.event_start == window.event_start
-        and pause.event_end == window.event_end
+        first.start_sample == second.start_sample
+        and first.end_sample == second.end_sample
+        and first.event_start == second.event_start
+        and first.event_end == second.event_end
     )
 
 
@@ -56,6 +66,7 @@ class HeldAnswer:
         self._error: BaseException | None = None
         self._done = False
         self._changed = asyncio.Event()
+        self._told = asyncio.Event()  # the first chunk came, or the stream ended
         self._task = asyncio.ensure_future(self._pump(stream))
 
     def cancel(self) -> None:
@@ -67,6 +78,16 @@ class HeldAnswer:
         self.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
+
+    async def transcripts(self) -> list[str | None] | None:
+        """What the brain reported hearing in the request's clips (``response_metadata
+        ["transcripts"]``), once its first chunk came; None when it reports nothing (or failed)."""
+        await self._told.wait()
+        for chunk in self._chunks:
+            heard = (getattr(chunk, "response_metadata", None) or {}).get(TRANSCRIPTS_KEY)
+            if heard is not None:
+                return list(heard)
+        return None
 
     async def chunks(self, release_at: float) -> AsyncIterator[Any]:
         """The answer's chunks, none before ``release_at`` (``time.perf_counter()``): those
@@ -96,6 +117,7 @@ class HeldAnswer:
             async for chunk in stream:
                 self._chunks.append(chunk)
                 self._changed.set()
+                self._told.set()
         except asyncio.CancelledError:
             raise
         except Exception as err:  # handed to the consumer, which reports it as the brain's failure
@@ -103,6 +125,7 @@ class HeldAnswer:
         finally:
             self._done = True
             self._changed.set()
+            self._told.set()
             close = getattr(stream, "aclose", None)
             if close is not None:
                 with contextlib.suppress(Exception):

@@ -38,6 +38,13 @@ lasts until it was said. A turn whose actions ran without words says what they d
 generation; playback the speaker stopped itself (its echo gate heard a person over it) ends the
 turn as interrupted.
 
+**End of turn.** With a brain that hears, answers start at a pause (``preemptive``) and the
+turn's end adapts (``end_of_turn="adaptive"``, :mod:`salmonn_agent.agent.turn_end`): the
+front-end confirms the speech after ``settle_ms`` of silence (a settled ``pause`` window), and
+the turn ends there unless what the brain heard so far trails off ("set a timer for..."); such a
+request waits for ``unfinished_wait_ms`` of silence (the front-end's hangover) and goes on as
+one request if the speaker does. ``"fixed"`` ends every turn after the front-end's hangover.
+
 **Metrics** per turn (:class:`TurnMetrics`): end-of-utterance delay (front-end stream time),
 time to first token, time to first audio out and total turn time (wall time from the window's
 arrival at the runtime).
@@ -46,6 +53,7 @@ arrival at the runtime).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -71,8 +79,9 @@ from salmonn_agent.agent.audio_refs import WindowStore, window_summary
 from salmonn_agent.agent.hearing import HearingTools
 from salmonn_agent.agent.memory import ConversationMemory
 from salmonn_agent.agent.policy import ActionGate, ActionOutcome, ActionRequest
-from salmonn_agent.agent.preemptive import HeldAnswer, same_audio
+from salmonn_agent.agent.preemptive import HeldAnswer, same_audio, same_event
 from salmonn_agent.agent.speech_out import action_report
+from salmonn_agent.agent.turn_end import sounds_unfinished
 from salmonn_agent.agent.watch import Detection, SoundWatch
 from salmonn_agent.chat.messages import audio_message
 from salmonn_agent.errors import ConfigError
@@ -138,6 +147,21 @@ class AgentConfig(BaseModel):
     pause_ms: int = Field(
         200, gt=0,
         description="Silence after which the front-end emits the `pause` window that starts an early answer.",
+    )
+    end_of_turn: Literal["adaptive", "fixed"] = Field(
+        "adaptive",
+        description=(
+            "adaptive: a request that sounds complete ends after settle_ms of silence, one that "
+            "trails off after unfinished_wait_ms (see agent/turn_end.py; with early answers "
+            "only); fixed: every request ends after the front-end's hangover."
+        ),
+    )
+    settle_ms: int = Field(
+        600, gt=0, description="Adaptive end of turn: silence that ends a request that sounds complete."
+    )
+    unfinished_wait_ms: int = Field(
+        1200, gt=0,
+        description="Adaptive end of turn: silence that ends a request that trails off ('... and').",
     )
     max_tool_steps: int = Field(2, ge=1, description="Most rounds of tool calls in one turn.")
     answer_after_actions: bool = Field(
@@ -340,6 +364,8 @@ class VoiceAgent:
         self._running = False
         self._awaiting_verdict: _Turn | None = None
         self._held: HeldAnswer | None = None
+        self._ended: AudioWindow | None = None  # the last turn that ended at its settled window
+        self._settling: tuple[AudioWindow, asyncio.Future[None]] | None = None  # a settled window being judged
         self._queue: asyncio.Queue[tuple[AudioWindow, float, str] | None] = asyncio.Queue()
         self._watch_queue: asyncio.Queue[tuple[AudioWindow, str] | None] = asyncio.Queue()
         self.results: list[TurnResult] = []
@@ -444,7 +470,14 @@ class VoiceAgent:
         try:
             async for window in windows:
                 if window.kind == "pause":
-                    self._preempt(window)
+                    if window.metrics.reason != "settled":
+                        self._preempt(window)
+                        continue
+                    settled = await self._settled(window)
+                    if settled is None:
+                        continue
+                    window = settled
+                elif self._already_ended(window):
                     continue
                 window_id = self.store.add(window)  # ids follow the stream's order
                 if window.kind == "speech":
@@ -467,10 +500,22 @@ class VoiceAgent:
             async for window in listener.awindows():
                 arrival = time.perf_counter()
                 if window.kind == "pause":
-                    self._preempt(window)
+                    if window.metrics.reason == "settled":
+                        self._settling = (window, asyncio.ensure_future(self._settle_live(window, arrival)))
+                    else:
+                        self._preempt(window)
+                    continue
+                if self._settling is not None and not self._settling[1].done() and same_audio(self._settling[0], window):
+                    self._settling[1].cancel()  # still judging when the hangover ended it: this window decides
+                elif self._already_ended(window):
                     continue
                 self._dispatch(window, self.store.add(window), arrival)  # ids follow the stream's order
+            if self._settling is not None:  # the stream ended while a settled window was judged
+                await asyncio.gather(self._settling[1], return_exceptions=True)
         finally:
+            if self._settling is not None:
+                self._settling[1].cancel()
+                self._settling = None
             self._settle_verdict(True)  # no window came: the cancelled turn stays cancelled
             self._queue.put_nowait(None)
 
@@ -566,12 +611,19 @@ class VoiceAgent:
     def segmenter_config(self, base: SegmenterConfig | None = None) -> SegmenterConfig:
         """The front-end settings this assistant wants: ``base`` (default: the defaults) with
         ``pause_ms`` set when it starts answers at pauses (``AgentConfig.preemptive``, a brain
-        that hears, a pause that fits between the post-roll and the hangover)."""
+        that hears, a pause that fits between the post-roll and the hangover), and with the
+        adaptive end of turn ``settle_ms`` set and the hangover raised to ``unfinished_wait_ms``
+        (a ``base`` that sets either keeps its own)."""
         base = base or SegmenterConfig()
         pause = max(self.config.pause_ms, base.post_roll_ms)
         if not (self.config.preemptive and self.hears_audio) or base.pause_ms is not None or pause >= base.hangover_ms:
             return base
-        return base.model_copy(update={"pause_ms": pause})
+        update: dict[str, Any] = {"pause_ms": pause}
+        settle = max(self.config.settle_ms, pause)
+        hangover = max(self.config.unfinished_wait_ms, base.hangover_ms)
+        if self.config.end_of_turn == "adaptive" and base.settle_ms is None and settle < hangover:
+            update.update(settle_ms=settle, hangover_ms=hangover)
+        return base.model_copy(update=update)
 
     def _preempt(self, window: AudioWindow) -> None:
         """A ``pause`` window: start its answer now, held until its ``speech`` window comes."""
@@ -582,6 +634,33 @@ class VoiceAgent:
             return
         messages = [*self._history(), audio_message(window, self.config.turn_instruction)]
         self._held = HeldAnswer(self._runnable.astream(messages), window, messages)
+
+    async def _settled(self, window: AudioWindow) -> AudioWindow | None:
+        """A settled ``pause`` window (adaptive end of turn): the turn's ``speech`` window when the
+        request ends here, None when it waits for the hangover (it trails off, or no answer was
+        started at its pause)."""
+        held = self._held
+        if self.config.end_of_turn != "adaptive" or held is None or not same_event(held.window, window):
+            return None
+        heard = await held.transcripts()
+        if heard and sounds_unfinished(heard[-1]):
+            logger.info("the request trails off (%r): waiting for more", heard[-1])
+            return None
+        if held is not self._held:  # replaced or dropped meanwhile
+            return None
+        ended = dataclasses.replace(window, kind="speech")
+        self._ended = ended
+        return ended
+
+    async def _settle_live(self, window: AudioWindow, arrival: float) -> None:
+        ended = await self._settled(window)
+        if ended is not None:
+            self._dispatch(ended, self.store.add(ended), arrival)
+
+    def _already_ended(self, window: AudioWindow) -> bool:
+        """Whether ``window`` is the hangover's ``speech`` window of a turn that already ended at
+        its settled window (the same audio: nothing new was said)."""
+        return self._ended is not None and same_audio(self._ended, window)
 
     def _history(self) -> list[BaseMessage]:
         """What comes before a new request: the system prompt and the remembered turns."""

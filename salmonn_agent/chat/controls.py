@@ -41,7 +41,10 @@ class RequestControl:
     ``"grammar_error"``. ``open_grammar`` (auto tool choice) opens a grammar once the answer
     starts a JSON object; ``completed`` says the grammar's JSON closed (the answer ended there,
     without an end symbol); ``forced_tokens`` counts the tokens the grammar forced that the
-    guided loop took without a model call of their own.
+    guided loop took without a model call of their own. ``heard`` holds Whisper's transcript of
+    each of the request's clips once they are encoded (models configured with
+    ``speech_transcript``; None otherwise), and ``on_heard`` is called with it then (from the
+    generating thread), before the first token.
     """
 
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -55,6 +58,8 @@ class RequestControl:
     open_grammar: Callable[[], GrammarSession] | None = None
     completed: bool = False
     forced_tokens: int = 0
+    heard: list[str | None] | None = None
+    on_heard: Callable[[list[str | None]], None] | None = None
 
     def end_reason(self, text: Callable[[], str]) -> str | None:
         """Why the row must end now, or None; ``text`` decodes the answer so far (lazily)."""

@@ -176,6 +176,12 @@ class GenerationEngine:
         clips = [clip for job in batch for clip in job.clips]
         tokens = iter(self.cache.resolve(self.model, clips))
         audios = [[next(tokens) for _ in job.clips] for job in batch]
+        for job, clip_tokens in zip(batch, audios):
+            heard = [clip.transcript for clip in clip_tokens]
+            if any(text is not None for text in heard):
+                job.control.heard = heard
+                if job.control.on_heard is not None:
+                    job.control.on_heard(heard)
         # Only prompts of one length decode together: left padding changes the attention's
         # arithmetic enough to flip a near-tie (measured with salmonn-mini in float16 weights),
         # and an answer must not depend on its batch-mates.

@@ -15,6 +15,10 @@ from langchain_core.messages import HumanMessage
 
 from salmonn_agent.chat.errors import ContentBlockError
 
+TRANSCRIPTS_KEY = "transcripts"
+"""``response_metadata`` key under which a brain reports what Whisper heard in each of the
+request's clips (ChatSALMONN with a model that reads it, as salmonn-mini does)."""
+
 _FORMAT_MIME = {
     "WAV": "audio/wav", "WAVEX": "audio/wav", "FLAC": "audio/flac", "OGG": "audio/ogg",
     "MP3": "audio/mpeg", "AIFF": "audio/aiff",

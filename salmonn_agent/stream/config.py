@@ -41,6 +41,17 @@ class SegmenterConfig(BaseModel):
             "follows when no voiced frame comes back."
         ),
     )
+    settle_ms: int | None = Field(
+        None, gt=0,
+        description=(
+            "Emit the `pause` window again after this much silence (reason `settled`), once the "
+            "second stage has confirmed the speech so far as it would confirm a window ending "
+            "there (no settled window when it calls the event a sound). A consumer that judges "
+            "the request complete may end the turn here, and let a request that sounds unfinished "
+            "wait for hangover_ms (None: never). At least pause_ms and post_roll_ms, shorter than "
+            "hangover_ms."
+        ),
+    )
     pre_roll_ms: int = Field(400, ge=0, description="Audio kept before the onset.")
     post_roll_ms: int = Field(200, ge=0, description="Audio kept after the end (<= hangover).")
     min_speech_ms: int = Field(
@@ -140,6 +151,13 @@ class SegmenterConfig(BaseModel):
                 f"pause_ms ({self.pause_ms}) must be at least post_roll_ms ({self.post_roll_ms}) and "
                 f"shorter than hangover_ms ({self.hangover_ms}): a pause window previews the speech "
                 "window that the hangover closes."
+            )
+        floor = max(self.post_roll_ms, self.pause_ms or 0)
+        if self.settle_ms is not None and not floor <= self.settle_ms < self.hangover_ms:
+            raise ValueError(
+                f"settle_ms ({self.settle_ms}) must be at least post_roll_ms ({self.post_roll_ms}) "
+                f"and pause_ms ({self.pause_ms}), and shorter than hangover_ms ({self.hangover_ms}): "
+                "a settled window ends the turn before the hangover would."
             )
         if self.pre_roll_ms >= self.max_window_s * 1000:
             raise ValueError("pre_roll_ms must be shorter than max_window_s.")

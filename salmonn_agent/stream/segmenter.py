@@ -182,6 +182,7 @@ class Segmenter:
         self._start_frames = min(self._win_frames, max(1, math.ceil(cfg.start_voiced_ms / fm)))
         self._hang = ms(cfg.hangover_ms)
         self._pause = ms(cfg.pause_ms) if cfg.pause_ms else 0
+        self._settle = ms(cfg.settle_ms) if cfg.settle_ms else 0
         self._sound_hang = ms(cfg.sound_hangover_ms)
         self._pre = ms(cfg.pre_roll_ms)
         self._post = ms(cfg.post_roll_ms)
@@ -236,6 +237,7 @@ class Segmenter:
         self._onset = 0
         self._last = 0
         self._paused_at = -1  # the event end a pause window was last emitted for
+        self._settled_at = -1  # the event end a settled pause window was last considered for
         self._ev_voiced = 0
         self._ev_floor = 0.0
         self._sound_onset = 0
@@ -365,6 +367,7 @@ class Segmenter:
         ll = loud.tolist()
         sound_on = cfg.sound_events
         hang, sound_hang, max_win, pause = self._hang, self._sound_hang, self._max_win, self._pause
+        settle = self._settle
         early = self._early and self._scores
         k = 0
         while k < n:
@@ -387,6 +390,8 @@ class Segmenter:
                     continue
                 elif pause and end - self._last >= pause and self._paused_at != self._last:
                     self._emit_pause(out, end)
+                elif settle and end - self._last >= settle and self._settled_at != self._last:
+                    self._emit_pause(out, end, settled=True)
                 if early and not self._scores.settled and end >= self._scores.next + PATCH:
                     self._check_candidate(end)
             else:  # SOUND
@@ -630,23 +635,31 @@ class Segmenter:
             self._ev_voiced, now, score=score, prob=prob, tags=tags,
         )
 
-    def _emit_pause(self, out: list[AudioWindow], now: int) -> None:
+    def _emit_pause(self, out: list[AudioWindow], now: int, settled: bool = False) -> None:
         """Speech paused for ``pause_ms``: emit what the speech window would hold if it ended
         now (same samples, same index), leaving the event open. Not confirmed by the second
-        stage: the ``speech`` window that follows (or not) decides."""
-        self._paused_at = self._last
+        stage: the ``speech`` window that follows (or not) decides. ``settled`` (``settle_ms``
+        of silence): the same window again, emitted only when the second stage confirms the
+        speech so far, as it would confirm a window that ends here."""
+        if settled:
+            self._settled_at = self._last
+        else:
+            self._paused_at = self._last
         if self._last - self._onset < self._min_speech:
+            return
+        if settled and self._classify(self._onset, self._last, now)[0] != "speech":
             return
         start = self._cut if self._prefix is not None else self._win_start
         window = make_window(
             self._ring.read(start, self._last + self._post), start, "pause",
             event=(self._onset, self._last), emitted_at=now,
-            index=self._index + (self._prefix is not None), reason="pause",
+            index=self._index + (self._prefix is not None), reason="settled" if settled else "pause",
             noise_floor_db=self._ev_floor,
             voiced_ratio=min(1.0, self._ev_voiced * self._flen / max(self._last - self._onset, 1)),
         )
         out.append(window)
-        self.stats.windows["pause"] = self.stats.windows.get("pause", 0) + 1
+        counted = "settled" if settled else "pause"
+        self.stats.windows[counted] = self.stats.windows.get(counted, 0) + 1
 
     def _split(self, out: list[AudioWindow], end: int) -> None:
         """The open window reached max_window_s: emit it and continue the event."""

@@ -30,11 +30,13 @@ WindowKind = Literal["speech", "sound", "periodic", "pause"]
 ``SegmenterConfig.pause_ms``; an extra copy, like ``periodic``)."""
 
 CloseReason = Literal[
-    "end_of_speech", "end_of_sound", "max_length", "end_of_stream", "stalled", "gap", "periodic", "pause"
+    "end_of_speech", "end_of_sound", "max_length", "end_of_stream", "stalled", "gap", "periodic", "pause",
+    "settled",
 ]
 """Why a window was closed: silence after the event, the length limit, the end of the input,
-no audio for a while (watchdog), a hole in the input (dropped audio), the periodic clock, or a
-pause in open speech (the event goes on)."""
+no audio for a while (watchdog), a hole in the input (dropped audio), the periodic clock, a
+pause in open speech (the event goes on), or a pause long enough that the second stage confirmed
+the speech so far (``SegmenterConfig.settle_ms``: a ``pause`` window the turn may end on)."""
 
 SILENT_DB = power_db(0.0)
 """The level of digital silence (dBFS): the floor of every level the front-end measures."""

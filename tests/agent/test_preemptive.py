@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from langchain_core.messages import AIMessage
+
 from salmonn_agent.agent.policy import AuditLog
 from salmonn_agent.stream.config import SegmenterConfig
 from salmonn_agent.stream.segmenter import segment
@@ -145,3 +147,159 @@ async def test_a_live_assistant_takes_over_the_early_answer_too(book):
 
     assert len(brain.seen) == 1 and [r.args for r in audit.records()] == [{"text": "buy eggs"}]
     assert result.metrics.head_start_ms == pytest.approx(350.0)
+
+
+# ---------------------------------------------------------------- the adaptive end of turn
+
+SETTLING = SegmenterConfig.webrtcvad_only(pause_ms=200, settle_ms=600, hangover_ms=1200)
+
+
+def test_a_settled_window_repeats_the_pause_window_once_the_silence_is_long_enough():
+    windows = segment(scene(0.5, 1.2, 2.0), SETTLING)
+    assert [(w.kind, w.metrics.reason) for w in windows] == [
+        ("pause", "pause"), ("pause", "settled"), ("speech", "end_of_speech")
+    ]
+    pause, settled, speech = windows
+    assert np.array_equal(settled.samples, speech.samples)
+    assert (settled.start_sample, settled.end_sample, settled.event_end) == (speech.start_sample, speech.end_sample, speech.event_end)
+    assert settled.emitted_at - pause.emitted_at == pytest.approx(0.4, abs=0.031)
+    assert speech.emitted_at - settled.emitted_at == pytest.approx(0.6, abs=0.031)
+
+
+def test_no_settled_window_when_the_speaker_goes_on_before_it():
+    windows = segment(scene(0.5, 1.0, 0.4, 1.0, 2.0), SETTLING)
+    assert [(w.kind, w.metrics.reason) for w in windows] == [
+        ("pause", "pause"), ("pause", "pause"), ("pause", "settled"), ("speech", "end_of_speech")
+    ]
+    assert windows[2].event_end == windows[3].event_end  # only the whole request settles
+
+
+@pytest.mark.parametrize("settle_ms", [150, 1200, 1500])
+def test_the_settle_point_must_fit_between_the_pause_and_the_hangover(settle_ms):
+    with pytest.raises(ValidationError, match="settle_ms"):
+        SegmenterConfig(pause_ms=200, settle_ms=settle_ms, hangover_ms=1200)
+
+
+@pytest.mark.parametrize("text, unfinished", [
+    ("Set a timer for", True), ("Add milk and", True), ("Remind me to um", True),
+    ("Set a timer for...", True), ("Add eggs,", True), ("Set a timer for ten minutes.", False),
+    ("What time is it?", False), ("Read me my notes", False), ("", False), (None, False),
+])
+def test_a_request_that_trails_off_sounds_unfinished(text, unfinished):
+    from salmonn_agent.agent.turn_end import sounds_unfinished
+
+    assert sounds_unfinished(text) is unfinished
+
+
+def heard(message: AIMessage, text: str) -> AIMessage:
+    """``message`` as a brain that reports Whisper's transcript answers it."""
+    return message.model_copy(update={"response_metadata": {"transcripts": [text]}})
+
+
+def settled_of(window: AudioWindow, after_s: float = 0.6) -> AudioWindow:
+    metrics = window.metrics.model_copy(update={"reason": "settled"})
+    return dataclasses.replace(window, kind="pause", metrics=metrics, emitted_at=window.event_end + after_s)
+
+
+def at_pause(window: AudioWindow) -> AudioWindow:
+    return dataclasses.replace(window, kind="pause", emitted_at=window.event_end + 0.2)
+
+
+def at_hangover(window: AudioWindow) -> AudioWindow:
+    return dataclasses.replace(window, emitted_at=window.event_end + 1.2)
+
+
+async def test_a_complete_request_ends_at_its_settled_window_and_acts_once(book):
+    audit = AuditLog()
+    brain = ScriptedBrain(responses=[heard(call("add_note", text="buy eggs"), "Add buy eggs to my notes.")])
+    agent = agent_for(brain, book, audit, allow=["add_note"], brain_hears_audio=True)
+    speech = at_hangover(tone_window(1.0, start=2.0))
+    feed = Feed()
+    for window in (at_pause(speech), settled_of(speech), speech, None):
+        feed.queue.put_nowait(window)
+
+    [result] = await agent.process(feed)
+
+    assert len(brain.seen) == 1 and [r.args for r in audit.records()] == [{"text": "buy eggs"}]
+    assert result.metrics.eou_delay_ms == pytest.approx(600.0)  # not the 1.2 s hangover
+    assert result.metrics.head_start_ms == pytest.approx(400.0)
+    assert result.window["kind"] == "speech"
+
+
+async def test_a_request_that_trails_off_waits_and_is_answered_whole(book):
+    audit = AuditLog()
+    brain = ScriptedBrain(responses=[
+        heard(call("add_note", text="buy"), "Add buy and"),
+        heard(call("add_note", text="buy eggs and rice"), "Add buy eggs and rice."),
+    ])
+    agent = agent_for(brain, book, audit, allow=["add_note"], brain_hears_audio=True)
+    first = tone_window(1.0, start=2.0)
+    whole = at_hangover(tone_window(2.5, start=2.0))
+    feed = Feed()
+    for window in (at_pause(first), settled_of(first), at_pause(whole), settled_of(whole), whole, None):
+        feed.queue.put_nowait(window)
+
+    [result] = await agent.process(feed)
+
+    assert [r.args for r in audit.records()] == [{"text": "buy eggs and rice"}]  # one turn, the whole request
+    assert result.metrics.eou_delay_ms == pytest.approx(600.0)
+
+
+async def test_a_request_that_trails_off_and_stops_ends_at_the_hangover(book):
+    audit = AuditLog()
+    brain = ScriptedBrain(responses=[heard(call("add_note", text="buy eggs"), "Add buy eggs to")])
+    agent = agent_for(brain, book, audit, allow=["add_note"], brain_hears_audio=True)
+    speech = at_hangover(tone_window(1.0, start=2.0))
+    feed = Feed()
+    for window in (at_pause(speech), settled_of(speech), speech, None):
+        feed.queue.put_nowait(window)
+
+    [result] = await agent.process(feed)
+
+    assert len(brain.seen) == 1  # the answer started at the pause is still the one handed out
+    assert [r.args for r in audit.records()] == [{"text": "buy eggs"}]
+    assert result.metrics.eou_delay_ms == pytest.approx(1200.0)
+    assert result.metrics.head_start_ms == pytest.approx(1000.0)
+
+
+async def test_a_live_assistant_ends_a_complete_request_at_its_settled_window(book):
+    audit = AuditLog()
+    brain = ScriptedBrain(responses=[heard(call("add_note", text="buy eggs"), "Add buy eggs to my notes.")])
+    agent = agent_for(brain, book, audit, allow=["add_note"], brain_hears_audio=True)
+    speech = at_hangover(tone_window(1.0, start=2.0))
+    feed = Feed()
+    for window in (at_pause(speech), settled_of(speech)):
+        feed.queue.put_nowait(window)
+    task = asyncio.ensure_future(agent.run(feed))
+    await asyncio.sleep(0.3)  # the hangover's speech window comes later than the settled one
+    for window in (speech, None):
+        feed.queue.put_nowait(window)
+
+    [result] = await task
+
+    assert len(brain.seen) == 1 and [r.args for r in audit.records()] == [{"text": "buy eggs"}]
+    assert result.metrics.eou_delay_ms == pytest.approx(600.0)
+
+
+async def test_a_fixed_end_of_turn_ignores_settled_windows(book):
+    audit = AuditLog()
+    brain = ScriptedBrain(responses=[heard(call("add_note", text="buy eggs"), "Add buy eggs to my notes.")])
+    agent = agent_for(brain, book, audit, allow=["add_note"], brain_hears_audio=True, end_of_turn="fixed")
+    speech = at_hangover(tone_window(1.0, start=2.0))
+    feed = Feed()
+    for window in (at_pause(speech), settled_of(speech), speech, None):
+        feed.queue.put_nowait(window)
+
+    [result] = await agent.process(feed)
+
+    assert len(audit.records()) == 1 and result.metrics.eou_delay_ms == pytest.approx(1200.0)
+
+
+def test_the_assistant_asks_the_front_end_for_the_adaptive_end_of_turn(book):
+    brain = ScriptedBrain(responses=[])
+    config = agent_for(brain, book, AuditLog(), allow=[], brain_hears_audio=True).segmenter_config()
+    assert (config.pause_ms, config.settle_ms, config.hangover_ms) == (200, 600, 1200)
+    fixed = agent_for(brain, book, AuditLog(), allow=[], brain_hears_audio=True, end_of_turn="fixed").segmenter_config()
+    assert (fixed.settle_ms, fixed.hangover_ms) == (None, 600)
+    deaf = agent_for(brain, book, AuditLog(), allow=[], brain_hears_audio=True, preemptive=False).segmenter_config()
+    assert (deaf.pause_ms, deaf.settle_ms, deaf.hangover_ms) == (None, None, 600)

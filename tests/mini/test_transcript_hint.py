@@ -186,3 +186,18 @@ def test_silence_gives_way_to_the_sound_between_the_gaps():
     quiet = [SoundTag(label="Silence", score=0.99)]
     assert hint_text(None, quiet) == "\nSounds: Silence 0.99\n"  # nothing else was heard
 
+
+
+def test_chat_salmonn_reports_what_whisper_heard_ahead_of_the_answer(hinted):
+    # A voice assistant judges whether a request sounds finished from it (agent/turn_end.py).
+    from salmonn_agent.chat_model import ChatSALMONN, audio_message
+
+    chat = ChatSALMONN(client=hinted, model="hinted", max_tokens=3)
+    message = audio_message(str(FIXTURES / "lights.flac"), "What was said?")
+    chunks = list(chat.stream([message]))
+    first = chunks[0]
+    assert first.content == "" and len(first.response_metadata["transcripts"]) == 1
+    heard = first.response_metadata["transcripts"][0]
+    assert scoring.corpus_wer([TEXTS["lights.flac"]], [heard]) <= 0.25, heard
+    assert all("transcripts" not in c.response_metadata for c in chunks[1:])  # sent once
+    assert chat.invoke([message]).response_metadata["transcripts"] == [heard]
