@@ -93,6 +93,19 @@ def built_on_mini_parts(name: str) -> bool:
     return path.resolve().is_relative_to(mini_parts_dir().parent.resolve())
 
 
+def mini_chat_llm(model: Any) -> Path | None:
+    """The directory of salmonn-mini's base chat LLM (SmolLM2-135M-Instruct, as prepared) when
+    ``model`` (a loaded SALMONN) takes its LLM from there, else None. The voice assistant asks it
+    whether a request sounds finished (:class:`~salmonn_agent.agent.turn_end.TurnEndModel`)."""
+    from salmonn_agent.mini.parts import mini_parts_dir
+
+    llm = getattr(getattr(model, "config", None), "llm", None)
+    if not isinstance(llm, str) or not llm or not Path(llm).is_dir():
+        return None
+    path = Path(llm).resolve()
+    return path if path.is_relative_to(mini_parts_dir().parent.resolve()) else None
+
+
 def profile_of(chat_model: Any) -> ModelProfile:
     """What ``chat_model`` can do: its ``model_profile``, else :data:`OTHER_CHAT_MODEL_PROFILE`."""
     profile = getattr(chat_model, "model_profile", None)

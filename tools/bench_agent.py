@@ -89,6 +89,7 @@ from salmonn_agent.agent import (  # noqa: E402
     build_actions,
 )
 from salmonn_agent.agent.audio_refs import WindowStore  # noqa: E402
+from salmonn_agent.agent.commands import turn_end_judge  # noqa: E402
 from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent, memory_turns_for  # noqa: E402
 from salmonn_agent.audio import SAMPLE_RATE  # noqa: E402
 from salmonn_agent.errors import ConfigError, SalmonnError  # noqa: E402
@@ -201,7 +202,8 @@ async def run_assistant(
         chat = ChatSALMONN(client=model, model=name, temperature=0, max_tokens=max_tokens)
         memory = memory_turns_for(profile_of(chat)) if memory_turns is None else memory_turns  # as the command does
         config = AgentConfig(max_memory_turns=memory, preemptive=preemptive, end_of_turn=end_of_turn)
-        agent = VoiceAgent(chat, actions=actions, gate=gate, store=WindowStore(), config=config, speaker=speaker)
+        agent = VoiceAgent(chat, actions=actions, gate=gate, store=WindowStore(), config=config, speaker=speaker,
+                           turn_end=turn_end_judge(model, config))  # as the command does
         listener = Listener(FileSource(wav, realtime=realtime), agent.segmenter_config(), on_onset=agent.on_onset if realtime else None)
         try:
             listener.start()

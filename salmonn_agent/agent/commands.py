@@ -25,13 +25,32 @@ if TYPE_CHECKING:  # the heavy modules load when the command runs, not with ever
 
     from salmonn_agent.agent.actions import ActionEvent, TimerBoard, TimerInfo
     from salmonn_agent.agent.policy import ActionRequest
-    from salmonn_agent.agent.runtime import TurnResult, VoiceAgent
+    from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent
     from salmonn_agent.agent.speech_out import Speaker
     from salmonn_agent.agent.watch import Detection
     from salmonn_agent.stream.sources import Source
 
 WATCH_MAX_TOKENS = 4
 """The sound watch only needs a yes or a no."""
+
+
+def turn_end_judge(model: Any, config: AgentConfig) -> Callable[[str], bool] | None:
+    """What judges whether a request sounds finished for the assistant's adaptive end of turn:
+    salmonn-mini's base chat LLM when the brain (``model``, a loaded SALMONN) is built on it,
+    else None (the word rule alone; see :mod:`salmonn_agent.agent.turn_end`)."""
+    if config.end_of_turn != "adaptive" or not config.preemptive:
+        return None
+    import torch
+
+    from salmonn_agent.agent.turn_end import TurnEndModel
+    from salmonn_agent.model.precision import native_bfloat16
+    from salmonn_agent.registry import mini_chat_llm
+
+    path = mini_chat_llm(model)
+    if path is None:
+        return None
+    dtype = torch.bfloat16 if native_bfloat16() and str(getattr(model, "device", "cpu")) == "cpu" else torch.float32
+    return TurnEndModel(path, dtype=dtype).unfinished
 
 
 def add_assistant_command(
@@ -154,19 +173,20 @@ def run_assistant(args: argparse.Namespace) -> int:
                 chat.bind(max_tokens=WATCH_MAX_TOKENS), args.watch, action=watch_action, cooldown_s=args.watch_cooldown,
                 on_detect=lambda d: emit(_detection_line(d), d.model_dump(mode="json")),
             )
+        config = AgentConfig(
+            barge_in=args.barge_in,
+            # A file replayed faster than real time gains nothing from early answers.
+            preemptive=args.preemptive and (args.input is None or args.realtime),
+            end_of_turn=args.end_of_turn,
+            max_memory_turns=(memory_turns_for(profile_of(chat)) if args.memory_turns is None
+                              else args.memory_turns),
+        )
         agent = VoiceAgent(
             # Least privilege: the brain is offered only the allowed tools (the gate still judges
             # every call), which also keeps the prompt short.
             chat, actions=[t for t in actions if t.name in args.allow], gate=gate, store=WindowStore(),
-            config=AgentConfig(
-                barge_in=args.barge_in,
-                # A file replayed faster than real time gains nothing from early answers.
-                preemptive=args.preemptive and (args.input is None or args.realtime),
-                end_of_turn=args.end_of_turn,
-                max_memory_turns=(memory_turns_for(profile_of(chat)) if args.memory_turns is None
-                                  else args.memory_turns),
-            ),
-            on_turn=lambda r: emit(format_turn(r), r.model_dump(mode="json")), watch=watch, speaker=speaker,
+            config=config, on_turn=lambda r: emit(format_turn(r), r.model_dump(mode="json")), watch=watch,
+            speaker=speaker, turn_end=turn_end_judge(model, config),
         )
         live = args.input is None or args.realtime
         if speaker is not None and args.input is None:

@@ -41,7 +41,8 @@ turn as interrupted.
 **End of turn.** With a brain that hears, answers start at a pause (``preemptive``) and the
 turn's end adapts (``end_of_turn="adaptive"``, :mod:`salmonn_agent.agent.turn_end`): the
 front-end confirms the speech after ``settle_ms`` of silence (a settled ``pause`` window), and
-the turn ends there unless what the brain heard so far trails off ("set a timer for..."); such a
+the turn ends there unless what the brain heard so far trails off ("set a timer for...", judged
+by ``turn_end``); such a
 request waits for ``unfinished_wait_ms`` of silence (the front-end's hangover) and goes on as
 one request if the speaker does. ``"fixed"`` ends every turn after the front-end's hangover.
 
@@ -314,6 +315,10 @@ class VoiceAgent:
     ``store``: keeps the windows (ids ``w1``, ``w2``... in requests, tools and the audit).
     ``watch``: a :class:`SoundWatch` for sound windows. ``on_turn``: called with every
     :class:`TurnResult`. ``speaker``: says the answers aloud (see the module docstring).
+    ``turn_end``: whether a transcript sounds unfinished, for the adaptive end of turn (called in
+    a worker thread; e.g. :meth:`TurnEndModel.unfinished
+    <salmonn_agent.agent.turn_end.TurnEndModel.unfinished>`; default: the word rule
+    :func:`~salmonn_agent.agent.turn_end.sounds_unfinished`).
     """
 
     def __init__(
@@ -328,8 +333,10 @@ class VoiceAgent:
         on_turn: Callable[[TurnResult], None] | None = None,
         watch: SoundWatch | None = None,
         speaker: SpeakerLike | None = None,
+        turn_end: Callable[[str], bool] | None = None,
     ) -> None:
         self.brain = brain
+        self.turn_end = turn_end
         self.speaker = speaker
         self.gate = gate
         self.store = store
@@ -643,7 +650,7 @@ class VoiceAgent:
         if self.config.end_of_turn != "adaptive" or held is None or not same_event(held.window, window):
             return None
         heard = await held.transcripts()
-        if heard and sounds_unfinished(heard[-1]):
+        if heard and heard[-1] and await self._unfinished(heard[-1]):
             logger.info("the request trails off (%r): waiting for more", heard[-1])
             return None
         if held is not self._held:  # replaced or dropped meanwhile
@@ -651,6 +658,11 @@ class VoiceAgent:
         ended = dataclasses.replace(window, kind="speech")
         self._ended = ended
         return ended
+
+    async def _unfinished(self, transcript: str) -> bool:
+        if self.turn_end is None:
+            return sounds_unfinished(transcript)
+        return await asyncio.to_thread(self.turn_end, transcript)
 
     async def _settle_live(self, window: AudioWindow, arrival: float) -> None:
         ended = await self._settled(window)

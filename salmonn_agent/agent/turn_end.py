@@ -9,15 +9,21 @@ sounds complete is read from Whisper's transcript of the speech so far, which a 
 salmonn-mini reports ahead of its answer (``response_metadata["transcripts"]``): the answer
 started at the pause is the one that reads it, so the judgement costs nothing extra.
 
-The judgement is a rule on the transcript's last word (a conjunction, preposition, article,
-possessive or filler) and trailing punctuation (a comma, dash or ellipsis). Turn-detector
-models (LiveKit's) do this with a language model over the transcript; this rule needs none and
-errs towards "complete", which ends the turn as the fixed wait did.
+The judgement: a rule on the transcript's last word (a conjunction, preposition, article,
+possessive or filler) and trailing punctuation (a comma, dash or ellipsis), for any brain; and,
+with a brain built on salmonn-mini, its base chat LLM's probability that the user's message ends
+there (:class:`TurnEndModel`), which also hears "Read me." or "What timers." as unfinished.
+Both err towards "complete" when unsure, which ends the turn as the fixed wait did.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from salmonn_agent.errors import ConfigError
 
 CONTINUATION_WORDS = frozenset({
     # conjunctions
@@ -47,3 +53,57 @@ def sounds_unfinished(transcript: str | None) -> bool:
         return True
     words = _WORD.findall(text.lower())
     return bool(words) and words[-1] in CONTINUATION_WORDS
+
+
+END_OF_TURN_THRESHOLD = 0.1
+"""A request whose end-of-turn probability (:class:`TurnEndModel`) is below this sounds unfinished.
+Chosen on halves and wholes of the training request bank, not on the benchmark's requests (see
+``tools/turn_end_threshold.py``)."""
+
+
+class TurnEndModel:
+    """Whether a request sounds finished, read by a small chat LLM: the probability that the
+    user's message ends right after the transcript (the chat template's end-of-turn token next),
+    as LiveKit's turn detector reads it from a fine-tuned SmolLM2. ``path``: a transformers chat
+    model directory (salmonn-mini's base LLM, SmolLM2-135M-Instruct: ``salmonn-agent assistant``
+    builds one for a brain built on salmonn-mini), ``dtype`` its weights' (default float32).
+
+    Whisper ends almost every transcript with a full stop, so punctuation says little; the
+    words do: "Set a pasta." scores 0.05, "Set a pasta timer for nine minutes." 0.35. The word
+    rule (:func:`sounds_unfinished`) is checked first and costs nothing; the model adds one
+    forward pass over the chat-formatted transcript (about 40 tokens, tens of milliseconds on a
+    CPU).
+    """
+
+    def __init__(self, path: str | Path, threshold: float = END_OF_TURN_THRESHOLD, dtype: Any = None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        if self.tokenizer.eos_token_id is None or not getattr(self.tokenizer, "chat_template", None):
+            raise ConfigError(f"{path} is not a chat model with an end-of-turn token: pick a chat LLM's directory.")
+        self.model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype or torch.float32).eval()
+        self.threshold = threshold
+        self._lock = threading.Lock()
+
+    def end_probability(self, transcript: str) -> float:
+        """The probability that the speaker's turn ends after ``transcript``."""
+        import torch
+
+        ids = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": transcript.strip()}], tokenize=True, add_generation_prompt=False
+        )
+        ids = list(ids if isinstance(ids, list) else ids["input_ids"])
+        end = self.tokenizer.eos_token_id
+        if end in ids:  # keep the message open: cut at its end-of-turn token
+            ids = ids[: len(ids) - 1 - ids[::-1].index(end)]
+        with self._lock, torch.inference_mode():
+            logits = self.model(torch.tensor([ids])).logits[0, -1].float()
+        return float(torch.softmax(logits, dim=-1)[end])
+
+    def unfinished(self, transcript: str) -> bool:
+        """Whether ``transcript`` sounds unfinished: the word rule, else an end-of-turn
+        probability below the threshold."""
+        if not transcript.strip():
+            return False
+        return sounds_unfinished(transcript) or self.end_probability(transcript) < self.threshold

@@ -12,7 +12,10 @@ from pydantic import ValidationError
 
 from langchain_core.messages import AIMessage
 
-from salmonn_agent.agent.policy import AuditLog
+from salmonn_agent.agent.actions import notes_tools
+from salmonn_agent.agent.audio_refs import WindowStore
+from salmonn_agent.agent.policy import ActionGate, ActionPolicy, AuditLog
+from salmonn_agent.agent.runtime import AgentConfig, VoiceAgent
 from salmonn_agent.stream.config import SegmenterConfig
 from salmonn_agent.stream.segmenter import segment
 from salmonn_agent.stream.windows import AudioWindow
@@ -303,3 +306,24 @@ def test_the_assistant_asks_the_front_end_for_the_adaptive_end_of_turn(book):
     assert (fixed.settle_ms, fixed.hangover_ms) == (None, 600)
     deaf = agent_for(brain, book, AuditLog(), allow=[], brain_hears_audio=True, preemptive=False).segmenter_config()
     assert (deaf.pause_ms, deaf.settle_ms, deaf.hangover_ms) == (None, None, 600)
+
+
+async def test_the_assistants_turn_end_judge_reads_what_the_brain_heard(book):
+    asked: list[str] = []
+
+    def judge(transcript: str) -> bool:
+        asked.append(transcript)
+        return transcript == "Set a pasta."
+
+    audit = AuditLog()
+    brain = ScriptedBrain(responses=[heard(call("add_note", text="x"), "Set a pasta.")])
+    agent = VoiceAgent(brain, actions=notes_tools(book), gate=ActionGate(ActionPolicy(allow=["add_note"]), audit),
+                       store=WindowStore(), config=AgentConfig(brain_hears_audio=True), turn_end=judge)
+    speech = at_hangover(tone_window(1.0, start=2.0))
+    feed = Feed()
+    for window in (at_pause(speech), settled_of(speech), speech, None):
+        feed.queue.put_nowait(window)
+
+    [result] = await agent.process(feed)
+
+    assert asked == ["Set a pasta."] and result.metrics.eou_delay_ms == pytest.approx(1200.0)  # it waited

@@ -201,3 +201,20 @@ def test_chat_salmonn_reports_what_whisper_heard_ahead_of_the_answer(hinted):
     assert scoring.corpus_wer([TEXTS["lights.flac"]], [heard]) <= 0.25, heard
     assert all("transcripts" not in c.response_metadata for c in chunks[1:])  # sent once
     assert chat.invoke([message]).response_metadata["transcripts"] == [heard]
+
+
+def test_salmonn_minis_base_llm_hears_a_request_stop_mid_phrase(hinted, mini_parts):
+    # The voice assistant's adaptive end of turn (agent/turn_end.py) asks salmonn-mini's base
+    # chat LLM whether a request sounds finished: the word rule misses "Set a pasta."
+    from salmonn_agent.agent.commands import turn_end_judge
+    from salmonn_agent.agent.runtime import AgentConfig
+    from salmonn_agent.agent.turn_end import TurnEndModel
+    from salmonn_agent.registry import mini_chat_llm
+
+    assert mini_chat_llm(hinted) == Path(mini_parts.llm_dir).resolve()
+    judge = TurnEndModel(mini_parts.llm_dir)
+    assert judge.end_probability("Set a pasta.") < 0.1 < judge.end_probability("Set a pasta timer for nine minutes.")
+    assert judge.unfinished("Set a pasta.") and judge.unfinished("Add milk and")
+    assert not judge.unfinished("Set a pasta timer for nine minutes.")
+    assert callable(turn_end_judge(hinted, AgentConfig()))
+    assert turn_end_judge(hinted, AgentConfig(end_of_turn="fixed")) is None
