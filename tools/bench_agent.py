@@ -49,7 +49,8 @@ Prints one JSON object:
 Windows are matched to requests by time (the request whose speech overlaps the window most).
 
 Usage: python tools/bench_agent.py --json [--model DIR] [--requests 12] [--questions 2]
-       [--hesitations 2] [--hesitation-s 0.3] [--end-of-turn adaptive|fixed] [--no-early-answers]
+       [--hesitations 2] [--hesitation-s 0.3] [--end-of-turn adaptive|fixed] [--turn-end words|model]
+       [--no-early-answers]
        [--seed 0] [--realtime] [--speak] [--details]
        [--threads 2] [--save-wav conversation.wav]
 """
@@ -186,7 +187,7 @@ def speak_conversation(
 async def run_assistant(
     wav: Path, model: Any, name: str, notes: Path, *, realtime: bool, max_tokens: int,
     memory_turns: int | None = None, speaker: Any = None, preemptive: bool = True,
-    end_of_turn: str = "adaptive",
+    end_of_turn: str = "adaptive", turn_end: str = "words",
 ) -> tuple[list[TurnResult], list[AuditRecord], dict[str, dict[str, Any]]]:
     """Replay ``wav`` to the assistant built as ``salmonn-agent assistant`` builds it.
 
@@ -203,7 +204,7 @@ async def run_assistant(
         memory = memory_turns_for(profile_of(chat)) if memory_turns is None else memory_turns  # as the command does
         config = AgentConfig(max_memory_turns=memory, preemptive=preemptive, end_of_turn=end_of_turn)
         agent = VoiceAgent(chat, actions=actions, gate=gate, store=WindowStore(), config=config, speaker=speaker,
-                           turn_end=turn_end_judge(model, config))  # as the command does
+                           turn_end=turn_end_judge(model, config, turn_end))  # as the command does
         listener = Listener(FileSource(wav, realtime=realtime), agent.segmenter_config(), on_onset=agent.on_onset if realtime else None)
         try:
             listener.start()
@@ -374,7 +375,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results, records, defaults = asyncio.run(run_assistant(
                 wav, model, name, Path(tmp) / "notes.txt", realtime=args.realtime, max_tokens=args.max_tokens,
                 memory_turns=args.memory_turns, speaker=speaker, preemptive=not args.no_preemptive,
-                end_of_turn=args.end_of_turn,
+                end_of_turn=args.end_of_turn, turn_end=args.turn_end,
             ))
     finally:
         if speaker is not None:
@@ -414,6 +415,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "hesitations": args.hesitations,
         "hesitation_s": args.hesitation_s,
         "end_of_turn": args.end_of_turn,
+        "turn_end": args.turn_end,
         "preemptive": not args.no_preemptive,
         "model": name,
         "device": str(model.device),
@@ -450,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"silence between a hesitating command's two parts (default {HESITATION_S})")
     parser.add_argument("--end-of-turn", choices=["adaptive", "fixed"], default="adaptive",
                         help="as `assistant --end-of-turn` (default adaptive)")
+    parser.add_argument("--turn-end", choices=["words", "model"], default="words",
+                        help="as `assistant --turn-end` (default words)")
     parser.add_argument("--no-early-answers", dest="no_preemptive", action="store_true",
                         help="do not start answers at pauses (as `assistant --no-early-answers`)")
     parser.add_argument("--realtime", action="store_true", help="pace the replay like a live microphone")

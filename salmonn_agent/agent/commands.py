@@ -34,11 +34,17 @@ WATCH_MAX_TOKENS = 4
 """The sound watch only needs a yes or a no."""
 
 
-def turn_end_judge(model: Any, config: AgentConfig) -> Callable[[str], bool] | None:
+TURN_END_JUDGES = ("words", "model")
+"""``--turn-end``: the word rule alone, or salmonn-mini's base chat LLM after it."""
+
+
+def turn_end_judge(model: Any, config: AgentConfig, judge: str = "words") -> Callable[[str], bool] | None:
     """What judges whether a request sounds finished for the assistant's adaptive end of turn:
-    salmonn-mini's base chat LLM when the brain (``model``, a loaded SALMONN) is built on it,
-    else None (the word rule alone; see :mod:`salmonn_agent.agent.turn_end`)."""
-    if config.end_of_turn != "adaptive" or not config.preemptive:
+    with ``judge="model"``, salmonn-mini's base chat LLM (the brain, ``model``, a loaded SALMONN,
+    must be built on it); else None, the word rule alone (see :mod:`salmonn_agent.agent.turn_end`)."""
+    if judge not in TURN_END_JUDGES:
+        raise ConfigError(f"Unknown turn-end judge {judge!r}: pick one of {', '.join(TURN_END_JUDGES)}.")
+    if judge == "words" or config.end_of_turn != "adaptive" or not config.preemptive:
         return None
     import torch
 
@@ -48,7 +54,10 @@ def turn_end_judge(model: Any, config: AgentConfig) -> Callable[[str], bool] | N
 
     path = mini_chat_llm(model)
     if path is None:
-        return None
+        raise ConfigError(
+            "--turn-end model reads salmonn-mini's base chat LLM, and this brain is not built on it: "
+            "use --turn-end words."
+        )
     dtype = torch.bfloat16 if native_bfloat16() and str(getattr(model, "device", "cpu")) == "cpu" else torch.float32
     return TurnEndModel(path, dtype=dtype).unfinished
 
@@ -115,6 +124,10 @@ def add_assistant_command(
                    help="adaptive (default): a request that sounds complete ends after 0.6 s of "
                         "silence, one that trails off ('set a timer for...') after 1.2 s; fixed: "
                         "every request after the front-end's hangover (0.6 s). Adaptive needs early answers")
+    p.add_argument("--turn-end", choices=TURN_END_JUDGES, default="words",
+                   help="what tells a request that trails off, for the adaptive end of turn: words "
+                        "(default: its last word, 'for', 'and', 'the'...) or model (also salmonn-mini's "
+                        "base LLM's end-of-turn probability; best with clean speech, see README)")
     p.add_argument("--json", action="store_true", help="JSON Lines: one object per turn and per detection")
     speak = p.add_argument_group("speaking back")
     speak.add_argument(
@@ -186,7 +199,7 @@ def run_assistant(args: argparse.Namespace) -> int:
             # every call), which also keeps the prompt short.
             chat, actions=[t for t in actions if t.name in args.allow], gate=gate, store=WindowStore(),
             config=config, on_turn=lambda r: emit(format_turn(r), r.model_dump(mode="json")), watch=watch,
-            speaker=speaker, turn_end=turn_end_judge(model, config),
+            speaker=speaker, turn_end=turn_end_judge(model, config, args.turn_end),
         )
         live = args.input is None or args.realtime
         if speaker is not None and args.input is None:

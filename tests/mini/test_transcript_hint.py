@@ -216,5 +216,7 @@ def test_salmonn_minis_base_llm_hears_a_request_stop_mid_phrase(hinted, mini_par
     assert judge.end_probability("Set a pasta.") < 0.1 < judge.end_probability("Set a pasta timer for nine minutes.")
     assert judge.unfinished("Set a pasta.") and judge.unfinished("Add milk and")
     assert not judge.unfinished("Set a pasta timer for nine minutes.")
-    assert callable(turn_end_judge(hinted, AgentConfig()))
-    assert turn_end_judge(hinted, AgentConfig(end_of_turn="fixed")) is None
+    assert turn_end_judge(hinted, AgentConfig()) is None  # the word rule is the default
+    assert turn_end_judge(hinted, AgentConfig(end_of_turn="fixed"), "model") is None
+    with pytest.raises(ConfigError, match="--turn-end words"):
+        turn_end_judge(object(), AgentConfig(), "model")  # a brain not built on salmonn-mini
