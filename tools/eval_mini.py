@@ -2,6 +2,7 @@
 
     python tools/eval_mini.py [--model DIR] [--data DIR] [--limit N] [--json] [--skip-latency]
                               [--out FILE] [--batch-size 8] [--max-new-tokens 40] [--device auto]
+                              [--cli PATH]
     python tools/eval_mini.py --real DIR [--real-limit N] [...]   (real recordings, see below)
 
 Model: ``--model DIR`` (a salmonn-agent model directory, e.g. a training run's ``runs/x/model``),
@@ -52,7 +53,9 @@ Latency and memory (skipped with ``--skip-latency``), on the speech clip of the 
 * ``cold_cli_s``: wall time of ``salmonn-agent ask CLIP "Recognize the speech and give me the
   transcription."`` in a fresh process (``--model DIR`` passed when given; the CLI's own decoding
   defaults), median of 2 runs; salmonn-mini's parts are already cached by then (this tool loaded
-  the model first). ``cli_peak_rss_mb``: the larger "Maximum resident set size" of the two runs
+  the model first). ``--cli PATH`` times another installation's ``salmonn-agent`` (say, one
+  installed as README's first command, without the test extras: peft imports bitsandbytes
+  when it is installed, which adds about 1.5 s). ``cli_peak_rss_mb``: the larger "Maximum resident set size" of the two runs
   from ``/usr/bin/time -v`` (``rss_method``: "/usr/bin/time -v"), or, without it, from
   ``resource.getrusage(RUSAGE_CHILDREN)`` in a small wrapper process ("getrusage(RUSAGE_CHILDREN)").
 
@@ -394,9 +397,11 @@ _RSS_WRAPPER = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1
                 "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
 
 
-def cold_cli(clip_path: str, model: str | None, device: str | None, dtype: str, runs: int = 2) -> dict:
-    """Wall time and peak RSS of ``salmonn-agent ask`` in fresh processes (median / max of ``runs``)."""
-    cmd = cli_command() + ["ask", clip_path, CLI_INSTRUCTION]
+def cold_cli(clip_path: str, model: str | None, device: str | None, dtype: str, runs: int = 2,
+             cli: str | None = None) -> dict:
+    """Wall time and peak RSS of ``salmonn-agent ask`` in fresh processes (median / max of ``runs``);
+    ``cli``: the ``salmonn-agent`` executable (default: this environment's)."""
+    cmd = ([cli] if cli else cli_command()) + ["ask", clip_path, CLI_INSTRUCTION]
     if model:
         cmd += ["--model", model]
     if device:
@@ -489,6 +494,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--real-limit", type=int, help="with --real: first N items of each real-set group (default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--skip-latency", action="store_true", help="skip warm_answer_s, cold_cli_s and peak RSS")
+    p.add_argument("--cli", metavar="PATH",
+                   help="the salmonn-agent executable cold_cli_s times (default: this environment's)")
     p.add_argument("--out", type=Path, help="write per-item predictions here (JSON Lines)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=40)
@@ -503,6 +510,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--real evaluates the real set only: use --real-limit, not --data or --limit")
     if args.batch_size < 1 or args.max_new_tokens < 1:
         p.error("--batch-size and --max-new-tokens must be >= 1")
+    if args.cli and not (Path(args.cli).is_file() and os.access(args.cli, os.X_OK)):
+        p.error(f"--cli {args.cli}: not an executable file (give the path of an installation's salmonn-agent)")
     return args
 
 
@@ -513,7 +522,7 @@ def latency(model: Any, items: list[dict], args: argparse.Namespace) -> dict[str
     log(f"warm answer latency on {clip['path']}")
     out.update(warm_answer(model, clip["audio"]))
     log("cold CLI runs")
-    out.update(cold_cli(clip["audio"], args.model, args.device, args.dtype))
+    out.update(cold_cli(clip["audio"], args.model, args.device, args.dtype, cli=args.cli))
     return out
 
 

@@ -647,7 +647,7 @@ class Segmenter:
             self._paused_at = self._last
         if self._last - self._onset < self._min_speech:
             return
-        if settled and self._classify(self._onset, self._last, now)[0] != "speech":
+        if settled and self._confirms_so_far(now) != "speech":
             return
         start = self._cut if self._prefix is not None else self._win_start
         window = make_window(
@@ -660,6 +660,18 @@ class Segmenter:
         out.append(window)
         counted = "settled" if settled else "pause"
         self.stats.windows[counted] = self.stats.windows.get(counted, 0) + 1
+
+    def _confirms_so_far(self, now: int) -> WindowKind:
+        """The second stage's verdict on the open speech as if it ended now, leaving the event's
+        scores as they were: the event may go on, and its window must be scored as if this look
+        had not happened (an extra patch would change its tags)."""
+        scores = self._scores
+        state = scores.snapshot() if scores is not None else None
+        try:
+            return self._classify(self._onset, self._last, now)[0]
+        finally:
+            if scores is not None and state is not None:
+                scores.restore(state)
 
     def _split(self, out: list[AudioWindow], end: int) -> None:
         """The open window reached max_window_s: emit it and continue the event."""

@@ -68,6 +68,14 @@ class EventScores:
         self.patches = 0
         self.settled = False
 
+    def snapshot(self) -> tuple[np.ndarray | None, int, int, bool]:
+        """The scores so far, for :meth:`restore` after a look that must leave no trace."""
+        return (None if self.best is None else self.best.copy()), self.next, self.patches, self.settled
+
+    def restore(self, state: tuple[np.ndarray | None, int, int, bool]) -> None:
+        """Go back to a :meth:`snapshot`."""
+        self.best, self.next, self.patches, self.settled = state
+
     def add(self, scores: np.ndarray) -> None:
         """Merge one patch's (or another event's) class scores."""
         self.best = scores.copy() if self.best is None else np.maximum(self.best, scores)
