@@ -212,13 +212,22 @@ def at_hangover(window: AudioWindow) -> AudioWindow:
     return dataclasses.replace(window, emitted_at=window.event_end + 1.2)
 
 
-async def test_a_complete_request_ends_at_its_settled_window_and_acts_once(book):
+def one_request(book: Any, heard_text: str, **config: Any) -> tuple[AuditLog, ScriptedBrain, Any, AudioWindow, Feed]:
+    """An assistant whose brain adds a note and reports hearing ``heard_text``, and a feed holding
+    one request's pause, settled and hangover windows (the test closes the feed)."""
     audit = AuditLog()
-    brain = ScriptedBrain(responses=[heard(call("add_note", text="buy eggs"), "Add buy eggs to my notes.")])
-    agent = agent_for(brain, book, audit, allow=["add_note"], brain_hears_audio=True)
+    brain = ScriptedBrain(responses=[heard(call("add_note", text="buy eggs"), heard_text)])
+    agent = agent_for(brain, book, audit, allow=["add_note"], brain_hears_audio=True, **config)
     speech = at_hangover(tone_window(1.0, start=2.0))
     feed = Feed()
-    for window in (at_pause(speech), settled_of(speech), speech, None):
+    for window in (at_pause(speech), settled_of(speech)):
+        feed.queue.put_nowait(window)
+    return audit, brain, agent, speech, feed
+
+
+async def test_a_complete_request_ends_at_its_settled_window_and_acts_once(book):
+    audit, brain, agent, speech, feed = one_request(book, "Add buy eggs to my notes.")
+    for window in (speech, None):
         feed.queue.put_nowait(window)
 
     [result] = await agent.process(feed)
@@ -249,12 +258,8 @@ async def test_a_request_that_trails_off_waits_and_is_answered_whole(book):
 
 
 async def test_a_request_that_trails_off_and_stops_ends_at_the_hangover(book):
-    audit = AuditLog()
-    brain = ScriptedBrain(responses=[heard(call("add_note", text="buy eggs"), "Add buy eggs to")])
-    agent = agent_for(brain, book, audit, allow=["add_note"], brain_hears_audio=True)
-    speech = at_hangover(tone_window(1.0, start=2.0))
-    feed = Feed()
-    for window in (at_pause(speech), settled_of(speech), speech, None):
+    audit, brain, agent, speech, feed = one_request(book, "Add buy eggs to")
+    for window in (speech, None):
         feed.queue.put_nowait(window)
 
     [result] = await agent.process(feed)
@@ -266,13 +271,7 @@ async def test_a_request_that_trails_off_and_stops_ends_at_the_hangover(book):
 
 
 async def test_a_live_assistant_ends_a_complete_request_at_its_settled_window(book):
-    audit = AuditLog()
-    brain = ScriptedBrain(responses=[heard(call("add_note", text="buy eggs"), "Add buy eggs to my notes.")])
-    agent = agent_for(brain, book, audit, allow=["add_note"], brain_hears_audio=True)
-    speech = at_hangover(tone_window(1.0, start=2.0))
-    feed = Feed()
-    for window in (at_pause(speech), settled_of(speech)):
-        feed.queue.put_nowait(window)
+    audit, brain, agent, speech, feed = one_request(book, "Add buy eggs to my notes.")
     task = asyncio.ensure_future(agent.run(feed))
     await asyncio.sleep(0.3)  # the hangover's speech window comes later than the settled one
     for window in (speech, None):
@@ -285,12 +284,8 @@ async def test_a_live_assistant_ends_a_complete_request_at_its_settled_window(bo
 
 
 async def test_a_fixed_end_of_turn_ignores_settled_windows(book):
-    audit = AuditLog()
-    brain = ScriptedBrain(responses=[heard(call("add_note", text="buy eggs"), "Add buy eggs to my notes.")])
-    agent = agent_for(brain, book, audit, allow=["add_note"], brain_hears_audio=True, end_of_turn="fixed")
-    speech = at_hangover(tone_window(1.0, start=2.0))
-    feed = Feed()
-    for window in (at_pause(speech), settled_of(speech), speech, None):
+    audit, _, agent, speech, feed = one_request(book, "Add buy eggs to my notes.", end_of_turn="fixed")
+    for window in (speech, None):
         feed.queue.put_nowait(window)
 
     [result] = await agent.process(feed)
