@@ -55,6 +55,9 @@ def add_serve_command(
                     help="keep the actions' outputs (notes read back...) out of the audit log")
     ui.add_argument("--barge-in", choices=("cancel", "queue"), default="cancel",
                     help="new speech during an answer: cancel it (default) or queue the new request")
+    ui.add_argument("--end-of-turn", choices=("adaptive", "fixed"), default="adaptive",
+                    help="adaptive (default): a request that sounds complete ends after 0.6 s of silence, "
+                         "one that trails off after 1.2 s; fixed: every request after 0.6 s")
     ui.add_argument("--max-tokens", type=int, default=64, metavar="N", help="longest answer in tokens (default 64)")
     ui.add_argument("--memory-turns", type=int, metavar="N",
                     help="earlier turns each session remembers (default: 0 with salmonn-mini, 6 otherwise)")
@@ -99,6 +102,7 @@ def live_options_from_args(args: argparse.Namespace) -> LiveOptions | None:
         webhook_url=check_webhook_url(args.webhook) if args.webhook else None,
         audit_path=args.audit, audit_redact=args.audit_redact, max_tokens=args.max_tokens,
         memory_turns=args.memory_turns, barge_in=args.barge_in, watch_cooldown_s=args.watch_cooldown,
+        end_of_turn=args.end_of_turn,
     )
     names = [tool.name for tool in build_actions(options.actions_config())]
     unknown = [name for name in options.allow if name not in names]

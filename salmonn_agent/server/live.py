@@ -108,6 +108,8 @@ class LiveOptions:
     memory_turns: int | None = None
     """Turns remembered per session (None: the brain's default, see ``memory_turns_for``)."""
     barge_in: Literal["cancel", "queue"] = "cancel"
+    end_of_turn: Literal["adaptive", "fixed"] = "adaptive"
+    """The voice assistant's end of turn (``AgentConfig.end_of_turn``; the word rule judges)."""
     watch_cooldown_s: float = 10.0
     segmenter: SegmenterConfig | None = None
     brain: BrainFactory = session_brain
@@ -372,7 +374,8 @@ class LiveSession:
         self.clip_chat = options.brain(chat, [], options.max_tokens)
         self.agent = VoiceAgent(
             brain, actions=[t for t in tools if t.name in options.allow], gate=gate, store=WindowStore(),
-            config=AgentConfig(barge_in=options.barge_in, max_memory_turns=memory, brain_hears_audio=True),
+            config=AgentConfig(barge_in=options.barge_in, max_memory_turns=memory, brain_hears_audio=True,
+                               end_of_turn=options.end_of_turn),
             on_turn=self._on_turn,
         )
         self.source = PushSource(max_blocks=_QUEUE_SECONDS * settings.max_frames_per_s)

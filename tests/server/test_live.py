@@ -39,6 +39,8 @@ class SlowBrain(BaseChatModel):
     delay_s: float = 0.05
     call: dict[str, Any] | None = Field(default_factory=lambda: {"name": "add_note", "args": {"text": "buy milk"}})
     log: list[str] = Field(default_factory=list)
+    heard: str | None = None
+    """What the brain reports hearing ahead of its answer (as ChatSALMONN with salmonn-mini does)."""
     prompts: list[int] = Field(default_factory=list)
     """How many messages each answer was given (memory shows as more)."""
 
@@ -58,6 +60,8 @@ class SlowBrain(BaseChatModel):
         self.log.append("start")
         self.prompts.append(len(messages))
         try:
+            if self.heard is not None:
+                yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={"transcripts": [self.heard]}))
             for word in self.words:
                 await asyncio.sleep(self.delay_s)
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=word))
@@ -86,15 +90,16 @@ class StubChat:
 class Brains:
     """The brain factory of a test server, keeping every session's brain."""
 
-    def __init__(self, delay_s: float = 0.05, tool: str = "add_note") -> None:
-        self.delay_s, self.tool = delay_s, tool
+    def __init__(self, delay_s: float = 0.05, tool: str = "add_note", heard: str | None = None) -> None:
+        self.delay_s, self.tool, self.heard = delay_s, tool, heard
         self.made: list[SlowBrain] = []
 
     def __call__(self, chat: Any, callbacks: list[Any], max_tokens: int) -> BaseChatModel:
         if max_tokens == WATCH_MAX_TOKENS:
             return SlowBrain(words=["Yes."], call=None, delay_s=0)
         args = {"text": "buy milk"} if self.tool == "add_note" else {}
-        brain = SlowBrain(callbacks=callbacks, delay_s=self.delay_s, call={"name": self.tool, "args": args})
+        brain = SlowBrain(callbacks=callbacks, delay_s=self.delay_s, call={"name": self.tool, "args": args},
+                          heard=self.heard)
         if callbacks:  # the voice assistant's brain (the clip chat gets none)
             self.made.append(brain)
         return brain
@@ -106,9 +111,11 @@ def live_server(tmp_path, run_app) -> Callable[..., Any]:
     from salmonn_agent.server.app import create_app
     from salmonn_agent.server.settings import ServerSettings
 
-    def start(brains: Brains | None = None, allow: tuple[str, ...] = ("add_note",), **settings: Any) -> Any:
+    def start(brains: Brains | None = None, allow: tuple[str, ...] = ("add_note",), end_of_turn: str = "adaptive",
+              **settings: Any) -> Any:
         options = LiveOptions(allow=list(allow), notes_path=tmp_path / "notes.txt",
-                              audit_path=tmp_path / "audit.jsonl", memory_turns=2, brain=brains or Brains())
+                              audit_path=tmp_path / "audit.jsonl", memory_turns=2, brain=brains or Brains(),
+                              end_of_turn=end_of_turn)
         server = run_app(create_app(ServerSettings(**settings), StubChat, options))
         server.ws = server.base.replace("http", "ws") + "/v1/live"
         return server
@@ -292,6 +299,20 @@ def test_a_spoken_request_and_a_sound(live_server, tmp_path):
     assert (audit["tool"], audit["decision"]) == ("add_note", "allowed")
     assert "buy milk" in (tmp_path / "notes.txt").read_text()
     assert [json.loads(line)["tool"] for line in (tmp_path / "audit.jsonl").read_text().splitlines()] == ["add_note"]
+
+
+@pytest.mark.parametrize("end_of_turn, heard, wait_ms", [
+    ("adaptive", "Note that I need to buy milk.", 600),
+    ("adaptive", "Note that I need to buy milk and", 1200),  # it trails off: a longer wait
+    ("fixed", "Note that I need to buy milk and", 600),
+])
+def test_a_session_ends_the_turn_as_its_end_of_turn_says(live_server, end_of_turn, heard, wait_ms):
+    server = live_server(Brains(heard=heard), end_of_turn=end_of_turn, max_frames_per_s=1000)
+    client = Client(server.ws)
+    client.until("ready")
+    client.send_audio(scene("lights"), pace_s=0.1)  # in real time: the settled window comes 0.6 s before the hangover's
+    turn = client.until("turn")
+    assert turn["metrics"]["eou_delay_ms"] == pytest.approx(wait_ms, abs=60)
 
 
 def test_tabs_are_separate_sessions_with_separate_memory(live_server):
