@@ -372,6 +372,7 @@ class VoiceAgent:
         self._awaiting_verdict: _Turn | None = None
         self._held: HeldAnswer | None = None
         self._ended: AudioWindow | None = None  # the last turn that ended at its settled window
+        self._answered_until = 0  # the stream sample where that turn's window ended (see _unanswered)
         self._settling: tuple[AudioWindow, asyncio.Future[None]] | None = None  # a settled window being judged
         self._queue: asyncio.Queue[tuple[AudioWindow, float, str] | None] = asyncio.Queue()
         self._watch_queue: asyncio.Queue[tuple[AudioWindow, str] | None] = asyncio.Queue()
@@ -476,6 +477,7 @@ class VoiceAgent:
         windows = listener.awindows()
         try:
             async for window in windows:
+                window = self._unanswered(window)
                 if window.kind == "pause":
                     if window.metrics.reason != "settled":
                         self._preempt(window)
@@ -506,6 +508,7 @@ class VoiceAgent:
         try:
             async for window in listener.awindows():
                 arrival = time.perf_counter()
+                window = self._unanswered(window)
                 if window.kind == "pause":
                     if window.metrics.reason == "settled":
                         self._settling = (window, asyncio.ensure_future(self._settle_live(window, arrival)))
@@ -656,7 +659,7 @@ class VoiceAgent:
         if held is not self._held:  # replaced or dropped meanwhile
             return None
         ended = dataclasses.replace(window, kind="speech")
-        self._ended = ended
+        self._ended, self._answered_until = ended, ended.end_sample
         return ended
 
     async def _unfinished(self, transcript: str) -> bool:
@@ -669,10 +672,27 @@ class VoiceAgent:
         if ended is not None:
             self._dispatch(ended, self.store.add(ended), arrival)
 
+    def _unanswered(self, window: AudioWindow) -> AudioWindow:
+        """``window`` without what a turn that ended at its settled window already heard. The
+        front-end's hangover is the longer wait, so a next request that starts within it
+        continues the same event: its windows begin with the answered request, which must not
+        be asked (and acted on) again. Cut at the answered window's end, whose post-roll and the
+        silence after it are the new request's pre-roll."""
+        cut = self._answered_until
+        if window.kind not in ("speech", "pause") or not window.start_sample < cut < window.end_sample:
+            return window
+        return dataclasses.replace(
+            window, samples=window.samples[cut - window.start_sample :], start_sample=cut,
+            event_start=max(window.event_start, cut / window.sample_rate),
+        )
+
     def _already_ended(self, window: AudioWindow) -> bool:
         """Whether ``window`` is the hangover's ``speech`` window of a turn that already ended at
-        its settled window (the same audio: nothing new was said)."""
-        return self._ended is not None and same_audio(self._ended, window)
+        its settled window: it ends where that turn's window ended, so nothing new was said
+        (after an earlier turn of the same event it begins earlier: see :meth:`_unanswered`)."""
+        ended = self._ended
+        return (ended is not None and window.kind == "speech" and window.end_sample == ended.end_sample
+                and window.event_end == ended.event_end)
 
     def _history(self) -> list[BaseMessage]:
         """What comes before a new request: the system prompt and the remembered turns."""

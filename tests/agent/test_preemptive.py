@@ -257,6 +257,29 @@ async def test_a_request_that_trails_off_waits_and_is_answered_whole(book):
     assert result.metrics.eou_delay_ms == pytest.approx(600.0)
 
 
+async def test_a_next_request_within_the_hangover_is_asked_without_the_answered_one(book):
+    # The first request ended at its settled window; the speaker's next one starts 0.9 s later,
+    # within the 1.2 s hangover, so the front-end's event (and its windows) hold both.
+    audit = AuditLog()
+    brain = ScriptedBrain(responses=[
+        heard(call("add_note", text="buy eggs"), "Add buy eggs to my notes."),
+        heard(call("add_note", text="buy rice"), "Add buy rice to my notes."),
+    ])
+    agent = agent_for(brain, book, audit, allow=["add_note"], brain_hears_audio=True)
+    first = tone_window(1.0, start=2.0)
+    both = at_hangover(tone_window(3.0, start=2.0))
+    feed = Feed()
+    for window in (at_pause(first), settled_of(first), at_pause(both), settled_of(both), both, None):
+        feed.queue.put_nowait(window)
+
+    results = await agent.process(feed)
+
+    assert [r.args for r in audit.records()] == [{"text": "buy eggs"}, {"text": "buy rice"}]  # each once
+    assert len(results) == 2 and len(brain.seen) == 2
+    second = results[1].window
+    assert second["start"] == pytest.approx(first.end) and second["end"] == pytest.approx(both.end)
+
+
 async def test_a_request_that_trails_off_and_stops_ends_at_the_hangover(book):
     audit, brain, agent, speech, feed = one_request(book, "Add buy eggs to")
     for window in (speech, None):
