@@ -90,7 +90,7 @@ from salmonn_agent.agent import (  # noqa: E402
     build_actions,
 )
 from salmonn_agent.agent.audio_refs import WindowStore  # noqa: E402
-from salmonn_agent.agent.commands import turn_end_judge  # noqa: E402
+from salmonn_agent.agent.commands import TURN_END_JUDGES, turn_end_judge  # noqa: E402
 from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent, memory_turns_for  # noqa: E402
 from salmonn_agent.audio import SAMPLE_RATE  # noqa: E402
 from salmonn_agent.errors import ConfigError, SalmonnError  # noqa: E402
@@ -452,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"silence between a hesitating command's two parts (default {HESITATION_S})")
     parser.add_argument("--end-of-turn", choices=["adaptive", "fixed"], default="adaptive",
                         help="as `assistant --end-of-turn` (default adaptive)")
-    parser.add_argument("--turn-end", choices=["words", "model"], default="words",
+    parser.add_argument("--turn-end", choices=TURN_END_JUDGES, default="words",
                         help="as `assistant --turn-end` (default words)")
     parser.add_argument("--no-early-answers", dest="no_preemptive", action="store_true",
                         help="do not start answers at pauses (as `assistant --no-early-answers`)")

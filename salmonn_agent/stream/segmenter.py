@@ -666,12 +666,13 @@ class Segmenter:
         scores as they were: the event may go on, and its window must be scored as if this look
         had not happened (an extra patch would change its tags)."""
         scores = self._scores
-        state = scores.snapshot() if scores is not None else None
+        if scores is None:
+            return self._classify(self._onset, self._last, now)[0]
+        state = scores.snapshot()
         try:
             return self._classify(self._onset, self._last, now)[0]
         finally:
-            if scores is not None and state is not None:
-                scores.restore(state)
+            scores.restore(state)
 
     def _split(self, out: list[AudioWindow], end: int) -> None:
         """The open window reached max_window_s: emit it and continue the event."""
