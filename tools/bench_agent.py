@@ -48,7 +48,13 @@ Prints one JSON object:
 
 Windows are matched to requests by time (the request whose speech overlaps the window most).
 
-Usage: python tools/bench_agent.py --json [--model DIR] [--requests 12] [--questions 2]
+``--bank other`` replaces the held-out sentences by hand-written requests in wording the training
+never used, said by voices no training used (:mod:`devkit.other_requests`): 30 commands and 10
+questions or pieces of chit-chat, without hesitations by default. A piece of chit-chat has no
+expected answer: it counts in ``false_actions`` and ``questions_answered``, not in
+``questions_correct``.
+
+Usage: python tools/bench_agent.py --json [--model DIR] [--bank heldout|other] [--requests 12] [--questions 2]
        [--hesitations 2] [--hesitation-s 0.3] [--end-of-turn adaptive|fixed] [--turn-end words|model]
        [--no-early-answers]
        [--seed 0] [--realtime] [--speak] [--details]
@@ -61,6 +67,7 @@ import argparse
 import asyncio
 import json
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -79,7 +86,9 @@ if str(ROOT) not in sys.path:  # devkit/ sits at the repository root, outside th
 
 from devkit import sounds as S  # noqa: E402
 from devkit.assistant_bank import ASSISTANT_TOOLS, Request, sample_requests  # noqa: E402
+from devkit.other_requests import OTHER_REQUESTS, OTHER_VOICES  # noqa: E402
 from devkit.scenes import SceneBuilder  # noqa: E402
+from devkit.voices import speak_with  # noqa: E402
 from salmonn_agent.agent import (  # noqa: E402
     ActionGate,
     ActionPolicy,
@@ -125,13 +134,24 @@ class Spoken:
 # ---------------------------------------------------------------- the conversation
 
 
-def pick_requests(n: int, questions: int, seed: int) -> list[Request]:
-    """``n`` distinct held-out requests: ``n - questions`` commands and ``questions`` questions,
-    in the order :func:`sample_requests` draws them."""
+BANKS = {"heldout": (12, 2, 2), "other": (len(OTHER_REQUESTS), sum(r.tool is None for r in OTHER_REQUESTS), 0)}
+"""``--bank``: its default ``--requests``, ``--questions`` and ``--hesitations``. ``heldout``: held-out sentences of the
+training templates (:mod:`devkit.assistant_bank`) said by held-out espeak-ng voices; ``other``:
+the hand-written requests of :mod:`devkit.other_requests` said by voices no training used."""
+
+
+def pick_requests(n: int, questions: int, seed: int, bank: str = "heldout") -> list[Request]:
+    """``n`` distinct requests of ``bank``: ``n - questions`` commands and ``questions`` questions,
+    in the order :func:`sample_requests` draws them (``other``: shuffled by ``seed``)."""
     want = {"command": n - questions, "question": questions}
     chosen: list[Request] = []
     seen: set[str] = set()
-    for request in sample_requests("test", 50 * n + 200, seed):
+    if bank == "other":
+        drawn = list(OTHER_REQUESTS)
+        np.random.default_rng([seed, 4040]).shuffle(drawn)
+    else:
+        drawn = sample_requests("test", 50 * n + 200, seed)
+    for request in drawn:
         kind = "question" if request.tool is None else "command" if request.tool in COMMAND_TOOLS else None
         if kind is None or want[kind] == 0 or request.text in seen:
             continue
@@ -140,21 +160,34 @@ def pick_requests(n: int, questions: int, seed: int) -> list[Request]:
         chosen.append(request)
         if not any(want.values()):
             return chosen
-    raise ConfigError(f"The held-out bank has too few distinct requests for --requests {n}: ask for fewer.")
+    raise ConfigError(f"The {bank} bank has too few distinct requests for --requests {n} --questions {questions}: "
+                      "ask for fewer.")
 
 
 def speak_conversation(
-    requests: list[Request], seed: int, hesitations: int = 0, hesitation_s: float = HESITATION_S
+    requests: list[Request], seed: int, hesitations: int = 0, hesitation_s: float = HESITATION_S,
+    bank: str = "heldout",
 ) -> tuple[np.ndarray, list[Spoken]]:
-    """The requests said one after another by held-out voices, with :data:`GAP_S` of silence
-    between; the first ``hesitations`` commands of more than three words are said in two parts
-    (split in the middle, ``hesitation_s`` of silence apart)."""
+    """The requests said one after another by held-out espeak-ng voices (bank ``other``: by
+    :data:`~devkit.other_requests.OTHER_VOICES` in turn, duration stretched 0.9-1.15), with
+    :data:`GAP_S` of silence between; the first ``hesitations`` commands of more than three words
+    are said in two parts (split in the middle, ``hesitation_s`` of silence apart)."""
     scene = SceneBuilder(noise_db=-65.0, seed=seed).silence(LEAD_S)
     voices, spans = [], []
     left = hesitations
     for index, request in enumerate(requests):
         rng = np.random.default_rng([seed, index, 8080])
-        voice = S.draw_voice(rng, held_out=True)
+        if bank == "other":
+            name, stretch = OTHER_VOICES[index % len(OTHER_VOICES)], float(rng.uniform(0.9, 1.15))
+
+            def say(text: str) -> np.ndarray:
+                return speak_with(name, text, stretch)
+        else:
+            voice = S.draw_voice(rng, held_out=True)
+            name = voice.name
+
+            def say(text: str) -> np.ndarray:
+                return S.speak(text, voice)
         words = request.text.split()
         parts = [request.text]
         if left and request.tool is not None and len(words) > 3:
@@ -164,15 +197,15 @@ def speak_conversation(
         first = scene.seconds
         for i, part in enumerate(parts):
             try:
-                said = S.speak(part, voice)
-            except RuntimeError as err:  # espeak-ng failed: not the assistant's fault
+                said = say(part)
+            except RuntimeError as err:  # the synthesizer failed: not the assistant's fault
                 raise ConfigError(f"Could not speak {part!r}: {err}") from None
             scene.speech(S.set_rms_db(said, level), label=request.text)
             if i < len(parts) - 1:
                 scene.silence(hesitation_s)
         spans.append((first, scene.seconds))
         scene.silence(GAP_S)
-        voices.append(voice.name)
+        voices.append(name)
     samples, events = scene.build()
     spoken = []
     for request, (start, end), voice in zip(requests, spans, voices, strict=True):
@@ -276,6 +309,7 @@ def score(
         if record.turn is not None:
             calls[record.turn].append(record)
     commands = correct = right_tools = questions = answered = right_answers = false_actions = cutoffs = 0
+    graded = 0  # questions with an expected answer (chit-chat has none)
     details = []
     assigned = assign_turns(spoken, results)
     for said, turns in zip(spoken, assigned, strict=True):
@@ -295,9 +329,13 @@ def score(
             questions += 1
             false_actions += bool(made)
             words = not made and bool(answer)
-            ok = words and normalize(str(request.answer)) in normalize(answer)
+            if request.answer is None:
+                ok = not made
+            else:
+                ok = words and normalize(request.answer) in normalize(answer)
+                graded += 1
+                right_answers += ok
             answered += words
-            right_answers += ok
             expected = {"answer": request.answer}
         details.append({
             "text": request.text,
@@ -318,7 +356,7 @@ def score(
         "actions_correct": round(correct / commands, 3) if commands else None,
         "tools_correct": round(right_tools / commands, 3) if commands else None,
         "questions_answered": round(answered / questions, 3) if questions else None,
-        "questions_correct": round(right_answers / questions, 3) if questions else None,
+        "questions_correct": round(right_answers / graded, 3) if graded else None,
         "false_actions": round(false_actions / questions, 3) if questions else None,
         "false_cutoffs": round(cutoffs / len(spoken), 3) if spoken else None,
         "unmatched_turns": len(results) - sum(len(turns) for turns in assigned),
@@ -339,6 +377,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from salmonn_agent.registry import load_model, resolve_model_name
 
+    defaults = dict(zip(("requests", "questions", "hesitations"), BANKS[args.bank], strict=True))
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if args.requests < 1 or not 0 <= args.questions < args.requests:
         raise ConfigError(
             f"--requests must be at least 1 and --questions between 0 and --requests - 1, got "
@@ -348,6 +390,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--max-tokens must be at least 1, got {args.max_tokens}.")
     if not S.espeak_available():
         raise ConfigError("espeak-ng is not installed (it speaks the requests): apt-get install espeak-ng.")
+    if args.bank == "other" and not (shutil.which("flite") and shutil.which("text2wave")):
+        raise ConfigError("--bank other speaks with flite and festival: apt-get install flite festival "
+                          "festvox-us-slt-hts.")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
@@ -356,7 +401,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not 0 <= args.hesitation_s <= 5:
         raise ConfigError(f"--hesitation-s must be between 0 and 5 seconds, got {args.hesitation_s}.")
     samples, spoken = speak_conversation(
-        pick_requests(args.requests, args.questions, args.seed), args.seed, args.hesitations, args.hesitation_s
+        pick_requests(args.requests, args.questions, args.seed, args.bank), args.seed, args.hesitations,
+        args.hesitation_s, args.bank,
     )
     model = load_model(args.model, device=args.device, dtype=args.dtype)
     name = resolve_model_name(args.model)
@@ -411,6 +457,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "audio_s": round(samples.size / SAMPLE_RATE, 2),
         "realtime": args.realtime,
         "seed": args.seed,
+        "bank": args.bank,
         "memory_turns": args.memory_turns,
         "hesitations": args.hesitations,
         "hesitation_s": args.hesitation_s,
@@ -443,11 +490,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="a salmonn-agent model directory (default: the embedded model)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
     parser.add_argument("--dtype", default="auto", help="the model's precision, as the CLI's --dtype (default: auto)")
-    parser.add_argument("--requests", type=int, default=12, help="spoken requests in the conversation (default 12)")
-    parser.add_argument("--questions", type=int, default=2, help="how many of them are questions (default 2)")
+    parser.add_argument("--bank", choices=list(BANKS), default="heldout",
+                        help="heldout: held-out sentences of the training templates, held-out espeak-ng voices "
+                             "(default); other: hand-written requests in other wording, voices no training used")
+    parser.add_argument("--requests", type=int,
+                        help="spoken requests in the conversation (default 12; --bank other: all 40)")
+    parser.add_argument("--questions", type=int,
+                        help="how many of them are questions or chit-chat (default 2; --bank other: all 10)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--hesitations", type=int, default=2,
-                        help="commands said in two parts with a pause between (default 2)")
+    parser.add_argument("--hesitations", type=int,
+                        help="commands said in two parts with a pause between (default 2; --bank other: 0)")
     parser.add_argument("--hesitation-s", type=float, default=HESITATION_S,
                         help=f"silence between a hesitating command's two parts (default {HESITATION_S})")
     parser.add_argument("--end-of-turn", choices=["adaptive", "fixed"], default="adaptive",

@@ -29,6 +29,7 @@ from devkit.scenes import SceneBuilder
 from salmonn_agent.agent.policy import AuditRecord
 from salmonn_agent.agent.runtime import TurnMetrics, TurnResult
 from salmonn_agent.audio import load_audio
+from salmonn_agent.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEECH = ROOT / "tests" / "fixtures" / "stream"
@@ -372,3 +373,26 @@ def test_bench_counts_the_right_tool_with_wrong_arguments_as_a_right_tool_only(b
     records = [_call(1, "set_timer", seconds=30, label="timer")]
     figures, _ = bench.score(said, [_turn(1, 0.3, 2.4)], records, {"set_timer": {"label": "timer"}})
     assert figures["actions_correct"] == 0.0 and figures["tools_correct"] == 1.0
+
+
+def test_bench_other_bank_draws_every_hand_written_request_by_default(bench):
+    commands, questions, hesitations = bench.BANKS["other"]
+    chosen = bench.pick_requests(commands, questions, seed=0, bank="other")
+    assert (commands, questions, hesitations) == (40, 10, 0)
+    assert len({r.text for r in chosen}) == 40 and sum(r.tool is None for r in chosen) == 10
+    assert {r.tool for r in chosen if r.tool} == set(bench.COMMAND_TOOLS)
+    assert chosen != bench.pick_requests(commands, questions, seed=1, bank="other")  # the order follows the seed
+    with pytest.raises(ConfigError, match="other bank has too few"):
+        bench.pick_requests(41, 10, seed=0, bank="other")
+
+
+def test_bench_chit_chat_is_right_without_an_action_and_is_not_graded_for_words(bench):
+    said = [bench.Spoken(Request("Good morning!", None, {}), 0.5, 1.5, "v"),
+            bench.Spoken(Request("What is the capital of Italy?", None, {}, answer="rome"), 2.5, 4.0, "v")]
+    turns = [_turn(1, 0.3, 1.8, "Good morning to you."), _turn(2, 2.3, 4.2, "It is Paris.")]
+    figures, details = bench.score(said, turns, [], {})
+    assert [d["correct"] for d in details] == [True, False]
+    assert (figures["questions_answered"], figures["questions_correct"], figures["false_actions"]) == (1.0, 0.0, 0.0)
+    acted = [_call(1, "add_note", text="good morning")]
+    figures, details = bench.score(said, turns, acted, {})
+    assert details[0]["correct"] is False and figures["false_actions"] == 0.5
