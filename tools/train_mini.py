@@ -455,6 +455,72 @@ def _hint_mix(runs: Path, cache_dir: Path, name: str = "hint", batches_per_group
     _say(f"{name} mix: {len(batches)} batches of {batch_size}; items per group {counts}; dropped {dropped}")
 
 
+WORDING = {"clips": 900, "seed": 5, "earlier_assistant_batches": 20, "others": 480, "max_wer": 0.25}
+"""The wording stage (:func:`_wording_stage`): spoken requests of :mod:`devkit.command_wording` in
+several engines' voices (``tools/make_assistant_data.py --wording``), whole batches of the fourth
+hint stage's spoken requests and a draw of its other items; an item is kept only where Whisper's
+transcript is within ``max_wer`` of what was said (numbers spelled out), so every target agrees with
+the transcript hint."""
+
+
+def _wording_mix(runs: Path, cache_dir: Path, batch_size: int = 8) -> None:
+    """``wording_mix.json`` for ``stage_wording.yaml`` (see :data:`WORDING`), batch by batch."""
+    import jiwer
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from devkit.scoring import normalize
+
+    from salmonn_agent.model.hints import hears_speech
+    from salmonn_agent.sound_tags import SoundTag
+
+    rng = random.Random(41)
+    pool = json.loads((runs / "wording_pool.json").read_text())["annotation"]
+    kept, dropped = [], 0
+    for entry in pool:
+        cached = torch.load(cache_dir / f"{_cache_key(entry)}.pt", weights_only=True)
+        tags = [SoundTag(label=label, score=score) for label, score in cached.get("sound_tags", [])]
+        heard = normalize(cached.get("whisper_transcript", "")) if hears_speech(tags) else ""
+        if not heard or jiwer.wer(normalize(entry["transcript"]), heard) > WORDING["max_wer"]:
+            dropped += 1
+            continue
+        kept.append(entry)
+    earlier = json.loads((runs / "hint4_mix.json").read_text())["annotation"]
+    assistant = [e for e in earlier if e["pool"] == "assistant"][: WORDING["earlier_assistant_batches"] * batch_size]
+    others = rng.sample([e for e in earlier if e["pool"] != "assistant"], WORDING["others"])
+    batches = []
+    for items in (kept, assistant, others):  # like with like: the requests' prompts are five times longer
+        rng.shuffle(items)
+        batches += [items[i : i + batch_size] for i in range(0, len(items) - batch_size + 1, batch_size)]
+    rng.shuffle(batches)
+    mix = [item for batch in batches for item in batch]
+    (runs / "wording_mix.json").write_text(json.dumps({"annotation": mix}))
+    _say(f"wording mix: {len(batches)} batches of {batch_size}; {len(kept)} new requests kept, {dropped} dropped "
+         f"(Whisper heard them otherwise), {len(assistant)} earlier requests, {len(others)} other items")
+
+
+def _wording_stage(runs: Path) -> None:
+    """Data and training of ``stage_wording.yaml`` (see :data:`WORDING`), from stage_hints4's result."""
+    out = runs / "assistant_wording"
+    if not (out / "assistant_train.json").is_file():
+        _say("generating spoken requests in many wordings and voices")
+        subprocess.run([sys.executable, str(ROOT / "tools" / "make_assistant_data.py"), str(out), "--wording",
+                        "--train", str(WORDING["clips"]), "--valid", "0", "--test", "0",
+                        "--seed", str(WORDING["seed"]), "--workers", "2"], check=True)
+    config = ROOT / "examples" / "mini" / "stage_wording.yaml"
+    if not (runs / "wording_mix.json").is_file():
+        pool = [dict(e, pool="wording") for e in _entries(out, "assistant_train.json")]
+        (runs / "wording_pool.json").write_text(json.dumps({"annotation": pool}))
+        _say(f"computing the transcripts and tags of {len(pool)} spoken requests")
+        subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config), "--cache-only",
+                        "--set", "datasets.train_ann_path=../../runs/mini/wording_pool.json"], check=True)
+        key = _cache_key(pool[0])
+        _wording_mix(runs, next(f.parent for f in (runs / "cache").glob(f"*/{key}.pt")))
+    if not (runs / "stage_wording" / "model" / "model.safetensors").is_file():
+        _say("training stage_wording")
+        subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config)], check=True)
+
+
 def _cache_key(entry: dict) -> str | None:
     """The feature cache's key of an annotation (see ``salmonn_agent.training.data.FeatureCache``)."""
     from salmonn_agent.training.data import FeatureCache
@@ -490,6 +556,9 @@ def main() -> int:
     parser.add_argument("--hint-stage", action="store_true",
                         help="only train the hint stages (stage_hints*.yaml) from the shipped weights (speech_transcript "
                              "and sound_tags on), every target agreeing with the hints")
+    parser.add_argument("--wording-stage", action="store_true",
+                        help="only train the wording stage (stage_wording.yaml) from stage_hints4's result: spoken "
+                             "requests in many wordings and voices")
     parser.add_argument("--blend-weight", type=float, default=0.5,
                         help="the weight of --export-from's parameters in the average (0.5)")
     args = parser.parse_args()
@@ -516,6 +585,9 @@ def main() -> int:
     parts = prepare_mini_parts(progress=_say)
     if args.hint_stage:
         _hint_stage(runs, parts)
+        return 0
+    if args.wording_stage:
+        _wording_stage(runs)
         return 0
     if args.transcript_stage:
         _transcript_start(runs, parts)
