@@ -31,9 +31,15 @@ package with the transcript and tag hints on: each stage's candidates' transcrip
 into the feature cache first (``salmonn-agent train --cache-only``), and its mix keeps only
 targets that agree with them (:func:`_relayed`). The later stages add short fragments and runs
 of sentences in voices other than espeak-ng's, and "is anyone speaking?" of music
-(:func:`_hint2_pool`). ``--export-from runs/mini/stage_hints4/model`` ships the last.
+(:func:`_hint2_pool`).
 
-Usage: python tools/train_mini.py [--skip-export | --hint-stage | --export-from MODEL_DIR
+Then the wording stage, ``--wording-stage`` (``examples/mini/stage_wording.yaml``, from
+``stage_hints4``'s result): the voice assistant's spoken requests in many wordings and voices
+(``tools/make_assistant_data.py --wording``), every target agreeing with Whisper's transcript
+(:data:`WORDING`). The shipped weights are the average of its result and stage_hints4's:
+``--export-from runs/mini/stage_wording/model --blend-with runs/mini/stage_hints4/model``.
+
+Usage: python tools/train_mini.py [--skip-export | --hint-stage | --wording-stage | --export-from MODEL_DIR
        [--blend-with MODEL_DIR] [--blend-weight 0.5]]
 On a 2-core CPU the shipped run took about four hours, on a machine shared with other jobs:
 alignment 1,200 steps at batch 16 (62 min; its first epoch also fills the encoder-feature cache),
