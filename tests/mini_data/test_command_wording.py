@@ -49,3 +49,10 @@ def test_training_wording_shares_no_four_word_run_with_an_evaluation_request() -
 def test_an_unknown_voice_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="piper:joe"):
         speak_with("piper:joe", "Hello there.")
+
+
+def test_wording_data_is_training_data_only(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        make_assistant_data.main([str(tmp_path), "--wording"])  # valid and test splits by default
+    assert stop.value.code == 2 and "--valid 0 --test 0" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written
