@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import re
 import shutil
@@ -72,6 +73,7 @@ import statistics
 import sys
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,17 +179,13 @@ def speak_conversation(
     left = hesitations
     for index, request in enumerate(requests):
         rng = np.random.default_rng([seed, index, 8080])
+        say: Callable[[str], np.ndarray]
         if bank == "other":
-            name, stretch = OTHER_VOICES[index % len(OTHER_VOICES)], float(rng.uniform(0.9, 1.15))
-
-            def say(text: str) -> np.ndarray:
-                return speak_with(name, text, stretch)
+            name = OTHER_VOICES[index % len(OTHER_VOICES)]
+            say = functools.partial(speak_with, name, stretch=float(rng.uniform(0.9, 1.15)))
         else:
             voice = S.draw_voice(rng, held_out=True)
-            name = voice.name
-
-            def say(text: str) -> np.ndarray:
-                return S.speak(text, voice)
+            name, say = voice.name, functools.partial(S.speak, voice=voice)
         words = request.text.split()
         parts = [request.text]
         if left and request.tool is not None and len(words) > 3:

@@ -177,6 +177,22 @@ def _entries(directory: Path, file: str) -> list[dict]:
     return [dict(item, path=os.path.abspath(directory / item["path"])) for item in items]
 
 
+def _whole_batches(items: list[dict], batch_size: int) -> list[list[dict]]:
+    """``items`` cut into batches of ``batch_size`` in order; a last, shorter batch is left out."""
+    return [items[i : i + batch_size] for i in range(0, len(items) - batch_size + 1, batch_size)]
+
+
+def _cache_hints(runs: Path, config: Path, name: str) -> Path:
+    """Put the encoder features, transcripts and tags of ``{name}_pool.json``'s items into the
+    feature cache (``salmonn-agent train CONFIG --cache-only``); the cache folder they went to."""
+    pool = json.loads((runs / f"{name}_pool.json").read_text())["annotation"]
+    _say(f"computing the transcripts and tags of {len(pool)} candidate items")
+    subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config), "--cache-only",
+                    "--set", f"datasets.train_ann_path=../../runs/mini/{name}_pool.json"], check=True)
+    key = _cache_key(pool[0])
+    return next(f.parent for f in (runs / "cache").glob(f"*/{key}.pt"))
+
+
 def _transcript_data(runs: Path) -> None:
     """``transcript_mix.json`` and ``transcript_valid.json`` for ``stage_transcript.yaml``."""
     broad = runs / "broad"
@@ -256,8 +272,7 @@ def _all_tasks_data(runs: Path, batch_size: int = 8) -> None:
     rng.shuffle(others)
     assistant = rng.sample(_entries(runs / "assistant", "assistant_train.json"),
                            ALL_TASKS_MIX["assistant_batches"] * batch_size)
-    batches = [others[i : i + batch_size] for i in range(0, len(others) - batch_size + 1, batch_size)]
-    batches += [assistant[i : i + batch_size] for i in range(0, len(assistant), batch_size)]
+    batches = _whole_batches(others, batch_size) + _whole_batches(assistant, batch_size)
     rng.shuffle(batches)
     mix = [item for batch in batches for item in batch]
     (runs / "all_tasks_mix.json").write_text(json.dumps({"annotation": mix}))
@@ -450,8 +465,7 @@ def _hint_mix(runs: Path, cache_dir: Path, name: str = "hint", batches_per_group
     for group, count in batches_per_group.items():
         items = kept[group]
         rng.shuffle(items)
-        batches += [items[i : i + batch_size] for i in range(0, min(len(items), count * batch_size) - batch_size + 1,
-                                                              batch_size)]
+        batches += _whole_batches(items[: count * batch_size], batch_size)
     rng.shuffle(batches)
     mix = [item for batch in batches for item in batch]
     (runs / f"{name}_mix.json").write_text(json.dumps({"annotation": mix}))
@@ -497,7 +511,7 @@ def _wording_mix(runs: Path, cache_dir: Path, batch_size: int = 8) -> None:
     batches = []
     for items in (kept, assistant, others):  # like with like: the requests' prompts are five times longer
         rng.shuffle(items)
-        batches += [items[i : i + batch_size] for i in range(0, len(items) - batch_size + 1, batch_size)]
+        batches += _whole_batches(items, batch_size)
     rng.shuffle(batches)
     mix = [item for batch in batches for item in batch]
     (runs / "wording_mix.json").write_text(json.dumps({"annotation": mix}))
@@ -517,11 +531,7 @@ def _wording_stage(runs: Path) -> None:
     if not (runs / "wording_mix.json").is_file():
         pool = [dict(e, pool="wording") for e in _entries(out, "assistant_train.json")]
         (runs / "wording_pool.json").write_text(json.dumps({"annotation": pool}))
-        _say(f"computing the transcripts and tags of {len(pool)} spoken requests")
-        subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config), "--cache-only",
-                        "--set", "datasets.train_ann_path=../../runs/mini/wording_pool.json"], check=True)
-        key = _cache_key(pool[0])
-        _wording_mix(runs, next(f.parent for f in (runs / "cache").glob(f"*/{key}.pt")))
+        _wording_mix(runs, _cache_hints(runs, config, "wording"))
     if not (runs / "stage_wording" / "model" / "model.safetensors").is_file():
         _say("training stage_wording")
         subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config)], check=True)
@@ -672,13 +682,8 @@ def _hint_round(runs: Path, name: str, make_pool: Callable[[], list[dict]], batc
     stage = f"stage_{name.replace('hint', 'hints')}"
     config = ROOT / "examples" / "mini" / f"{stage}.yaml"
     if not (runs / f"{name}_mix.json").is_file():
-        pool = make_pool()
-        _say(f"computing the transcripts and tags of {len(pool)} candidate items")
-        subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config), "--cache-only",
-                        "--set", f"datasets.train_ann_path=../../runs/mini/{name}_pool.json"], check=True)
-        key = _cache_key(pool[0])
-        cache_dir = next(f.parent for f in (runs / "cache").glob(f"*/{key}.pt"))
-        _hint_mix(runs, cache_dir, name, batches)
+        make_pool()  # writes {name}_pool.json
+        _hint_mix(runs, _cache_hints(runs, config, name), name, batches)
     if not (runs / stage / "model" / "model.safetensors").is_file():
         _say(f"training {stage}")
         subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config)], check=True)
