@@ -12,6 +12,7 @@ and label, a note's text), as for the other salmonn-mini sentences.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -70,6 +71,31 @@ class Request:
         return self.tool or "answer"
 
 
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def spoken_timer_args(seconds: int, text: str, label: str | None = None) -> dict[str, Any]:
+    """``set_timer``'s arguments for a duration of ``seconds`` said as in ``text``: in the units the
+    speaker used, so the model copies the number it heard ("forty minutes" -> ``{"minutes": 40}``,
+    "an hour and ten minutes" -> ``{"hours": 1, "minutes": 10}``, "ninety seconds" ->
+    ``{"seconds": 90}``, "half an hour" -> ``{"hours": 0.5}``), then ``label`` if given."""
+    said = {unit for unit in ("hour", "minute", "second") if re.search(rf"\b{unit}s?\b", text.lower())}
+    if not said:
+        raise ValueError(f"no duration unit (hours, minutes, seconds) in {text!r}")
+    if said >= {"hour", "minute"}:
+        args = {"hours": seconds // 3600, "minutes": _number((seconds % 3600) / 60)}
+    elif said >= {"minute", "second"}:
+        args = {"minutes": seconds // 60, "seconds": seconds % 60}
+    elif "hour" in said:
+        args = {"hours": _number(seconds / 3600)}
+    elif "minute" in said:
+        args = {"minutes": _number(seconds / 60)}
+    else:
+        args = {"seconds": seconds}
+    return {**args, **({"label": label} if label else {})}
+
+
 def _duration(value: int, unit: str) -> str:
     if value == 1:
         return f"one {unit[:-1]}"
@@ -83,13 +109,15 @@ def _timers() -> list[Request]:
             spoken = _duration(value, unit)
             for template in TIMER_NO_LABEL:
                 key = f"timer|{value}{unit}|-|{template}"
-                out.append(Request(template.format(d=spoken), "set_timer", {"seconds": value * factor},
+                text = template.format(d=spoken)
+                out.append(Request(text, "set_timer", spoken_timer_args(value * factor, text),
                                    key=key, split=split_of(key)))
             for label in TIMER_LABELS:
                 for template in TIMER_WITH_LABEL:
                     key = f"timer|{value}{unit}|{label}"
-                    out.append(Request(template.format(d=spoken, label=label), "set_timer",
-                                       {"seconds": value * factor, "label": label}, key=key, split=split_of(key)))
+                    text = template.format(d=spoken, label=label)
+                    out.append(Request(text, "set_timer", spoken_timer_args(value * factor, text, label),
+                                       key=key, split=split_of(key)))
     return out
 
 

@@ -21,7 +21,7 @@ import random
 import re
 from typing import Callable
 
-from devkit.assistant_bank import Request
+from devkit.assistant_bank import Request, spoken_timer_args
 from devkit.text_bank import number_words
 
 KIND_WEIGHTS = {"set_timer": 0.34, "add_note": 0.30, "list_timers": 0.10, "read_notes": 0.10, "chat": 0.16}
@@ -524,9 +524,7 @@ def _timer(rng: random.Random) -> Request:
     frame = _with_filler(rng, frames[index], _FILLERS, 0.25)
     plural = label is not None and label.endswith("s") and label != "bus"
     text = _finish(_fix_articles(frame.format(d=spoken, a=adjective, l=label, needs="need" if plural else "needs")))
-    args: dict = {"seconds": seconds}
-    if label:
-        args["label"] = label
+    args = spoken_timer_args(seconds, text, label)
     frame_id = f"{'l' if labelled else 'n'}{index}"
     return Request(text, "set_timer", args, key=f"wording|timer|{seconds}|{label or '-'}|{frame_id}")
 

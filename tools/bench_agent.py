@@ -25,7 +25,8 @@ Prints one JSON object:
 * ``actions_correct``: fraction of the spoken commands whose turn called exactly the expected
   tool with the expected arguments (numbers equal; a note's text within a word error rate of
   0.25 after normalising case and punctuation; strings equal after that normalisation; an
-  argument left out counts as its default, e.g. a timer's label "timer");
+  argument left out counts as its default, e.g. a timer's label "timer"; a timer's hours, minutes
+  and seconds are added up, so any units that make the expected duration are right);
 * ``tools_correct``: fraction of the spoken commands whose turn called exactly the expected
   tool, whatever its arguments;
 * ``questions_answered`` (answered in words, no tool called) and ``questions_correct`` (the
@@ -100,6 +101,7 @@ from salmonn_agent.agent import (  # noqa: E402
     TimerBoard,
     build_actions,
 )
+from salmonn_agent.agent.actions import duration_seconds  # noqa: E402
 from salmonn_agent.agent.audio_refs import WindowStore  # noqa: E402
 from salmonn_agent.agent.commands import TURN_END_JUDGES, turn_end_judge  # noqa: E402
 from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent, memory_turns_for  # noqa: E402
@@ -278,8 +280,26 @@ def value_matches(key: str, expected: Any, got: Any) -> bool:
     return expected == got
 
 
+DURATION_KEYS = ("hours", "minutes", "seconds")
+
+
+def _as_seconds(args: dict[str, Any]) -> dict[str, Any]:
+    """A timer's arguments with its duration parts (hours, minutes, seconds) added up into
+    ``seconds``, so "forty minutes" is right as ``{"minutes": 40}`` or ``{"seconds": 2400}``."""
+    if not any(key in args for key in DURATION_KEYS):
+        return args
+    parts = [_number(args.get(key, 0)) for key in DURATION_KEYS]
+    if any(part is None for part in parts):
+        return args  # not numbers: compared as they are, and wrong
+    rest = {key: value for key, value in args.items() if key not in DURATION_KEYS}
+    return {**rest, "seconds": duration_seconds(*parts)}
+
+
 def args_match(expected: dict[str, Any], got: dict[str, Any], defaults: dict[str, Any]) -> bool:
-    """Whether ``got`` equals ``expected``, arguments left out on either side taking their defaults."""
+    """Whether ``got`` equals ``expected``, arguments left out on either side taking their defaults;
+    a timer's duration counts as right in any units that add up to the expected one."""
+    expected, got = _as_seconds(expected), _as_seconds(got)
+    defaults = {key: value for key, value in defaults.items() if key not in DURATION_KEYS}
     return all(
         value_matches(key, expected.get(key, defaults.get(key)), got.get(key, defaults.get(key)))
         for key in set(expected) | set(got)

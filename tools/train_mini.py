@@ -537,6 +537,46 @@ def _wording_stage(runs: Path) -> None:
         subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train", str(config)], check=True)
 
 
+def _units_mix(runs: Path) -> None:
+    """``units_mix.json`` for ``stage_units.yaml``: the wording stage's mix, item for item and in its
+    order, with every spoken request's prompt rendered anew (the timer tools' schema now takes
+    hours, minutes and seconds that add up) and every timer's target in the units its request said
+    (:func:`devkit.assistant_bank.spoken_timer_args`)."""
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "tools"))
+    from make_assistant_data import assistant_prompt, target_of
+
+    from devkit.assistant_bank import Request, spoken_timer_args
+
+    mix = json.loads((runs / "wording_mix.json").read_text())["annotation"]
+    old_prompts = {e["prompt"] for e in mix if e["task"] == "assistant"}
+    if len(old_prompts) != 1:
+        raise SystemExit(f"wording_mix.json's spoken requests have {len(old_prompts)} prompts, not one")
+    prompt, timers = assistant_prompt(None), 0
+    for entry in mix:
+        if entry["task"] != "assistant":
+            continue
+        entry["prompt"] = prompt
+        if entry["tool"] == "set_timer":
+            args = spoken_timer_args(entry["args"]["seconds"], entry["transcript"], entry["args"].get("label"))
+            entry["args"] = args
+            entry["text"] = target_of(Request(entry["transcript"], "set_timer", args))
+            timers += 1
+    (runs / "units_mix.json").write_text(json.dumps({"annotation": mix}))
+    _say(f"units mix: {len(mix)} items, {timers} timer targets in the units said")
+
+
+def _units_stage(runs: Path, parts) -> None:  # parts: MiniParts
+    """Data and training of ``stage_units.yaml`` from the shipped weights (see :func:`_units_mix`)."""
+    _shipped_start(runs, parts, "units_start")
+    if not (runs / "units_mix.json").is_file():
+        _units_mix(runs)
+    if not (runs / "stage_units" / "model" / "model.safetensors").is_file():
+        _say("training stage_units")
+        subprocess.run([sys.executable, "-m", "salmonn_agent.cli", "train",
+                        str(ROOT / "examples" / "mini" / "stage_units.yaml")], check=True)
+
+
 def _cache_key(entry: dict) -> str | None:
     """The feature cache's key of an annotation (see ``salmonn_agent.training.data.FeatureCache``)."""
     from salmonn_agent.training.data import FeatureCache
@@ -544,14 +584,15 @@ def _cache_key(entry: dict) -> str | None:
     return FeatureCache.key(dict(entry, expand_wav=entry.get("expand_wav", [])))
 
 
-def _transcript_start(runs: Path, parts) -> Path:  # parts: MiniParts
-    """The shipped salmonn-mini weights in a model directory with ``speech_transcript`` and
-    ``sound_tags`` set."""
+def _shipped_start(runs: Path, parts, name: str = "transcript_start") -> Path:  # parts: MiniParts
+    """The shipped salmonn-mini weights in the model directory ``runs/name`` with
+    ``speech_transcript`` and ``sound_tags`` set (written once: later stages start from what was
+    shipped when it was made)."""
     from salmonn_agent.mini.model import mini_config
     from salmonn_agent.model.checkpoint import load_trainable
     from salmonn_agent.model.salmonn import SALMONN
 
-    start = runs / "transcript_start"
+    start = runs / name
     if not (start / "model.safetensors").is_file():
         config = mini_config(parts.whisper_dir, parts.llm_dir, hints=True)
         model = SALMONN.from_config(config, device="cpu")
@@ -575,6 +616,9 @@ def main() -> int:
     parser.add_argument("--wording-stage", action="store_true",
                         help="only train the wording stage (stage_wording.yaml) from stage_hints4's result: spoken "
                              "requests in many wordings and voices")
+    parser.add_argument("--units-stage", action="store_true",
+                        help="only train the units stage (stage_units.yaml) from the shipped weights: the wording "
+                             "stage's mix with timers in the units said")
     parser.add_argument("--blend-weight", type=float, default=0.5,
                         help="the weight of --export-from's parameters in the average (0.5)")
     args = parser.parse_args()
@@ -605,8 +649,11 @@ def main() -> int:
     if args.wording_stage:
         _wording_stage(runs)
         return 0
+    if args.units_stage:
+        _units_stage(runs, parts)
+        return 0
     if args.transcript_stage:
-        _transcript_start(runs, parts)
+        _shipped_start(runs, parts)
         _transcript_data(runs)
         for stage in ("stage_transcript", "stage_transcript2", "stage_transcript3"):
             if (runs / stage / "model" / "model.safetensors").is_file():
@@ -651,7 +698,7 @@ def _hint_stage(runs: Path, parts) -> None:  # parts: MiniParts
     """Data and training of ``stage_hints.yaml`` and of the stages of :data:`HINT_ROUNDS` after it:
     each pool's transcripts and tags go into the feature cache first (``salmonn-agent train
     --cache-only``), then the mix is chosen from them."""
-    _transcript_start(runs, parts)
+    _shipped_start(runs, parts)
     if not (runs / "broad" / "train.json").is_file():
         _say("generating the broad-text speech recognition data")
         subprocess.run([sys.executable, str(ROOT / "tools" / "make_broad_asr.py"), str(runs / "broad")], check=True)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from typing_extensions import Self
 
 from salmonn_agent.errors import ConfigError, SalmonnError, format_validation_error
@@ -347,18 +347,40 @@ class TimerBoard:
 def _check_timer_seconds(seconds: float) -> None:
     if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_TIMER_SECONDS:
         raise ActionError(
-            f"A timer needs a duration above 0 and at most {MAX_TIMER_SECONDS:.0f} seconds "
-            f"(24 hours), got {seconds}."
+            f"A timer needs a duration above 0 and at most {MAX_TIMER_SECONDS:.0f} seconds (24 hours), "
+            f"given as hours, minutes or seconds that add up; got {seconds:g} s"
         )
 
 
-class SetTimerArgs(_Args):
-    """Arguments of ``set_timer``."""
+class _Duration(_Args):
+    """A timer's duration in the units the speaker used: ``hours``, ``minutes`` and ``seconds`` add
+    up, so "forty minutes" is ``{"minutes": 40}`` and "an hour and ten minutes" is ``{"hours": 1,
+    "minutes": 10}``; a model copies the number it heard instead of converting it."""
 
-    seconds: float = Field(
-        gt=0, le=MAX_TIMER_SECONDS,
-        description="Seconds until it rings (300 for five minutes).",
-    )
+    # No descriptions: the names say it, and every tool's schema is part of each prompt.
+    hours: float = Field(0, ge=0, le=24)
+    minutes: float = Field(0, ge=0, le=24 * 60)
+    seconds: float = Field(0, ge=0, le=MAX_TIMER_SECONDS)
+
+    @model_validator(mode="after")
+    def _positive_total(self) -> Self:
+        _check_timer_seconds(self.total_seconds)
+        return self
+
+    @property
+    def total_seconds(self) -> float:
+        """The whole duration in seconds."""
+        return duration_seconds(self.hours, self.minutes, self.seconds)
+
+
+def duration_seconds(hours: float = 0, minutes: float = 0, seconds: float = 0) -> float:
+    """``hours``, ``minutes`` and ``seconds`` added up, in seconds."""
+    return hours * 3600 + minutes * 60 + seconds
+
+
+class SetTimerArgs(_Duration):
+    """Arguments of ``set_timer``: the duration (:class:`_Duration`) and a label."""
+
     label: str = Field("timer", description="A short name, e.g. 'tea'.")
 
 
@@ -368,13 +390,10 @@ class CancelTimerArgs(_Args):
     timer_id: str = Field(description="The timer's id, e.g. 't1'.")
 
 
-class ChangeTimerArgs(_Args):
-    """Arguments of ``change_timer``."""
+class ChangeTimerArgs(_Duration):
+    """Arguments of ``change_timer``: the timer's id and its new duration from now."""
 
     timer_id: str = Field(description="The timer's id, e.g. 't1'.")
-    seconds: float = Field(
-        gt=0, le=MAX_TIMER_SECONDS, description="Seconds from now until it rings (900 for fifteen minutes).",
-    )
 
 
 def _describe_timer(info: TimerInfo) -> str:
@@ -382,11 +401,12 @@ def _describe_timer(info: TimerInfo) -> str:
 
 
 def timer_tools(board: TimerBoard) -> list[BaseTool]:
-    """``set_timer(seconds, label)``, ``list_timers()``, ``cancel_timer(timer_id)`` and
-    ``change_timer(timer_id, seconds)`` on ``board``."""
+    """``set_timer(hours, minutes, seconds, label)``, ``list_timers()``, ``cancel_timer(timer_id)``
+    and ``change_timer(timer_id, hours, minutes, seconds)`` on ``board`` (the duration's parts add
+    up; see :class:`SetTimerArgs`)."""
 
-    def set_timer(seconds: float, label: str = "timer") -> str:
-        info = board.set(seconds, label)
+    def set_timer(hours: float = 0, minutes: float = 0, seconds: float = 0, label: str = "timer") -> str:
+        info = board.set(duration_seconds(hours, minutes, seconds), label)
         return f"Timer {info.id} '{info.label}' set for {info.seconds:g} s."
 
     def list_timers() -> str:
@@ -401,19 +421,19 @@ def timer_tools(board: TimerBoard) -> list[BaseTool]:
         running = ", ".join(info.id for info in board.list()) or "none"
         raise ActionError(f"No running timer has the id {timer_id!r}; running timers: {running}.")
 
-    def change_timer(timer_id: str, seconds: float) -> str:
-        info = board.change(timer_id.strip(), seconds)
+    def change_timer(timer_id: str, hours: float = 0, minutes: float = 0, seconds: float = 0) -> str:
+        info = board.change(timer_id.strip(), duration_seconds(hours, minutes, seconds))
         return f"Timer {info.id} '{info.label}' now rings in {info.seconds:g} s."
 
     return [
         _tool(set_timer, name="set_timer", args_schema=SetTimerArgs, kind="timer",
-              description="Start a countdown timer."),
+              description="Start a countdown timer; its hours, minutes and seconds add up."),
         _tool(list_timers, name="list_timers", args_schema=NoArgs, kind="timer",
               description="List the running timers and the time left."),
         _tool(cancel_timer, name="cancel_timer", args_schema=CancelTimerArgs, kind="timer",
               description="Stop a running timer by its id."),
         _tool(change_timer, name="change_timer", args_schema=ChangeTimerArgs, kind="timer",
-              description="Make a running timer ring a new number of seconds from now, by its id."),
+              description="Make a running timer, by its id, ring after a new duration from now."),
     ]
 
 

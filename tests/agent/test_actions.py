@@ -196,7 +196,12 @@ def test_timer_tools() -> None:
         assert call(list_timers, {}).content == "t1 'bread': 60 s left of 90 s"
 
         negative = call(set_timer, {"seconds": -1})
-        assert negative.status == "error" and "seconds" in negative.content and "greater than 0" in negative.content
+        assert negative.status == "error" and "seconds" in negative.content and "greater than or equal to 0" in negative.content
+        empty = call(set_timer, {"label": "tea"})
+        assert empty.status == "error" and "hours, minutes or seconds" in empty.content
+        too_long = call(set_timer, {"hours": 20, "minutes": 300})
+        assert too_long.status == "error" and "24 hours" in too_long.content
+        assert len(board.list()) == 1  # refused calls start nothing
         unknown = call(cancel_timer, {"timer_id": "t7"})
         assert unknown.status == "error" and "'t7'" in unknown.content and "running timers: t1" in unknown.content
         assert call(change_timer, {"timer_id": "t1", "seconds": 300}).content == "Timer t1 'bread' now rings in 300 s."
@@ -206,6 +211,19 @@ def test_timer_tools() -> None:
         assert missing.status == "error" and "running timers: t1" in missing.content
         assert call(cancel_timer, {"timer_id": "t1"}).content == "Cancelled timer t1."
         assert board.list() == []
+
+
+def test_timer_duration_in_the_units_said() -> None:
+    """The model may copy the number it heard: hours, minutes and seconds add up."""
+    clock = FakeClock()
+    with TimerBoard(clock=clock) as board:
+        set_timer, _, _, change_timer = timer_tools(board)
+        assert call(set_timer, {"minutes": 40, "label": "cookies"}).content == "Timer t1 'cookies' set for 2400 s."
+        assert call(set_timer, {"hours": 1, "minutes": 10}).content == "Timer t2 'timer' set for 4200 s."
+        assert call(set_timer, {"minutes": 2, "seconds": 30}).content == "Timer t3 'timer' set for 150 s."
+        assert call(set_timer, {"hours": 0.5}).content == "Timer t4 'timer' set for 1800 s."
+        assert call(change_timer, {"timer_id": "t1", "minutes": 15}).content == "Timer t1 'cookies' now rings in 900 s."
+        assert [(t.id, t.seconds) for t in board.list()] == [("t3", 150.0), ("t1", 900.0), ("t4", 1800.0), ("t2", 4200.0)]
 
 
 # --- webhook -----------------------------------------------------------------------------

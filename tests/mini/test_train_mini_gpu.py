@@ -39,6 +39,7 @@ def test_assistant_check_scores_tools_arguments_and_answers(tmp_path: Path) -> N
         {"path": "b.wav", "tool": "set_timer", "args": {"seconds": 300, "label": "tea"}, "answer": None},
         {"path": "c.wav", "tool": "add_note", "args": {"text": "buy milk"}, "answer": None},
         {"path": "d.wav", "tool": "list_timers", "args": {}, "answer": None},
+        {"path": "f.wav", "tool": "set_timer", "args": {"minutes": 40, "label": "cookies"}, "answer": None},
         {"path": "e.wav", "tool": None, "args": None, "answer": "Seven."},
     ]
     for item in items:
@@ -51,9 +52,10 @@ def test_assistant_check_scores_tools_arguments_and_answers(tmp_path: Path) -> N
         "c.wav": '{"name": "add_note", "arguments": {"text": "Buy milk."}}',  # right after normalising
         "d.wav": "There are no timers.",  # words instead of a call
         "e.wav": "Seven.",
+        "f.wav": '{"name": "set_timer", "arguments": {"seconds": 2400, "label": "cookies"}}',  # right: same duration
     })
     result = _tool().assistant_accuracy(model, annotation, batch_size=2)
-    assert result == {"exact": 0.5, "tool": 0.75, "answers": 1.0, "commands": 4, "questions": 1}
+    assert result == {"exact": 0.6, "tool": 0.8, "answers": 1.0, "commands": 5, "questions": 1}
 
 
 def test_mix_takes_every_training_item_with_absolute_paths(tmp_path: Path) -> None:

@@ -14,9 +14,11 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import make_assistant_data  # noqa: E402
 
+from devkit.assistant_bank import spoken_timer_args  # noqa: E402
 from devkit.command_wording import wording_requests  # noqa: E402
 from devkit.other_requests import OTHER_REQUESTS  # noqa: E402
 from devkit.voices import speak_with  # noqa: E402
+from salmonn_agent.agent.actions import duration_seconds  # noqa: E402
 
 
 def _plain(text: str) -> str:
@@ -32,9 +34,26 @@ def test_wording_requests_say_what_their_targets_hold_and_repeat_for_a_seed() ->
         if r.tool == "add_note":
             assert _plain(r.args["text"]) in _plain(r.text), r
         elif r.tool == "set_timer":
-            assert isinstance(r.args["seconds"], int) and 5 <= r.args["seconds"] <= 7200, r
+            units = [key for key in ("hours", "minutes", "seconds") if key in r.args]
+            assert units and all(key[:-1] in r.text.lower() for key in units), r  # the units said
+            assert 5 <= duration_seconds(*(r.args.get(k, 0) for k in ("hours", "minutes", "seconds"))) <= 7200, r
         elif r.tool is None:
             assert r.answer, r  # chit-chat is answered in words, never by an action
+
+
+@pytest.mark.parametrize(("seconds", "text", "args"), [
+    (2400, "Start a timer for forty minutes for the cookies.", {"minutes": 40, "label": "cookies"}),
+    (90, "Count down ninety seconds.", {"seconds": 90}),
+    (90, "A minute and a half, please.", {"minutes": 1.5}),
+    (4200, "Set one for an hour and ten minutes.", {"hours": 1, "minutes": 10}),
+    (150, "Two minutes and thirty seconds.", {"minutes": 2, "seconds": 30}),
+    (1800, "Buzz me in half an hour.", {"hours": 0.5}),
+])
+def test_timer_targets_keep_the_units_said(seconds: int, text: str, args: dict) -> None:
+    label = args.get("label")
+    assert spoken_timer_args(seconds, text, label) == args
+    with pytest.raises(ValueError, match="no duration unit"):
+        spoken_timer_args(60, "Set a timer.")
 
 
 def test_training_wording_shares_no_four_word_run_with_an_evaluation_request() -> None:
