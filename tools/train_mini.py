@@ -605,7 +605,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-export", action="store_true", help="do not write the package's weights file")
     parser.add_argument("--export-from", type=Path, metavar="MODEL_DIR",
-                        help="only write this model directory's trainable parameters as the package's weights")
+                        help="only write this model directory's (or training checkpoint's) trainable parameters as "
+                             "the package's weights")
     parser.add_argument("--blend-with", type=Path, metavar="MODEL_DIR",
                         help="with --export-from: average its parameters with this model directory's")
     parser.add_argument("--transcript-stage", action="store_true",
@@ -624,14 +625,16 @@ def main() -> int:
     args = parser.parse_args()
     if args.export_from is not None:
         sources = [args.export_from] + ([args.blend_with] if args.blend_with else [])
-        for source in sources:
-            if not (source / "model.safetensors").is_file():
-                parser.error(f"{source / 'model.safetensors'} does not exist: give a model directory "
-                             "(a training run's output_dir/model)")
+        files = [_weights_file(source) for source in sources]
+        for source, file in zip(sources, files):
+            if file is None:
+                parser.error(f"{source} holds neither model.safetensors nor trainable.safetensors: give a model "
+                             "directory (a training run's output_dir/model) or one of its checkpoints "
+                             "(output_dir/checkpoints/step_N)")
         if not 0.0 <= args.blend_weight <= 1.0:
             parser.error("--blend-weight must be between 0 and 1")
-        blend = (args.blend_with / "model.safetensors", args.blend_weight) if args.blend_with else None
-        export_weights(args.export_from / "model.safetensors", WEIGHTS, blend)
+        blend = (files[1], args.blend_weight) if args.blend_with else None
+        export_weights(files[0], WEIGHTS, blend)
         _say(f"wrote {WEIGHTS} from {', '.join(map(str, sources))}")
         return 0
     if args.blend_with is not None:
@@ -751,9 +754,26 @@ def export_weights(source: Path, target: Path, blend: tuple[Path, float] | None 
     tensors = {k: v.to(torch.float16).contiguous() for k, v in tensors.items()}
     target.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"format": "pt", "model": "salmonn-mini"}
-    if _reads_hints(source.parent) or (blend is not None and _reads_hints(blend[0].parent)):
+    if _reads_hints(_config_dir(source)) or (blend is not None and _reads_hints(_config_dir(blend[0]))):
         metadata[HINTS_METADATA] = "1"
     save_file(tensors, str(target), metadata=metadata)
+
+
+def _weights_file(directory: Path) -> Path | None:
+    """The parameters of a model directory (``model.safetensors``) or of a training checkpoint
+    (``output_dir/checkpoints/step_N/trainable.safetensors``: the same names), else None."""
+    for name in ("model.safetensors", "trainable.safetensors"):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def _config_dir(weights: Path) -> Path:
+    """Where the model config of a weights file lies: beside a model directory's file; for a
+    checkpoint's, in its run's ``output_dir/model``."""
+    if weights.name == "trainable.safetensors":
+        return weights.parent.parent.parent / "model"
+    return weights.parent
 
 
 def _reads_hints(model_dir: Path) -> bool:
