@@ -132,10 +132,8 @@ def test_sound_watch_example_runs_with_salmonn_mini(mini_parts, mini_cache, tmp_
     assert done.stderr.strip().splitlines()[-1].startswith("checked ")
 
 
-@pytest.mark.slow
-def test_salmonn_mini_answers_do_not_depend_on_their_batch_mates(mini):
-    """16 requests at once (batched by the chat engine) give the answers of 16 one after another,
-    in the default precision (float16 weights on a CPU), repeats and prefix-cache hits included."""
+def _sequential_and_concurrent(model) -> tuple[list[str], list[str]]:
+    """16 requests one after another, then the same 16 at once (batched by the chat engine)."""
     import concurrent.futures
 
     from salmonn_agent.audio import load_audio
@@ -146,10 +144,24 @@ def test_salmonn_mini_answers_do_not_depend_on_their_batch_mates(mini):
     instructions = ["Recognize the speech and give me the transcription.", "What do you hear?",
                     "Is anyone speaking?", "Describe the audio."]
     requests = [[audio_message(clips[i % 3], instructions[i % 4], sample_rate=16_000)] for i in range(16)]
-    sequential_chat = ChatSALMONN(client=mini, temperature=0, max_tokens=24)
+    sequential_chat = ChatSALMONN(client=model, temperature=0, max_tokens=24)
     sequential = [sequential_chat.invoke(r).content for r in requests]
-    concurrent_chat = ChatSALMONN(client=mini, temperature=0, max_tokens=24)
+    concurrent_chat = ChatSALMONN(client=model, temperature=0, max_tokens=24)
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         concurrent = list(pool.map(lambda r: concurrent_chat.invoke(r).content, requests))
     assert concurrent_chat._runtime(None).engine.batches_run < 16  # they really were batched
-    assert concurrent == sequential
+    return sequential, concurrent
+
+
+@pytest.mark.slow
+def test_salmonn_mini_answers_do_not_depend_on_their_batch_mates(mini, mini_cache, monkeypatch):
+    """16 requests at once give the answers of 16 one after another, repeats and prefix-cache hits
+    included: exactly in float32; in the default precision (half-precision weights on a CPU) a
+    batch's arithmetic rounds differently from a single row's, so where the greedy choice is a
+    near-tie an answer may differ, and then only towards the float32 answer."""
+    monkeypatch.setenv("SALMONN_AGENT_CACHE", str(mini_cache))
+    sequential32, concurrent32 = _sequential_and_concurrent(registry.load_model(None, dtype="float32"))
+    assert concurrent32 == sequential32
+    sequential, concurrent = _sequential_and_concurrent(mini)
+    for alone, batched, full in zip(sequential, concurrent, sequential32, strict=True):
+        assert batched == alone or batched == full, (alone, batched, full)
