@@ -36,11 +36,16 @@ of sentences in voices other than espeak-ng's, and "is anyone speaking?" of musi
 Then the wording stage, ``--wording-stage`` (``examples/mini/stage_wording.yaml``, from
 ``stage_hints4``'s result): the voice assistant's spoken requests in many wordings and voices
 (``tools/make_assistant_data.py --wording``), every target agreeing with Whisper's transcript
-(:data:`WORDING`). The shipped weights are the average of its result and stage_hints4's:
+(:data:`WORDING`). Its result averaged with stage_hints4's was exported next:
 ``--export-from runs/mini/stage_wording/model --blend-with runs/mini/stage_hints4/model``.
 
-Usage: python tools/train_mini.py [--skip-export | --hint-stage | --wording-stage | --export-from MODEL_DIR
-       [--blend-with MODEL_DIR] [--blend-weight 0.5]]
+Then the units stage, ``--units-stage`` (``examples/mini/stage_units.yaml``, from those exported
+weights): the wording stage's mix with the timer tools' new schema in every prompt and each
+timer's target in the units its request said (:func:`_units_mix`). The shipped weights are its
+checkpoint at step 60: ``--export-from runs/mini/stage_units/checkpoints/step_00000060``.
+
+Usage: python tools/train_mini.py [--skip-export | --hint-stage | --wording-stage | --units-stage
+       | --export-from MODEL_DIR [--blend-with MODEL_DIR] [--blend-weight 0.5]]
 On a 2-core CPU the shipped run took about four hours, on a machine shared with other jobs:
 alignment 1,200 steps at batch 16 (62 min; its first epoch also fills the encoder-feature cache),
 stage 2 400 steps at batch 8 (41 min, about 6.2 s a step), stage 2b 400 more (53 min; about 5.7 s a
