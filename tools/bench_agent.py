@@ -238,6 +238,8 @@ async def run_assistant(
         config = AgentConfig(max_memory_turns=memory, preemptive=preemptive, end_of_turn=end_of_turn)
         agent = VoiceAgent(chat, actions=actions, gate=gate, store=WindowStore(), config=config, speaker=speaker,
                            turn_end=turn_end_judge(model, config, turn_end))  # as the command does
+        if not realtime:  # as the command does: rate limits count the replay's seconds
+            gate.clock = agent.stream_seconds
         listener = Listener(FileSource(wav, realtime=realtime), agent.segmenter_config(), on_onset=agent.on_onset if realtime else None)
         try:
             listener.start()

@@ -202,6 +202,8 @@ def run_assistant(args: argparse.Namespace) -> int:
             speaker=speaker, turn_end=turn_end_judge(model, config, args.turn_end),
         )
         live = args.input is None or args.realtime
+        if not live:  # a replay faster than real time: rate limits count the file's seconds
+            gate.clock = agent.stream_seconds
         if speaker is not None and args.input is None:
             from salmonn_agent.agent.echo import EchoGate
 
@@ -222,11 +224,11 @@ def run_assistant(args: argparse.Namespace) -> int:
             runner = agent.run if live else agent.process
             results = asyncio.run(runner(listener, max_turns=args.max_turns))
         except KeyboardInterrupt:
-            _summary(agent.results, agent, args.audit)  # what happened before Ctrl-C
+            _summary(agent.results, agent, args.audit, names)  # what happened before Ctrl-C
             return 130
         finally:
             listener.close()
-        _summary(results, agent, args.audit)
+        _summary(results, agent, args.audit, names)
     finally:
         board.close()
         if speaker is not None:
@@ -379,8 +381,12 @@ def _detection_line(d: Detection) -> str:
     return line
 
 
-def _summary(results: list[TurnResult], agent: VoiceAgent, audit: Path | None) -> None:
+def _summary(results: list[TurnResult], agent: VoiceAgent, audit: Path | None, tools: list[str]) -> None:
     outcomes = [a for r in results for a in r.actions]
+    wanted = sorted({a.tool for a in outcomes if a.code == "unknown_tool" and a.tool in tools})
+    if wanted:  # the brain asked for tools it was not given
+        print(f"The assistant asked for {', '.join(wanted)}, which it was not given: add "
+              f"--allow {' '.join(wanted)} to let what it hears run them.", file=sys.stderr)
     allowed = sum(a.allowed for a in outcomes)
     events = sum(d.new_event for d in agent.detections)
     text = (f"{len(results)} turns; {len(outcomes)} actions ({allowed} allowed, {len(outcomes) - allowed} "

@@ -17,7 +17,9 @@ tool calls). ``AgentConfig.brain_hears_audio`` overrides the profile.
 
 **Safety.** Every action call goes through :meth:`ActionGate.execute` with the turn number and
 the triggering window's summary, whatever the brain answered; hearing tools are read-only and
-run without the gate.
+run without the gate. A call the brain writes as plain text for a tool it was not given (a
+model trained on tools, run with none allowed) goes to the gate too, which refuses and audits
+it; its JSON is not spoken.
 
 **Barge-in.** :meth:`VoiceAgent.on_onset` is the listener's onset callback. In ``cancel`` mode
 a speech onset while a turn is running cancels its generation at once (the engine stops at the
@@ -85,6 +87,7 @@ from salmonn_agent.agent.speech_out import action_report
 from salmonn_agent.agent.turn_end import sounds_unfinished
 from salmonn_agent.agent.watch import Detection, SoundWatch
 from salmonn_agent.chat.messages import audio_message
+from salmonn_agent.chat.tools import parse_tool_calls
 from salmonn_agent.errors import ConfigError
 from salmonn_agent.registry import ModelProfile, profile_of
 from salmonn_agent.stream.config import SegmenterConfig
@@ -373,6 +376,7 @@ class VoiceAgent:
         self._held: HeldAnswer | None = None
         self._ended: AudioWindow | None = None  # the last turn that ended at its settled window
         self._answered_until = 0  # the stream sample where that turn's window ended (see _unanswered)
+        self._heard_until = 0.0  # the end of the last window received, in stream seconds
         self._settling: tuple[AudioWindow, asyncio.Future[None]] | None = None  # a settled window being judged
         self._queue: asyncio.Queue[tuple[AudioWindow, float, str] | None] = asyncio.Queue()
         self._watch_queue: asyncio.Queue[tuple[AudioWindow, str] | None] = asyncio.Queue()
@@ -414,6 +418,13 @@ class VoiceAgent:
         found = await self.watch.check(window, window_id)
         self.detections.extend(found)
         return found
+
+    def stream_seconds(self) -> float:
+        """The replay's clock: seconds of audio up to the end of the window being answered (else
+        of the last window received). A file replayed faster than real time gives it to the
+        gate, so rate limits count audio time: ``gate.clock = agent.stream_seconds``."""
+        turn = self._current
+        return turn.window.end if turn is not None else self._heard_until
 
     def on_onset(self, kind: str, t: float) -> None:
         """The listener's onset callback (any thread): a speech onset is a possible barge-in."""
@@ -508,6 +519,7 @@ class VoiceAgent:
         try:
             async for window in listener.awindows():
                 arrival = time.perf_counter()
+                self._heard_until = max(self._heard_until, window.end)
                 window = self._unanswered(window)
                 if window.kind == "pause":
                     if window.metrics.reason == "settled":
@@ -734,6 +746,11 @@ class VoiceAgent:
                     turn.messages.append(AIMessage(content=answer))
                 break
             answer = message.text.strip()
+            if not message.tool_calls and (written := parse_tool_calls(answer, None)):
+                # A call written as plain text, for a tool the brain was not given (none bound, or
+                # another name): handled as a call, so the gate refuses and audits it and its
+                # JSON is neither spoken nor kept as the answer.
+                message, answer = AIMessage(content="", tool_calls=written), ""
             if not message.tool_calls:
                 turn.messages.append(message)
                 break
@@ -836,6 +853,7 @@ class VoiceAgent:
             turn.speech.say("\n")  # a later round's text starts a new sentence
         merged: AIMessageChunk | None = None
         whole: AIMessage | None = None
+        spoken = 0  # how much of turn.partial the speaker has
         held, turn.held = turn.held, None
         # An answer started at the pause is handed out from when its speech window came (in a
         # replay faster than real time: from when it would have come).
@@ -843,14 +861,17 @@ class VoiceAgent:
         async for chunk in stream:
             if turn.first_token_at is None and (chunk.content or getattr(chunk, "tool_call_chunks", None)):
                 turn.first_token_at = time.perf_counter()
-            said = len(turn.partial)
             if isinstance(chunk, AIMessageChunk):
                 merged = chunk if merged is None else merged + chunk
                 turn.partial = merged.text
             elif isinstance(chunk, AIMessage):  # models without streaming yield the whole answer
                 whole = chunk
                 turn.partial = chunk.text
-            self._say(turn, turn.partial[said:])
+            if not _may_be_written_call(turn.partial):
+                self._say(turn, turn.partial[spoken:])
+                spoken = len(turn.partial)
+        if spoken < len(turn.partial) and parse_tool_calls(turn.partial, None) is None:
+            self._say(turn, turn.partial[spoken:])  # held back as a possible call, but was not one
         if whole is not None:
             return whole
         if merged is None:
@@ -901,6 +922,11 @@ class VoiceAgent:
                 self.on_turn(result)
             except Exception:  # a broken callback must not stop the assistant
                 logger.exception("on_turn failed for turn %d", result.turn)
+
+
+def _may_be_written_call(text: str) -> bool:
+    """Whether an answer so far may be a tool call written as text (JSON): its speech waits."""
+    return text.lstrip()[:1] in ("{", "[")
 
 
 def _event_s(window: AudioWindow) -> float:

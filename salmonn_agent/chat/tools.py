@@ -110,8 +110,9 @@ def render_tool_result(message: ToolMessage, name: str | None) -> str:
     return f"{label} ({who}): {text.strip()}"
 
 
-def parse_tool_calls(text: str, tool_names: Sequence[str]) -> list[ToolCall] | None:
-    """Tool calls in an answer that follows the protocol, or ``None`` if it is plain text."""
+def parse_tool_calls(text: str, tool_names: Sequence[str] | None) -> list[ToolCall] | None:
+    """Tool calls in an answer that follows the protocol, or ``None`` if it is plain text (or
+    names a tool outside ``tool_names``; ``None`` accepts any name)."""
     stripped = text.strip()
     if not stripped or stripped[0] not in "[{":
         return None
@@ -122,7 +123,8 @@ def parse_tool_calls(text: str, tool_names: Sequence[str]) -> list[ToolCall] | N
     items = value if isinstance(value, list) else [value]
     calls = []
     for item in items:
-        if not isinstance(item, dict) or item.get("name") not in tool_names:
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or (tool_names is not None and name not in tool_names):
             return None
         arguments = item.get("arguments", {})
         if not isinstance(arguments, dict):

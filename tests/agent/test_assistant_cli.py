@@ -110,12 +110,20 @@ def test_text_mode_shows_what_an_action_returned_and_the_summary_is_true(tmp_pat
     class NoAgent:
         detections: list = []
 
-    _summary([result], NoAgent(), tmp_path / "audit.jsonl")
+    tools = ["add_note", "read_notes", "set_timer"]
+    _summary([result], NoAgent(), tmp_path / "audit.jsonl", tools)
     err = capsys.readouterr().err
-    assert "no audit log written" in err and "audit log: " not in err
+    assert "no audit log written" in err and "audit log: " not in err and "--allow" not in err
     (tmp_path / "audit.jsonl").write_text("{}\n")
-    _summary([result], NoAgent(), tmp_path / "audit.jsonl")
+    _summary([result], NoAgent(), tmp_path / "audit.jsonl", tools)
     assert f"audit log: {tmp_path / 'audit.jsonl'}" in capsys.readouterr().err
+
+    # The brain asked for a tool the assistant has but was not given: the summary says how to allow it.
+    asked = ActionOutcome(tool="set_timer", allowed=False, code="unknown_tool", reason="unknown tool 'set_timer'")
+    invented = ActionOutcome(tool="order_pizza", allowed=False, code="unknown_tool", reason="unknown tool")
+    _summary([result.model_copy(update={"actions": [asked, invented]})], NoAgent(), None, tools)
+    err = capsys.readouterr().err
+    assert "asked for set_timer, which it was not given: add --allow set_timer" in err and "pizza" not in err
 
 
 def test_no_microphone_is_reported_before_the_model_loads(monkeypatch, tmp_path, capsys):

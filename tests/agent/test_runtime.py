@@ -454,3 +454,27 @@ async def test_a_follow_up_changes_the_timer_the_last_turn_set():
         assert [a.tool for a in second.actions] == ["change_timer"] and second.actions[0].ok
         remembered = [m for m in brain.seen[1] if isinstance(m, ToolMessage)]
         assert [m.content for m in remembered] == ["Timer t1 'tea' set for 600 s."]
+
+
+async def test_a_fast_replay_counts_rate_limits_in_audio_seconds(book, tmp_path):
+    """Three notes asked 40 s of audio apart, replayed in milliseconds: a limit of two per minute
+    refuses none on the replay's clock, and (the reason for it) one on the wall clock."""
+    from salmonn_agent.agent.policy import RateLimit
+
+    async def replay(stream_clock: bool) -> list[str]:
+        brain = ScriptedBrain(responses=[call("add_note", text="buy milk")])
+        gate = ActionGate(ActionPolicy(allow=["add_note"], default_rate_limit=RateLimit(2, 60)), AuditLog())
+        agent = VoiceAgent(brain, actions=notes_tools(book), gate=gate, store=WindowStore(),
+                           config=AgentConfig(brain_hears_audio=True, answer_after_actions=False))
+        if stream_clock:
+            gate.clock = agent.stream_seconds
+        feed = Feed()
+        for start in (0.0, 40.0, 80.0):
+            feed.queue.put_nowait(tone_window(1.0, start=start))
+        feed.queue.put_nowait(None)
+        results = await agent.process(feed)
+        assert [r.window["start"] for r in results] == [0.0, 40.0, 80.0]
+        return [a.code for r in results for a in r.actions]
+
+    assert await replay(True) == ["allowed", "allowed", "allowed"]
+    assert await replay(False) == ["allowed", "allowed", "rate_limited"]

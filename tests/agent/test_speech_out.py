@@ -183,3 +183,35 @@ async def test_the_assistant_says_its_answer_and_what_its_actions_did(tmp_path):
     assert not first.cancelled and 0 < first.metrics.first_audio_ms < first.metrics.turn_ms
     assert first.metrics.turn_ms >= 600  # the turn lasts until its 6 words (0.1 s each) were played
     assert second.metrics.first_audio_ms is not None and [a.tool for a in second.actions] == ["add_note"]
+
+
+async def test_a_call_written_as_text_for_a_tool_not_given_is_refused_not_spoken(tmp_path):
+    from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+    from langchain_core.messages import AIMessage
+
+    from salmonn_agent.agent.audio_refs import WindowStore
+    from salmonn_agent.agent.policy import ActionGate, ActionPolicy, AuditLog
+    from salmonn_agent.agent.runtime import AgentConfig, VoiceAgent
+    from salmonn_agent.stream.windows import AudioWindow, WindowMetrics
+
+    # A brain trained on tools, run with none allowed, writes the call as its answer's text.
+    brain = FakeMessagesListChatModel(responses=[
+        AIMessage('{"name": "set_timer", "arguments": {"minutes": 10}}'),
+        AIMessage("[laughs] Ten minutes is a long time."),
+    ])
+    engine = ToneTTS()
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    agent = VoiceAgent(brain, actions=[], gate=ActionGate(ActionPolicy(), audit), store=WindowStore(),
+                       config=AgentConfig(brain_hears_audio=True),
+                       speaker=Speaker(engine, output=NullOutput(24_000, realtime=False)))
+    metrics = WindowMetrics(reason="end_of_speech", voiced_ratio=0.8, level_db=-20.0, peak_db=-6.0,
+                            noise_floor_db=-60.0, snr_db=40.0)
+    window = AudioWindow(np.zeros(SR, np.float32), SR, 0, SR, "speech", 0.0, 1.0, 1.6, 0, metrics)
+    with agent.speaker:
+        refused = await agent.handle_window(window)
+        plain = await agent.handle_window(window)
+    assert [(a.tool, a.allowed, a.code) for a in refused.actions] == [("set_timer", False, "unknown_tool")]
+    assert refused.answer == "" and [r.args for r in audit.records()] == [{"minutes": 10}]
+    # Its JSON is not said, what happened is; an answer that only starts like JSON is said whole.
+    assert engine.said == ["I may not set timer.", "[laughs] Ten minutes is a long time."]
+    assert plain.actions == [] and plain.answer == "[laughs] Ten minutes is a long time."
