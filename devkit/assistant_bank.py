@@ -18,10 +18,11 @@ from functools import lru_cache
 from typing import Any
 
 from devkit.text_bank import SPLITS, number_words, query_bank, split_of
+from salmonn_agent.registry import DEFAULT_MODEL, PROFILES
 
-# The actions salmonn-mini was taught to call: its training prompts bind exactly these, as
-# ``salmonn-agent assistant --allow add_note read_notes set_timer list_timers cancel_timer`` does.
-ASSISTANT_TOOLS = ["add_note", "read_notes", "set_timer", "list_timers", "cancel_timer"]
+# The actions salmonn-mini was taught to call (its profile's taught_tools): its training prompts
+# bind exactly these, as ``salmonn-agent assistant`` offers them to it whatever --allow says.
+ASSISTANT_TOOLS = list(PROFILES[DEFAULT_MODEL].taught_tools)
 
 TIMER_LABELS = ["pasta", "tea", "laundry", "oven", "workout", "eggs", "bread", "meeting", "pizza",
                 "rice", "nap", "cookies", "coffee", "soup", "bus", "stretching"]

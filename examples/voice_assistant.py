@@ -30,7 +30,7 @@ from salmonn_agent.agent import (
 )
 from salmonn_agent.agent.audio_refs import WindowStore
 from salmonn_agent.agent.commands import format_turn
-from salmonn_agent.agent.runtime import AgentConfig, VoiceAgent, memory_turns_for
+from salmonn_agent.agent.runtime import AgentConfig, VoiceAgent, memory_turns_for, offered_actions
 from salmonn_agent.chat_model import ChatSALMONN
 from salmonn_agent.errors import SalmonnError
 from salmonn_agent.registry import load_model, profile_of, resolve_model_name
@@ -68,13 +68,13 @@ def main() -> int:
         if args.input:
             source.start()  # decodes the file: a bad --input fails now, before the model loads
         config = ActionsConfig(notes_path=args.notes) if args.notes else ActionsConfig()
-        # As `salmonn-agent assistant` does, the brain is offered only the allowed tools (with the
-        # default --allow, exactly the prompt salmonn-mini was trained with).
-        actions = [t for t in build_actions(config, board=board) if t.name in args.allow]
         gate = ActionGate(ActionPolicy(allow=args.allow), AuditLog(args.audit), confirm=confirm_on_terminal)
-
         chat = ChatSALMONN(client=load_model(args.model), model=resolve_model_name(args.model),
                            temperature=0, max_tokens=args.max_tokens)
+        # As `salmonn-agent assistant` does, the brain is offered the allowed tools and those its
+        # model learned its requests with (salmonn-mini's prompt is then the one it was trained
+        # with); the gate refuses every call that is not allowed.
+        actions = offered_actions(build_actions(config, board=board), args.allow, profile_of(chat))
         agent = VoiceAgent(chat, actions=actions, gate=gate, store=WindowStore(),
                            config=AgentConfig(max_memory_turns=memory_turns_for(profile_of(chat))),
                            on_turn=lambda turn: print(format_turn(turn), flush=True))

@@ -6,7 +6,8 @@ read_notes, plus ``--questions`` spoken questions), each said by a held-out espe
 and followed by 1.2 s of silence, as one 16 kHz WAV. The voice assistant then hears it exactly
 as ``salmonn-agent assistant --input FILE --allow add_note read_notes set_timer list_timers
 cancel_timer`` would (same actions, policy, model settings; a Listener on a FileSource), in
-this process, with its notes in a temporary file. Everything is deterministic in ``--seed``.
+this process, with its notes in a temporary file; ``--allow`` names fewer tools, as a user of the
+command may. Everything is deterministic in ``--seed``.
 
 Without ``--realtime`` the file is replayed as fast as possible and every request is answered
 in turn (the command's path): ``eou_delay_ms`` is the front-end's delay in stream time (end of
@@ -28,10 +29,14 @@ Prints one JSON object:
   argument left out counts as its default, e.g. a timer's label "timer"; a timer's hours, minutes
   and seconds are added up, so any units that make the expected duration are right);
 * ``tools_correct``: fraction of the spoken commands whose turn called exactly the expected
-  tool, whatever its arguments;
+  tool, whatever its arguments (a call the gate refused counts: with ``--allow`` naming fewer
+  tools, asking for the right tool that is not allowed is the right call);
+* ``wrong_actions_run``: fraction of the spoken commands whose turn ran (the gate allowed) a
+  tool other than the expected one, e.g. a note saved for a timer request;
 * ``questions_answered`` (answered in words, no tool called) and ``questions_correct`` (the
   answer contains the expected words), as fractions of the questions; ``false_actions``: the
-  fraction of the questions whose turns called an action tool;
+  fraction of the questions whose turns called an action tool; ``false_actions_run``: of those
+  whose call ran (the gate did not refuse it, e.g. as a note nobody said);
 * ``false_cutoffs``: the fraction of the requests where a turn ended while the speaker was
   mid-request (the request's speech is split over more than one turn). ``--hesitations N`` says N of the commands in two parts with a
   pause between them (a speaker thinking mid-request; ``--hesitation-s``, default
@@ -55,7 +60,7 @@ questions or pieces of chit-chat, without hesitations by default. A piece of chi
 expected answer: it counts in ``false_actions`` and ``questions_answered``, not in
 ``questions_correct``.
 
-Usage: python tools/bench_agent.py --json [--model DIR] [--bank heldout|other] [--requests 12] [--questions 2]
+Usage: python tools/bench_agent.py --json [--model DIR] [--bank heldout|other] [--allow TOOL...] [--requests 12] [--questions 2]
        [--hesitations 2] [--hesitation-s 0.3] [--end-of-turn adaptive|fixed] [--turn-end words|model]
        [--no-early-answers]
        [--seed 0] [--realtime] [--speak] [--details]
@@ -104,7 +109,13 @@ from salmonn_agent.agent import (  # noqa: E402
 from salmonn_agent.agent.actions import duration_seconds  # noqa: E402
 from salmonn_agent.agent.audio_refs import WindowStore  # noqa: E402
 from salmonn_agent.agent.commands import TURN_END_JUDGES, turn_end_judge  # noqa: E402
-from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent, memory_turns_for  # noqa: E402
+from salmonn_agent.agent.runtime import (  # noqa: E402
+    AgentConfig,
+    TurnResult,
+    VoiceAgent,
+    memory_turns_for,
+    offered_actions,
+)
 from salmonn_agent.audio import SAMPLE_RATE  # noqa: E402
 from salmonn_agent.errors import ConfigError, SalmonnError  # noqa: E402
 from salmonn_agent.model.half_weights import weight_format  # noqa: E402
@@ -220,7 +231,7 @@ def speak_conversation(
 async def run_assistant(
     wav: Path, model: Any, name: str, notes: Path, *, realtime: bool, max_tokens: int,
     memory_turns: int | None = None, speaker: Any = None, preemptive: bool = True,
-    end_of_turn: str = "adaptive", turn_end: str = "words",
+    end_of_turn: str = "adaptive", turn_end: str = "words", allow: list[str] | None = None,
 ) -> tuple[list[TurnResult], list[AuditRecord], dict[str, dict[str, Any]]]:
     """Replay ``wav`` to the assistant built as ``salmonn-agent assistant`` builds it.
 
@@ -230,10 +241,11 @@ async def run_assistant(
     from salmonn_agent.chat_model import ChatSALMONN
 
     with TimerBoard() as board:
-        # As the command does: the brain is offered only the allowed tools.
-        actions = [t for t in build_actions(ActionsConfig(notes_path=notes), board=board) if t.name in ALLOW]
-        gate = ActionGate(ActionPolicy(allow=ALLOW), AuditLog())
+        allow = ALLOW if allow is None else allow
         chat = ChatSALMONN(client=model, model=name, temperature=0, max_tokens=max_tokens)
+        # As the command does: the brain is offered the allowed tools and those its model was taught.
+        actions = offered_actions(build_actions(ActionsConfig(notes_path=notes), board=board), allow, profile_of(chat))
+        gate = ActionGate(ActionPolicy(allow=allow), AuditLog())
         memory = memory_turns_for(profile_of(chat)) if memory_turns is None else memory_turns  # as the command does
         config = AgentConfig(max_memory_turns=memory, preemptive=preemptive, end_of_turn=end_of_turn)
         agent = VoiceAgent(chat, actions=actions, gate=gate, store=WindowStore(), config=config, speaker=speaker,
@@ -328,7 +340,8 @@ def score(
     for record in records:
         if record.turn is not None:
             calls[record.turn].append(record)
-    commands = correct = right_tools = questions = answered = right_answers = false_actions = cutoffs = 0
+    commands = correct = right_tools = wrong_runs = questions = answered = right_answers = cutoffs = 0
+    false_actions = false_runs = 0
     graded = 0  # questions with an expected answer (chit-chat has none)
     details = []
     assigned = assign_turns(spoken, results)
@@ -344,10 +357,12 @@ def score(
             ok = right_tool and args_match(request.args, made[0].args, defaults.get(request.tool, {}))
             right_tools += right_tool
             correct += ok
+            wrong_runs += any(r.tool != request.tool and r.decision != "denied" for r in made)
             expected: dict[str, Any] = {"tool": request.tool, "args": request.args}
         else:
             questions += 1
             false_actions += bool(made)
+            false_runs += any(r.decision != "denied" for r in made)
             words = not made and bool(answer)
             if request.answer is None:
                 ok = not made
@@ -364,7 +379,8 @@ def score(
             "expected": expected,
             "got": {
                 "windows": [turn.window.get("id") for turn in turns],
-                "calls": [{"tool": r.tool, "args": r.args, "decision": r.decision} for r in made],
+                "calls": [{"tool": r.tool, "args": r.args, "decision": r.decision,
+                           **({"reason": r.reason} if r.decision == "denied" else {})} for r in made],
                 "answer": answer,
             },
             "correct": ok,
@@ -375,9 +391,11 @@ def score(
         "questions": questions,
         "actions_correct": round(correct / commands, 3) if commands else None,
         "tools_correct": round(right_tools / commands, 3) if commands else None,
+        "wrong_actions_run": round(wrong_runs / commands, 3) if commands else None,
         "questions_answered": round(answered / questions, 3) if questions else None,
         "questions_correct": round(right_answers / graded, 3) if graded else None,
         "false_actions": round(false_actions / questions, 3) if questions else None,
+        "false_actions_run": round(false_runs / questions, 3) if questions else None,
         "false_cutoffs": round(cutoffs / len(spoken), 3) if spoken else None,
         "unmatched_turns": len(results) - sum(len(turns) for turns in assigned),
     }
@@ -408,6 +426,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     if args.max_tokens < 1:
         raise ConfigError(f"--max-tokens must be at least 1, got {args.max_tokens}.")
+    if unknown := sorted(set(args.allow) - set(ALLOW)):
+        raise ConfigError(f"--allow names tools {unknown} that the benchmark's requests do not use; "
+                          f"choose among {', '.join(ALLOW)}.")
     if not S.espeak_available():
         raise ConfigError("espeak-ng is not installed (it speaks the requests): apt-get install espeak-ng.")
     if args.bank == "other" and not (shutil.which("flite") and shutil.which("text2wave")):
@@ -441,7 +462,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results, records, defaults = asyncio.run(run_assistant(
                 wav, model, name, Path(tmp) / "notes.txt", realtime=args.realtime, max_tokens=args.max_tokens,
                 memory_turns=args.memory_turns, speaker=speaker, preemptive=not args.no_preemptive,
-                end_of_turn=args.end_of_turn, turn_end=args.turn_end,
+                end_of_turn=args.end_of_turn, turn_end=args.turn_end, allow=args.allow,
             ))
     finally:
         if speaker is not None:
@@ -465,9 +486,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.end_of_turn == "adaptive" and not args.no_preemptive else 0,
         "actions_correct": figures.pop("actions_correct"),
         "tools_correct": figures.pop("tools_correct"),
+        "wrong_actions_run": figures.pop("wrong_actions_run"),
         "questions_answered": figures.pop("questions_answered"),
         "questions_correct": figures.pop("questions_correct"),
         "false_actions": figures.pop("false_actions"),
+        "false_actions_run": figures.pop("false_actions_run"),
         "false_cutoffs": figures.pop("false_cutoffs"),
         "turns": len(results),
         "requests": len(spoken),
@@ -478,6 +501,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "realtime": args.realtime,
         "seed": args.seed,
         "bank": args.bank,
+        "allow": args.allow,
         "memory_turns": args.memory_turns,
         "hesitations": args.hesitations,
         "hesitation_s": args.hesitation_s,
@@ -518,6 +542,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int,
                         help="how many of them are questions or chit-chat (default 2; --bank other: all 10)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--allow", nargs="+", default=list(ALLOW), metavar="TOOL",
+                        help=f"the tools allowed, as `assistant --allow` (default: {' '.join(ALLOW)}, the ones "
+                             "salmonn-mini was taught)")
     parser.add_argument("--hesitations", type=int,
                         help="commands said in two parts with a pause between (default 2; --bank other: 0)")
     parser.add_argument("--hesitation-s", type=float, default=HESITATION_S,

@@ -35,6 +35,7 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from typing_extensions import Self
 
+from salmonn_agent.agent.heard import HeardKind
 from salmonn_agent.errors import ConfigError, SalmonnError, format_validation_error
 
 logger = logging.getLogger(__name__)
@@ -79,8 +80,10 @@ def _tool(
     kind: str,
     risky: bool = False,
     flow: str | None = None,
+    heard_args: dict[str, HeardKind] | None = None,
 ) -> StructuredTool:
-    """A StructuredTool whose ActionErrors come back as the tool's error answer."""
+    """A StructuredTool whose ActionErrors come back as the tool's error answer; ``heard_args``:
+    the arguments that must have been said (see :mod:`salmonn_agent.agent.heard`)."""
 
     def run(**kwargs: Any) -> str:
         try:
@@ -95,7 +98,8 @@ def _tool(
         args_schema=args_schema,
         handle_tool_error=True,
         handle_validation_error=_invalid_arguments,
-        metadata={"risky": risky, "kind": kind, **({"data_flow": flow} if flow else {})},
+        metadata={"risky": risky, "kind": kind, **({"data_flow": flow} if flow else {}),
+                  **({"heard_args": heard_args} if heard_args else {})},
     )
 
 
@@ -204,7 +208,7 @@ def notes_tools(book: NotesBook) -> list[BaseTool]:
         return f"Deleted {count} note{'s' if count != 1 else ''}."
 
     return [
-        _tool(add_note, name="add_note", args_schema=AddNoteArgs, kind="notes",
+        _tool(add_note, name="add_note", args_schema=AddNoteArgs, kind="notes", heard_args={"text": "words"},
               description="Write down a note for the user."),
         _tool(read_notes, name="read_notes", args_schema=ReadNotesArgs, kind="notes", flow="reads_private",
               description="Read the user's latest notes."),
@@ -378,6 +382,10 @@ def duration_seconds(hours: float = 0, minutes: float = 0, seconds: float = 0) -
     return hours * 3600 + minutes * 60 + seconds
 
 
+_HEARD_DURATION: dict[str, HeardKind] = {"hours": "number", "minutes": "number", "seconds": "number"}
+"""A duration's parts must have been said (a timer nobody asked for is refused)."""
+
+
 class SetTimerArgs(_Duration):
     """Arguments of ``set_timer``: the duration (:class:`_Duration`) and a label."""
 
@@ -427,12 +435,16 @@ def timer_tools(board: TimerBoard) -> list[BaseTool]:
 
     return [
         _tool(set_timer, name="set_timer", args_schema=SetTimerArgs, kind="timer",
+              # Not the label: Whisper tiny mishears names the model heard right ("cookies" as
+              # "clock keys"), and a wrong label is harmless where a made-up timer is not.
+              heard_args=_HEARD_DURATION,
               description="Start a countdown timer; its hours, minutes and seconds add up."),
         _tool(list_timers, name="list_timers", args_schema=NoArgs, kind="timer",
               description="List the running timers and the time left."),
         _tool(cancel_timer, name="cancel_timer", args_schema=CancelTimerArgs, kind="timer",
               description="Stop a running timer by its id."),
         _tool(change_timer, name="change_timer", args_schema=ChangeTimerArgs, kind="timer",
+              heard_args=_HEARD_DURATION,
               description="Make a running timer, by its id, ring after a new duration from now."),
     ]
 

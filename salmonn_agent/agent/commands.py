@@ -79,7 +79,8 @@ def add_assistant_command(
         description=(
             "Listen to the microphone (or replay a file), answer each spoken request with SALMONN, "
             "and run the actions it asks for when the policy allows them: --allow names the tools "
-            "heard audio may trigger (none by default) and the only ones the brain is told about; "
+            "heard audio may trigger (none by default); the brain is offered those, and salmonn-mini "
+            "also the five tools it learned, whose calls the policy refuses unless allowed; "
             "risky ones are confirmed on a terminal. "
             "One line per turn. Stop with Ctrl-C."
         ),
@@ -149,7 +150,7 @@ def run_assistant(args: argparse.Namespace) -> int:
     from salmonn_agent.agent.actions import TimerBoard
     from salmonn_agent.agent.audio_refs import WindowStore
     from salmonn_agent.agent.policy import ActionGate, ActionPolicy, AuditLog
-    from salmonn_agent.agent.runtime import AgentConfig, VoiceAgent, memory_turns_for
+    from salmonn_agent.agent.runtime import AgentConfig, VoiceAgent, memory_turns_for, offered_actions
     from salmonn_agent.agent.watch import SoundWatch, default_action_args
     from salmonn_agent.registry import profile_of, resolve_model_name
     from salmonn_agent.stream.listener import Listener
@@ -195,9 +196,7 @@ def run_assistant(args: argparse.Namespace) -> int:
                               else args.memory_turns),
         )
         agent = VoiceAgent(
-            # Least privilege: the brain is offered only the allowed tools (the gate still judges
-            # every call), which also keeps the prompt short.
-            chat, actions=[t for t in actions if t.name in args.allow], gate=gate, store=WindowStore(),
+            chat, actions=offered_actions(actions, args.allow, profile_of(chat)), gate=gate, store=WindowStore(),
             config=config, on_turn=lambda r: emit(format_turn(r), r.model_dump(mode="json")), watch=watch,
             speaker=speaker, turn_end=turn_end_judge(model, config, args.turn_end),
         )

@@ -10,7 +10,11 @@ for, whatever it answered, goes through an :class:`ActionGate`:
 4. **rate limits**: a sliding window per tool (``rate_limits``, else ``default_rate_limit``);
 5. **confirmation**: risky tools (``tool.metadata["risky"]`` or :attr:`ActionPolicy.risky`) run
    only when the ``confirm`` callback returns True; without a callback they are refused;
-6. **data flow**: once a tool that reads private data (``metadata["data_flow"] ==
+6. **heard arguments**: where the request's ``transcript`` is known, the arguments a tool says
+   must have been said (``metadata["heard_args"]``: a note's text, a timer's duration)
+   must be in it (see :mod:`salmonn_agent.agent.heard`): a note or a timer the model made up is
+   refused (:attr:`ActionPolicy.check_heard_args`);
+7. **data flow**: once a tool that reads private data (``metadata["data_flow"] ==
    "reads_private"`` or :attr:`ActionPolicy.private_readers`, e.g. ``read_notes``) has run in a
    turn, a tool that sends data out (``"sends_out"`` or :attr:`ActionPolicy.senders`, e.g.
    ``send_webhook``) needs confirmation for the rest of that turn: the gate cannot see what the
@@ -41,6 +45,7 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from salmonn_agent.agent.heard import unheard_argument
 from salmonn_agent.errors import format_validation_error
 
 MAX_AUDIT_TEXT = 2000
@@ -79,6 +84,10 @@ class ActionPolicy(BaseModel):
     private_readers: list[str] = Field(default_factory=list,
                                        description="Extra tool names that read private data.")
     senders: list[str] = Field(default_factory=list, description="Extra tool names that send data out.")
+    check_heard_args: bool = Field(
+        True, description="Refuse a call whose arguments that must have been said (the tool's "
+        "metadata['heard_args']) are not in the request's transcript, where it is known.",
+    )
     private_data_ttl_s: float = Field(
         300.0, gt=0, description="Without a turn number, how long private data read stays in play (seconds).",
     )
@@ -105,7 +114,9 @@ class ActionRequest(BaseModel):
     """One action the model asked for, with where it came from.
 
     ``window`` is the triggering audio window's summary (``{"id", "index", "kind", "start",
-    "end"}``), ``heard`` what the model answered or understood, ``turn`` the conversation turn.
+    "end"}``), ``heard`` what the model answered or understood, ``turn`` the conversation turn,
+    ``transcript`` what a speech recognizer heard in the window (salmonn-mini's Whisper transcript;
+    None when unknown), against which the gate checks the arguments that must have been said.
     """
 
     tool: str
@@ -114,10 +125,11 @@ class ActionRequest(BaseModel):
     turn: int | None = None
     window: dict[str, Any] | None = None
     heard: str | None = None
+    transcript: str | None = None
 
 
 DecisionCode = Literal[
-    "allowed", "confirmed", "unknown_tool", "not_allowed", "invalid_arguments",
+    "allowed", "confirmed", "unknown_tool", "not_allowed", "invalid_arguments", "not_heard",
     "rate_limited", "needs_confirmation", "not_confirmed",
 ]
 """The kind of decision, for programs; ``reason`` says the same in words."""
@@ -156,11 +168,10 @@ class ActionOutcome(BaseModel):
     def text(self) -> str:
         """What to tell the agent: the output, the tool's error, or why the policy refused."""
         if not self.allowed:
-            advice = (
-                "Fix the arguments and call it again."
-                if self.code == "invalid_arguments"
-                else "Do not retry it; tell the user it was refused and why."
-            )
+            advice = {
+                "invalid_arguments": "Fix the arguments and call it again.",
+                "not_heard": "Do not retry it; ask the user to say it again.",
+            }.get(self.code, "Do not retry it; tell the user it was refused and why.")
             return f"Refused by the safety policy: {self.reason}. The action {self.tool!r} did NOT run. {advice}"
         if self.error is not None:
             return f"The action {self.tool!r} failed: {self.error}"
@@ -183,6 +194,7 @@ class AuditRecord(BaseModel):
     window: dict[str, Any] | None = None
     turn: int | None = None
     heard: str | None = None
+    transcript: str | None = None
 
 
 def _json_safe(value: Any) -> Any:
@@ -312,6 +324,7 @@ class ActionGate:
             window=_json_safe(request.window),
             turn=request.turn,
             heard=_cut(request.heard),
+            transcript=_cut(request.transcript),
         ))
         return outcome
 
@@ -341,6 +354,8 @@ class ActionGate:
             )
         if tool is not None and (problem := _argument_problem(tool, request.args)) is not None:
             return _deny("invalid_arguments", f"invalid arguments for {name!r}: {problem}")
+        if tool is not None and (problem := self._unheard(tool, request)) is not None:
+            return _deny("not_heard", f"not heard: {problem}")
 
         limit = self.policy.limit_for(name)
         stamp: float | None = None
@@ -369,6 +384,13 @@ class ActionGate:
             with self._lock:
                 self._calls[name].remove(stamp)
         return decision
+
+    def _unheard(self, tool: BaseTool, request: ActionRequest) -> str | None:
+        heard_args = (tool.metadata or {}).get("heard_args")
+        if not self.policy.check_heard_args or not heard_args or request.transcript is None:
+            return None
+        defaults = {key: spec["default"] for key, spec in tool.args.items() if "default" in spec}
+        return unheard_argument(request.args, heard_args, request.transcript, defaults)
 
     def _private_data_in_play(self, request: ActionRequest) -> str | None:
         """The private-data tool that ran earlier in this request's turn, if any."""

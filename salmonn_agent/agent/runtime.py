@@ -86,7 +86,7 @@ from salmonn_agent.agent.preemptive import HeldAnswer, same_audio, same_event
 from salmonn_agent.agent.speech_out import action_report
 from salmonn_agent.agent.turn_end import sounds_unfinished
 from salmonn_agent.agent.watch import Detection, SoundWatch
-from salmonn_agent.chat.messages import audio_message
+from salmonn_agent.chat.messages import TRANSCRIPTS_KEY, audio_message
 from salmonn_agent.chat.tools import parse_tool_calls
 from salmonn_agent.errors import ConfigError
 from salmonn_agent.registry import ModelProfile, profile_of
@@ -731,6 +731,7 @@ class VoiceAgent:
         hearing_calls: list[str] = []
         heard: list[str] = []
         answer, error, calls, cancelled = "", None, 0, False
+        transcript: str | None = None  # what Whisper heard, where the brain reports it
         for step in range(1, self.config.max_tool_steps + 1):
             calls += 1
             try:
@@ -746,6 +747,7 @@ class VoiceAgent:
                     turn.messages.append(AIMessage(content=answer))
                 break
             answer = message.text.strip()
+            transcript = transcript if transcript is not None else _transcript(message)
             if not message.tool_calls and (written := parse_tool_calls(answer, None)):
                 # A call written as plain text, for a tool the brain was not given (none bound, or
                 # another name): handled as a call, so the gate refuses and audits it and its
@@ -772,7 +774,7 @@ class VoiceAgent:
                     else:
                         cancelled = True
                 else:
-                    outcome = await self._act(turn, call, "\n".join(heard) or answer or None)
+                    outcome = await self._act(turn, call, "\n".join(heard) or answer or None, transcript)
                     outcomes.append(outcome)
                     reply = ToolMessage(
                         content=outcome.text, tool_call_id=call.get("id") or "", name=call["name"],
@@ -901,11 +903,11 @@ class VoiceAgent:
             return reply
         return ToolMessage(content=str(reply), tool_call_id=call.get("id") or "", name=call["name"])
 
-    async def _act(self, turn: _Turn, call: ToolCall, heard: str | None) -> ActionOutcome:
+    async def _act(self, turn: _Turn, call: ToolCall, heard: str | None, transcript: str | None) -> ActionOutcome:
         """An action call through the gate (in a thread: tools and confirmation may block)."""
         request = ActionRequest(
             tool=call["name"], args=dict(call.get("args") or {}), call_id=call.get("id"),
-            turn=turn.number, window=turn.summary, heard=heard,
+            turn=turn.number, window=turn.summary, heard=heard, transcript=transcript,
         )
         # Once the gate runs, the turn must not be re-run, whatever it decides or if it is
         # interrupted meanwhile: a re-run could repeat the action.
@@ -922,6 +924,21 @@ class VoiceAgent:
                 self.on_turn(result)
             except Exception:  # a broken callback must not stop the assistant
                 logger.exception("on_turn failed for turn %d", result.turn)
+
+
+def offered_actions(actions: Sequence[BaseTool], allow: Sequence[str], profile: ModelProfile) -> list[BaseTool]:
+    """The action tools a voice assistant offers its brain: the allowed ones, and those the brain's
+    model learned its requests with (``profile.taught_tools``), so that its prompt is the one it
+    learned. The gate refuses every call outside ``allow``; least privilege is the gate's job."""
+    offered = set(allow) | set(profile.taught_tools)
+    return [tool for tool in actions if tool.name in offered]
+
+
+def _transcript(message: BaseMessage) -> str | None:
+    """Whisper's transcript of the request's audio where the brain reports it (salmonn-mini:
+    ``response_metadata["transcripts"]``), else None."""
+    heard = [text for text in (message.response_metadata or {}).get(TRANSCRIPTS_KEY) or [] if text is not None]
+    return " ".join(heard) if heard else None
 
 
 def _may_be_written_call(text: str) -> bool:

@@ -165,7 +165,7 @@ def action_report(outcomes: Sequence[ActionOutcome], limit: int = 300) -> str:
     for outcome in outcomes:
         name = outcome.tool.replace("_", " ")
         if not outcome.allowed:
-            said.append(f"I may not {name}.")
+            said.append("Sorry, I did not catch that." if outcome.code == "not_heard" else f"I may not {name}.")
         elif outcome.error is not None:
             said.append(f"{name.capitalize()} failed.")
         elif outcome.output:

@@ -59,7 +59,7 @@ from starlette.websockets import WebSocketDisconnect
 from salmonn_agent.agent.actions import ActionsConfig, build_actions
 from salmonn_agent.agent.audio_refs import WindowStore
 from salmonn_agent.agent.policy import ActionGate, ActionPolicy, ActionRequest, AuditLog, AuditRecord
-from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent, memory_turns_for
+from salmonn_agent.agent.runtime import AgentConfig, TurnResult, VoiceAgent, memory_turns_for, offered_actions
 from salmonn_agent.agent.watch import Detection, SoundWatch
 from salmonn_agent.errors import SalmonnError
 from salmonn_agent.registry import profile_of
@@ -98,7 +98,8 @@ class LiveOptions:
     """What each live session's voice assistant is built with (``serve --ui``'s options)."""
 
     allow: list[str] = field(default_factory=list)
-    """Tools heard audio may trigger (the brain is offered only these)."""
+    """Tools heard audio may trigger (the brain is offered these, and those its model learned its
+    requests with: see :func:`~salmonn_agent.agent.runtime.offered_actions`)."""
     notes_path: Path | None = None
     webhook_url: str | None = None
     audit_path: Path | None = None
@@ -373,7 +374,7 @@ class LiveSession:
         self.watch_chat = options.brain(chat, [], WATCH_MAX_TOKENS)
         self.clip_chat = options.brain(chat, [], options.max_tokens)
         self.agent = VoiceAgent(
-            brain, actions=[t for t in tools if t.name in options.allow], gate=gate, store=WindowStore(),
+            brain, actions=offered_actions(tools, options.allow, profile_of(chat)), gate=gate, store=WindowStore(),
             config=AgentConfig(barge_in=options.barge_in, max_memory_turns=memory, brain_hears_audio=True,
                                end_of_turn=options.end_of_turn),
             on_turn=self._on_turn,

@@ -361,9 +361,10 @@ def test_bench_scores_each_request_from_the_turns_its_speech_overlaps(bench):
     # tools_correct: only the timer called exactly one tool, the right one (two notes, two
     # calls for "read my notes", nothing for "list my timers")
     # false_cutoffs: "Add milk to my notes." was cut into two turns (one request of five)
+    # wrong_actions_run: list_timers ran for "read my notes"
     assert figures == {"commands": 4, "questions": 1, "actions_correct": 0.25, "tools_correct": 0.25,
-                       "questions_answered": 1.0, "questions_correct": 1.0, "unmatched_turns": 1,
-                       "false_actions": 0.0, "false_cutoffs": 0.2}
+                       "wrong_actions_run": 0.25, "questions_answered": 1.0, "questions_correct": 1.0, "unmatched_turns": 1,
+                       "false_actions": 0.0, "false_actions_run": 0.0, "false_cutoffs": 0.2}
     acted = records + [_call(5, "set_timer", seconds=4)]  # the question triggered an action
     assert bench.score(said, turns, acted, defaults)[0]["false_actions"] == 1.0
 
@@ -373,6 +374,19 @@ def test_bench_counts_the_right_tool_with_wrong_arguments_as_a_right_tool_only(b
     records = [_call(1, "set_timer", seconds=30, label="timer")]
     figures, _ = bench.score(said, [_turn(1, 0.3, 2.4)], records, {"set_timer": {"label": "timer"}})
     assert figures["actions_correct"] == 0.0 and figures["tools_correct"] == 1.0
+
+
+def test_bench_counts_a_refused_right_call_as_right_and_a_wrong_action_that_ran_as_wrong(bench):
+    said = [bench.Spoken(Request("Read my notes.", "read_notes", {}), 0.5, 2.0, "v"),
+            bench.Spoken(Request("Set a timer for five minutes.", "set_timer", {"seconds": 300}), 3.0, 4.5, "v")]
+    turns = [_turn(1, 0.3, 2.4), _turn(2, 2.8, 4.9)]
+    # --allow without read_notes and set_timer: the first turn asked for the right tool (refused),
+    # the second saved a note instead of setting a timer; a refused wrong call runs nothing.
+    refused = _call(1, "read_notes").model_copy(update={"decision": "denied", "code": "not_allowed"})
+    for second, wrong in ((_call(2, "add_note", text="five minutes"), 0.5),
+                          (_call(2, "add_note", text="x").model_copy(update={"decision": "denied"}), 0.0)):
+        figures, _ = bench.score(said, turns, [refused, second], {"read_notes": {"last": 10}})
+        assert (figures["tools_correct"], figures["wrong_actions_run"]) == (0.5, wrong)
 
 
 def test_bench_other_bank_draws_every_hand_written_request_by_default(bench):
@@ -395,4 +409,7 @@ def test_bench_chit_chat_is_right_without_an_action_and_is_not_graded_for_words(
     assert (figures["questions_answered"], figures["questions_correct"], figures["false_actions"]) == (1.0, 0.0, 0.0)
     acted = [_call(1, "add_note", text="good morning")]
     figures, details = bench.score(said, turns, acted, {})
-    assert details[0]["correct"] is False and figures["false_actions"] == 0.5
+    assert details[0]["correct"] is False and figures["false_actions"] == figures["false_actions_run"] == 0.5
+    refused = [acted[0].model_copy(update={"decision": "denied", "code": "not_heard"})]
+    figures, _ = bench.score(said, turns, refused, {})
+    assert (figures["false_actions"], figures["false_actions_run"]) == (0.5, 0.0)

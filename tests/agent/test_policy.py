@@ -223,6 +223,29 @@ def test_arguments_are_validated_before_the_tool_runs(tools, board, audit) -> No
     assert records[0].args == {"seconds": -5, "label": "x"} and "greater than or equal to 0" in records[0].reason
 
 
+def test_a_note_or_timer_nobody_said_is_refused_against_the_transcript(tools, book, board, audit) -> None:
+    gate = ActionGate(ActionPolicy(allow=["add_note", "set_timer"]), audit)
+    made_up = gate.execute(tools["add_note"], request("add_note", {"text": "buy a new phone"},
+                                                      transcript="Go through my notes for me."))
+    assert not made_up.allowed and made_up.code == "not_heard" and "buy a new phone" in made_up.reason
+    assert "say it again" in made_up.text and book.count() == 2
+    timer = gate.execute(tools["set_timer"], request("set_timer", {"hours": 1, "minutes": 2},
+                                                     transcript="Check on my timers."))
+    assert timer.code == "not_heard" and board.list() == []
+    # What was said runs: a note in the words heard, a duration spelled out, a label Whisper misheard.
+    said = gate.execute(tools["add_note"], request("add_note", {"text": "the plumber comes on Tuesday"},
+                                                   transcript="Jot down that the plumber comes on Tuesday."))
+    assert said.ok and book.count() == 3
+    cookies = gate.execute(tools["set_timer"], request("set_timer", {"minutes": 40, "label": "cookies"},
+                                                       transcript="Start at timer for forty minutes for the clock keys."))
+    assert cookies.ok and [t.label for t in board.list()] == ["cookies"]
+    # Without a transcript (a model that reports none) nothing is checked; the audit keeps it.
+    assert gate.execute(tools["add_note"], request("add_note", {"text": "buy a new phone"})).ok
+    assert [r.transcript for r in audit.records()][:2] == ["Go through my notes for me.", "Check on my timers."]
+    off = ActionGate(ActionPolicy(allow=["add_note"], check_heard_args=False))
+    assert off.execute(tools["add_note"], request("add_note", {"text": "x y z"}, transcript="Hello.")).ok
+
+
 def test_a_failing_tool_is_audited_and_never_raises(tools, book, audit) -> None:
     def explode(text: str) -> str:
         raise RuntimeError("disk on fire")

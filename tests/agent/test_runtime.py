@@ -478,3 +478,35 @@ async def test_a_fast_replay_counts_rate_limits_in_audio_seconds(book, tmp_path)
 
     assert await replay(True) == ["allowed", "allowed", "allowed"]
     assert await replay(False) == ["allowed", "allowed", "rate_limited"]
+
+
+def test_the_brain_is_offered_the_allowed_tools_and_those_its_model_learned(tmp_path):
+    from salmonn_agent.agent.actions import ActionsConfig, build_actions
+    from salmonn_agent.agent.runtime import offered_actions
+    from salmonn_agent.registry import DEFAULT_MODEL, profile_for
+
+    tools = build_actions(ActionsConfig(notes_path=tmp_path / "notes.txt"))
+    mini = profile_for(DEFAULT_MODEL)
+    # salmonn-mini's prompt stays the one it learned whatever is allowed; the gate refuses the rest.
+    assert [t.name for t in offered_actions(tools, ["add_note"], mini)] == [
+        t.name for t in tools if t.name in mini.taught_tools]
+    assert {t.name for t in offered_actions(tools, ["change_timer"], mini)} == {*mini.taught_tools, "change_timer"}
+    # A model that learned no tools is offered exactly the allowed ones.
+    assert [t.name for t in offered_actions(tools, ["set_timer", "add_note"], GENERIC_PROFILE)] == [
+        t.name for t in tools if t.name in ("set_timer", "add_note")]
+    assert offered_actions(tools, [], GENERIC_PROFILE) == []
+
+
+async def test_the_brains_transcript_reaches_the_gate_and_a_made_up_note_is_not_saved(book, tmp_path):
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    heard = {"transcripts": ["Go through my notes for me."]}  # as salmonn-mini reports what Whisper heard
+    made_up = AIMessage(content="", response_metadata=heard,
+                        tool_calls=[{"name": "add_note", "args": {"text": "buy a new phone"}, "id": "c1"}])
+    agent = agent_for(ScriptedBrain(responses=[made_up]), book, audit, allow=["add_note"], brain_hears_audio=True,
+                      answer_after_actions=False)
+
+    result = await agent.handle_window(tone_window())
+
+    assert [(a.tool, a.code) for a in result.actions] == [("add_note", "not_heard")] and book.count() == 2
+    [record] = audit.records()
+    assert record.transcript == "Go through my notes for me." and record.decision == "denied"

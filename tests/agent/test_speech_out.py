@@ -61,9 +61,11 @@ def test_action_report_says_what_actions_did():
         ActionOutcome(tool="read_notes", allowed=True, reason="allowed", output="buy milk\ncall the plumber"),
         ActionOutcome(tool="delete_notes", allowed=False, code="not_allowed", reason="not allowed"),
         ActionOutcome(tool="set_timer", allowed=True, reason="allowed", error="bad seconds"),
+        ActionOutcome(tool="add_note", allowed=False, code="not_heard", reason="not heard: text='x'"),
     ]
     assert action_report(outcomes) == (
-        "Saved note 3.\nbuy milk call the plumber\nI may not delete notes.\nSet timer failed."
+        "Saved note 3.\nbuy milk call the plumber\nI may not delete notes.\nSet timer failed.\n"
+        "Sorry, I did not catch that."
     )
 
 
