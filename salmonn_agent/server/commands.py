@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from salmonn_agent.agent.commands import TURN_END_JUDGES
 from salmonn_agent.server.settings import API_KEY_ENV, ServerSettings, check_exposure
 
 if TYPE_CHECKING:
@@ -58,6 +59,9 @@ def add_serve_command(
     ui.add_argument("--end-of-turn", choices=("adaptive", "fixed"), default="adaptive",
                     help="adaptive (default): a request that sounds complete ends after 0.6 s of silence, "
                          "one that trails off after 1.2 s; fixed: every request after 0.6 s")
+    ui.add_argument("--turn-end", choices=TURN_END_JUDGES, default="words",
+                    help="what tells a request that trails off, for the adaptive end of turn: words (default: "
+                         "its last word) or model (also salmonn-mini's base LLM, as `assistant --turn-end model`)")
     ui.add_argument("--max-tokens", type=int, default=64, metavar="N", help="longest answer in tokens (default 64)")
     ui.add_argument("--memory-turns", type=int, metavar="N",
                     help="earlier turns each session remembers (default: 0 with salmonn-mini, 6 otherwise)")
@@ -115,6 +119,8 @@ def live_options_from_args(args: argparse.Namespace) -> LiveOptions | None:
 def _serve(args: argparse.Namespace, load_model: Callable[[argparse.Namespace], Any]) -> int:
     import uvicorn
 
+    from salmonn_agent.agent.commands import turn_end_judge
+    from salmonn_agent.agent.runtime import AgentConfig
     from salmonn_agent.chat_model import ChatSALMONN
     from salmonn_agent.registry import resolve_model_name
     from salmonn_agent.server.app import create_app
@@ -129,7 +135,10 @@ def _serve(args: argparse.Namespace, load_model: Callable[[argparse.Namespace], 
     name = os.path.basename(os.path.normpath(args.config or resolve_model_name(args.model)))
 
     def load() -> ChatSALMONN:
-        return ChatSALMONN(client=load_model(args), model=name, max_batch_size=args.max_batch_size,
+        model = load_model(args)
+        if live is not None:  # the judge reads the loaded model's base LLM; shared by the sessions
+            live.turn_end = turn_end_judge(model, AgentConfig(end_of_turn=live.end_of_turn), args.turn_end)
+        return ChatSALMONN(client=model, model=name, max_batch_size=args.max_batch_size,
                            local_audio=False, allow_remote_audio=False)
 
     app = create_app(settings, load, live)

@@ -110,7 +110,11 @@ class LiveOptions:
     """Turns remembered per session (None: the brain's default, see ``memory_turns_for``)."""
     barge_in: Literal["cancel", "queue"] = "cancel"
     end_of_turn: Literal["adaptive", "fixed"] = "adaptive"
-    """The voice assistant's end of turn (``AgentConfig.end_of_turn``; the word rule judges)."""
+    """The voice assistant's end of turn (``AgentConfig.end_of_turn``)."""
+    turn_end: Callable[[str], bool] | None = None
+    """What judges whether a request sounds unfinished, for the adaptive end of turn (None: the word
+    rule; ``serve --turn-end model`` sets salmonn-mini's base LLM here once the model has loaded,
+    see :func:`~salmonn_agent.agent.commands.turn_end_judge`), shared by the sessions."""
     watch_cooldown_s: float = 10.0
     segmenter: SegmenterConfig | None = None
     brain: BrainFactory = session_brain
@@ -377,7 +381,7 @@ class LiveSession:
             brain, actions=offered_actions(tools, options.allow, profile_of(chat)), gate=gate, store=WindowStore(),
             config=AgentConfig(barge_in=options.barge_in, max_memory_turns=memory, brain_hears_audio=True,
                                end_of_turn=options.end_of_turn),
-            on_turn=self._on_turn,
+            on_turn=self._on_turn, turn_end=options.turn_end,
         )
         self.source = PushSource(max_blocks=_QUEUE_SECONDS * settings.max_frames_per_s)
         self.listener = Listener(self.source, self.agent.segmenter_config(options.segmenter), on_onset=self._on_onset)

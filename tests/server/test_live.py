@@ -112,10 +112,10 @@ def live_server(tmp_path, run_app) -> Callable[..., Any]:
     from salmonn_agent.server.settings import ServerSettings
 
     def start(brains: Brains | None = None, allow: tuple[str, ...] = ("add_note",), end_of_turn: str = "adaptive",
-              **settings: Any) -> Any:
+              turn_end: Callable[[str], bool] | None = None, **settings: Any) -> Any:
         options = LiveOptions(allow=list(allow), notes_path=tmp_path / "notes.txt",
                               audit_path=tmp_path / "audit.jsonl", memory_turns=2, brain=brains or Brains(),
-                              end_of_turn=end_of_turn)
+                              end_of_turn=end_of_turn, turn_end=turn_end)
         server = run_app(create_app(ServerSettings(**settings), StubChat, options))
         server.ws = server.base.replace("http", "ws") + "/v1/live"
         return server
@@ -301,13 +301,15 @@ def test_a_spoken_request_and_a_sound(live_server, tmp_path):
     assert [json.loads(line)["tool"] for line in (tmp_path / "audit.jsonl").read_text().splitlines()] == ["add_note"]
 
 
-@pytest.mark.parametrize("end_of_turn, heard, wait_ms", [
-    ("adaptive", "Note that I need to buy milk.", 600),
-    ("adaptive", "Note that I need to buy milk and", 1200),  # it trails off: a longer wait
-    ("fixed", "Note that I need to buy milk and", 600),
+@pytest.mark.parametrize("end_of_turn, heard, judge, wait_ms", [
+    ("adaptive", "Note that I need to buy milk.", None, 600),
+    ("adaptive", "Note that I need to buy milk and", None, 1200),  # it trails off: a longer wait
+    ("fixed", "Note that I need to buy milk and", None, 600),
+    # serve --turn-end model: the judge, not the word rule, decides (here: nothing sounds finished)
+    ("adaptive", "Note that I need to buy milk.", lambda text: True, 1200),
 ])
-def test_a_session_ends_the_turn_as_its_end_of_turn_says(live_server, end_of_turn, heard, wait_ms):
-    server = live_server(Brains(heard=heard), end_of_turn=end_of_turn, max_frames_per_s=1000)
+def test_a_session_ends_the_turn_as_its_end_of_turn_says(live_server, end_of_turn, heard, judge, wait_ms):
+    server = live_server(Brains(heard=heard), end_of_turn=end_of_turn, turn_end=judge, max_frames_per_s=1000)
     client = Client(server.ws)
     client.until("ready")
     client.send_audio(scene("lights"), pace_s=0.1)  # in real time: the settled window comes 0.6 s before the hangover's
