@@ -382,9 +382,9 @@ def _detection_line(d: Detection) -> str:
 
 def _summary(results: list[TurnResult], agent: VoiceAgent, audit: Path | None, tools: list[str]) -> None:
     outcomes = [a for r in results for a in r.actions]
-    wanted = sorted({a.tool for a in outcomes if a.code == "unknown_tool" and a.tool in tools})
-    if wanted:  # the brain asked for tools it was not given
-        print(f"The assistant asked for {', '.join(wanted)}, which it was not given: add "
+    wanted = sorted({a.tool for a in outcomes if a.code in ("unknown_tool", "not_allowed") and a.tool in tools})
+    if wanted:  # the brain asked for tools the assistant has but --allow did not name
+        print(f"The assistant asked for {', '.join(wanted)}, which --allow did not name: add "
               f"--allow {' '.join(wanted)} to let what it hears run them.", file=sys.stderr)
     allowed = sum(a.allowed for a in outcomes)
     events = sum(d.new_event for d in agent.detections)

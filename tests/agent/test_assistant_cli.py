@@ -118,12 +118,15 @@ def test_text_mode_shows_what_an_action_returned_and_the_summary_is_true(tmp_pat
     _summary([result], NoAgent(), tmp_path / "audit.jsonl", tools)
     assert f"audit log: {tmp_path / 'audit.jsonl'}" in capsys.readouterr().err
 
-    # The brain asked for a tool the assistant has but was not given: the summary says how to allow it.
-    asked = ActionOutcome(tool="set_timer", allowed=False, code="unknown_tool", reason="unknown tool 'set_timer'")
+    # The brain asked for tools the assistant has but --allow did not name (offered to it, or
+    # written as text): the summary says how to allow them.
+    asked = ActionOutcome(tool="set_timer", allowed=False, code="not_allowed", reason="not allowed")
+    written = ActionOutcome(tool="read_notes", allowed=False, code="unknown_tool", reason="unknown tool 'read_notes'")
     invented = ActionOutcome(tool="order_pizza", allowed=False, code="unknown_tool", reason="unknown tool")
-    _summary([result.model_copy(update={"actions": [asked, invented]})], NoAgent(), None, tools)
+    _summary([result.model_copy(update={"actions": [asked, written, invented]})], NoAgent(), None, tools)
     err = capsys.readouterr().err
-    assert "asked for set_timer, which it was not given: add --allow set_timer" in err and "pizza" not in err
+    assert "asked for read_notes, set_timer, which --allow did not name: add --allow read_notes set_timer" in err
+    assert "pizza" not in err
 
 
 def test_no_microphone_is_reported_before_the_model_loads(monkeypatch, tmp_path, capsys):

@@ -108,6 +108,26 @@ def test_voice_assistant_example_runs_with_salmonn_mini(two_requests, mini_parts
     assert len(turns) == 2, done.stdout
 
 
+def test_assistant_with_one_tool_allowed_refuses_the_tool_asked_for_instead_of_running_another(
+        mini_parts, mini_cache, tmp_path):
+    """`assistant --allow add_note` hearing "Set a timer for ten minutes": salmonn-mini is offered
+    the five tools it learned, asks for set_timer, which the gate refuses; no note is saved (offered
+    add_note alone, it saved one), and the summary says which --allow it needed."""
+    env = {k: v for k, v in os.environ.items() if k != registry.MODEL_ENV}
+    env["SALMONN_AGENT_CACHE"] = str(mini_cache)
+    notes, audit = tmp_path / "notes.txt", tmp_path / "audit.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "salmonn_agent.cli", "assistant", "--input", str(FIXTURES / "timer.flac"),
+         "--allow", "add_note", "--notes", str(notes), "--audit", str(audit), "--dtype", "float32"],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=300, env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(r["tool"], r["code"]) for r in records] == [("set_timer", "not_allowed")], records
+    assert not notes.exists() or notes.read_text().strip() == ""
+    assert "add --allow set_timer" in done.stderr
+
+
 def test_streaming_chat_example_runs_with_salmonn_mini(mini_parts, mini_cache):
     done = _run_example("examples/streaming_chat.py", "What is said?", "--input", str(FIXTURES / "lights.flac"),
                         cache=mini_cache)
