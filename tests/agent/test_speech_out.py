@@ -196,11 +196,14 @@ async def test_a_call_written_as_text_for_a_tool_not_given_is_refused_not_spoken
     from salmonn_agent.agent.runtime import AgentConfig, VoiceAgent
     from salmonn_agent.stream.windows import AudioWindow, WindowMetrics
 
-    # A brain trained on tools, run with none allowed, writes the call as its answer's text.
-    brain = FakeMessagesListChatModel(responses=[
+    # A brain trained on tools, run with none allowed, writes the call as its answer's text
+    # (streamed word by word: nothing of it may reach the speaker before it is known to be a call).
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+
+    brain = GenericFakeChatModel(messages=iter([
         AIMessage('{"name": "set_timer", "arguments": {"minutes": 10}}'),
         AIMessage("[laughs] Ten minutes is a long time."),
-    ])
+    ]))
     engine = ToneTTS()
     audit = AuditLog(tmp_path / "audit.jsonl")
     agent = VoiceAgent(brain, actions=[], gate=ActionGate(ActionPolicy(), audit), store=WindowStore(),
