@@ -24,6 +24,7 @@ from devkit import scenes as synth
 from devkit.scenes import SceneBuilder
 from salmonn_agent.audio import load_audio
 from salmonn_agent.server.live import LiveOptions
+from salmonn_agent.stream.config import SegmenterConfig
 
 from tests.server.test_live import Brains, StubChat
 
@@ -76,8 +77,11 @@ def test_the_page_hears_a_command_and_a_sound(tmp_path, run_app):
                        .silence(1.2).sound(synth.alarm(1.0)).silence(3.0).build())
     clip = tmp_path / "clip.wav"
     sf.write(clip, samples, 16_000, subtype="PCM_16")
+    # No AudioSet labels on the windows, so the watch asks the (scripted) brain: what YAMNet's 8-bit
+    # scores say of the alarm after the browser's resampling depends on the CPU ("White noise" 0.5
+    # on some), and what YAMNet hears is not tested here.
     options = LiveOptions(allow=["add_note"], notes_path=tmp_path / "notes.txt", audit_path=tmp_path / "audit.jsonl",
-                          brain=Brains())
+                          brain=Brains(), segmenter=SegmenterConfig(sound_labels=0))
     server = run_app(create_app(ServerSettings(), StubChat, options))
 
     chrome = webdriver.ChromeOptions()
@@ -91,8 +95,6 @@ def test_the_page_hears_a_command_and_a_sound(tmp_path, run_app):
         driver.set_page_load_timeout(TIMEOUT_S)
         driver.get(server.base + "/")
         wait_for(driver, lambda s: s["status"].startswith("session"), "a live session")
-        # The synthetic alarm's beeps are tagged Alarm or Telephone/Ringtone depending on where the
-        # window is cut; the page shows a detection either way (what YAMNet hears is not tested here).
         driver.find_element("id", "watch-targets").send_keys("an alarm, a phone ringing")
         driver.find_element("css selector", "#watch-form button").click()
         driver.find_element("id", "mic").click()
